@@ -1,0 +1,96 @@
+//! The authentication decision for one request: find the bearer token, verify it, and apply the
+//! route's auth mode. Fails closed: anything ambiguous about the credentials is a 401.
+
+use http::header::{HeaderMap, AUTHORIZATION};
+
+use crate::error::GatewayError;
+use crate::routes::AuthMode;
+use crate::token::TokenKeys;
+
+/// Who a verified token says the caller is; the gateway forwards this and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The user's openid within the mini-program (the token's `sub`).
+    pub openid: String,
+    /// The user's unionid across the Open Platform account, when WeChat gave one.
+    pub unionid: Option<String>,
+    /// The mini-program the user logged in to.
+    pub appid: Option<String>,
+}
+
+/// Applies the route's auth mode to the request headers: `Ok(None)` means forward without identity.
+pub(crate) fn authenticate(
+    headers: &HeaderMap,
+    mode: AuthMode,
+    keys: &TokenKeys,
+) -> Result<Option<Identity>, GatewayError> {
+    if mode == AuthMode::None {
+        return Ok(None);
+    }
+    match bearer_token(headers)? {
+        Some(token) => keys.verify(token).map(Some),
+        None if mode == AuthMode::Required => Err(GatewayError::MissingToken),
+        None => Ok(None),
+    }
+}
+
+/// The bearer token, if the request carries one. Two `Authorization` headers, a value that is not
+/// visible ASCII, or an empty bearer token are refused rather than guessed at; another scheme
+/// (`Basic ...`) is not ours and counts as no token.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(GatewayError::InvalidToken(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| GatewayError::InvalidToken("malformed Authorization header"))?;
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match credentials.trim() {
+        "" => Err(GatewayError::InvalidToken("empty bearer token")),
+        token => Ok(Some(token)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with_authorization(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let headers = with_authorization(&["bearer abc.def.ghi"]);
+        assert_eq!(bearer_token(&headers), Ok(Some("abc.def.ghi")));
+        let headers = with_authorization(&["BEARER  abc"]);
+        assert_eq!(bearer_token(&headers), Ok(Some("abc")));
+    }
+
+    #[test]
+    fn other_schemes_and_absence_are_no_token() {
+        assert_eq!(bearer_token(&HeaderMap::new()), Ok(None));
+        assert_eq!(bearer_token(&with_authorization(&["Basic dTpw"])), Ok(None));
+    }
+
+    #[test]
+    fn ambiguous_credentials_are_refused() {
+        assert!(bearer_token(&with_authorization(&["Bearer a", "Bearer b"])).is_err());
+        assert!(bearer_token(&with_authorization(&["Bearer"])).is_err());
+        assert!(bearer_token(&with_authorization(&["Bearer   "])).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! The config as written: TOML with the `WXGATE_<SECTION>__<KEY>` environment overlay applied,
+//! deserialized with unknown keys refused. Environment values arrive as strings, so numbers and
+//! booleans also accept their string form (`Flex`).
+
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The prefix of environment variables that override config keys.
+const ENV_PREFIX: &str = "WXGATE_";
+/// What separates path segments in such a variable: `WXGATE_WECHAT__SECRET` is `wechat.secret`.
+const ENV_SEPARATOR: &str = "__";
+
+/// A number or boolean written natively in TOML, or as a string (from the environment).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Flex<T> {
+    Native(T),
+    Text(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) server: RawServer,
+    pub(crate) upstream: RawUpstream,
+    pub(crate) wechat: RawWeChat,
+    pub(crate) jwt: RawJwt,
+    pub(crate) login: RawLogin,
+    pub(crate) session: RawSession,
+    pub(crate) log: RawLog,
+    pub(crate) routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<String>,
+    pub(crate) max_body_bytes: Option<Flex<u64>>,
+    pub(crate) max_connections: Option<Flex<usize>>,
+    pub(crate) header_read_timeout_ms: Option<Flex<u64>>,
+    pub(crate) shutdown_grace_secs: Option<Flex<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) connect_timeout_ms: Option<Flex<u64>>,
+    pub(crate) timeout_ms: Option<Flex<u64>>,
+    pub(crate) pool_idle_timeout_secs: Option<Flex<u64>>,
+    pub(crate) pool_max_idle_per_host: Option<Flex<usize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawWeChat {
+    pub(crate) appid: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) api_base: Option<String>,
+    pub(crate) timeout_ms: Option<Flex<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub(crate) algorithm: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) private_key_file: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Option<String>,
+    pub(crate) ttl_secs: Option<Flex<u64>>,
+    pub(crate) leeway_secs: Option<Flex<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawLogin {
+    pub(crate) path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawSession {
+    pub(crate) ttl_secs: Option<Flex<u64>>,
+    pub(crate) max_entries: Option<Flex<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) prefix: Option<String>,
+    pub(crate) upstream: Option<String>,
+    pub(crate) auth: Option<String>,
+    pub(crate) strip_prefix: Option<Flex<bool>>,
+    pub(crate) preserve_host: Option<Flex<bool>>,
+    pub(crate) timeout_ms: Option<Flex<u64>>,
+}
+
+/// Parses the TOML text, applies the environment overlay, and deserializes the result.
+pub(crate) fn parse(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error: toml::de::Error| ConfigError::new("config file", error.to_string()))?;
+    let mut root = toml::Value::Table(table);
+    for (name, value) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if !path.contains(ENV_SEPARATOR) {
+            continue;
+        }
+        let segments: Vec<String> = path
+            .split(ENV_SEPARATOR)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(ConfigError::new(name, "has an empty key segment"));
+        }
+        set_path(&mut root, &segments, value).map_err(|message| ConfigError::new(name, message))?;
+    }
+    serde_path_to_error::deserialize(root).map_err(|error| {
+        let key = error.path().to_string();
+        ConfigError::new(key, error.into_inner().to_string())
+    })
+}
+
+/// Sets `path` inside `node` to the string `value`, creating tables on the way; a number segment
+/// indexes an existing array entry (`WXGATE_ROUTES__0__UPSTREAM`).
+fn set_path(node: &mut toml::Value, path: &[String], value: String) -> Result<(), String> {
+    let Some((first, rest)) = path.split_first() else {
+        *node = toml::Value::String(value);
+        return Ok(());
+    };
+    match node {
+        toml::Value::Table(table) => {
+            let child = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            set_path(child, rest, value)
+        }
+        toml::Value::Array(items) => {
+            let index: usize = first
+                .parse()
+                .map_err(|_| format!("`{first}` should be an index into an array"))?;
+            let len = items.len();
+            let child = items
+                .get_mut(index)
+                .ok_or_else(|| format!("index {index} is past the {len} entries in the file"))?;
+            set_path(child, rest, value)
+        }
+        _ => Err(format!(
+            "`{first}` is set inside a value that is not a table"
+        )),
+    }
+}
+
+/// A `Flex` value or its default, parsed from text when it came as text.
+pub(crate) fn number<T: FromStr + Copy>(
+    key: &str,
+    value: &Option<Flex<T>>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(Flex::Native(value)) => Ok(*value),
+        Some(Flex::Text(text)) => text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(key, format!("{text:?} is not a valid value"))),
+    }
+}
+
+/// A string value parsed into `T`, or the default text parsed.
+pub(crate) fn parse_value<T: FromStr>(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let text = value.unwrap_or(default);
+    text.parse()
+        .map_err(|error| ConfigError::new(key, format!("{text:?}: {error}")))
+}

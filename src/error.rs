@@ -1,0 +1,240 @@
+//! The one error type of the request path, its one status mapping, and the one place that turns an
+//! error into the JSON response a client sees: `{"error": "<code>", "message": "<text>"}`.
+//!
+//! Messages are written for the mini-program developer reading them; none of them ever carries a
+//! secret, a token or a WeChat `session_key` (the variants hold no such data to begin with).
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+
+/// Error type of bodies flowing through the gateway (client, upstream and our own).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response the gateway sends, streamed from upstream or built here.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long a client told to slow down (WeChat 45011) should wait, in seconds.
+const RATE_LIMIT_RETRY_AFTER_SECS: &str = "60";
+
+/// Everything that can go wrong while the gateway answers a request.
+///
+/// Each variant maps to exactly one HTTP status and one stable snake_case `error` code, which are
+/// part of the public interface: clients branch on the code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The request path cannot be normalized safely (encoded `/` or `\`, `..` above the root, NUL...).
+    #[error("the request path is not allowed: {0}")]
+    InvalidPath(&'static str),
+    /// No configured route covers the path.
+    #[error("no route matches this path")]
+    NotFound,
+    /// The endpoint exists but not for this method.
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed {
+        /// The value of the `Allow` header sent back.
+        allow: &'static str,
+    },
+    /// The body could not be parsed (bad JSON, bad form encoding, wrong shape).
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// The login body has no usable `code`.
+    #[error("the login body needs a non-empty \"code\" from wx.login()")]
+    MissingCode,
+    /// The request body is larger than `server.max_body_bytes`.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit, for the message.
+        limit: u64,
+    },
+    /// A route with `auth = "required"` was called without a bearer token.
+    #[error("this path needs an Authorization: Bearer token; log in first")]
+    MissingToken,
+    /// A bearer token was presented but is not valid.
+    #[error("the bearer token is not valid ({0}); log in again")]
+    InvalidToken(&'static str),
+    /// WeChat 40029: the code is invalid or expired.
+    #[error("WeChat rejected the login code as invalid or expired (errcode 40029); call wx.login() again")]
+    WeChatInvalidCode,
+    /// WeChat 40163: the code was already used.
+    #[error("this login code was already used (errcode 40163); call wx.login() again")]
+    WeChatCodeUsed,
+    /// WeChat 40226: a high-risk user WeChat blocks from logging in.
+    #[error("WeChat refused to log this user in (errcode 40226)")]
+    WeChatUserBlocked,
+    /// WeChat 45011: too many logins for this user.
+    #[error("too many login attempts (errcode 45011); slow down and try again later")]
+    WeChatRateLimited,
+    /// WeChat -1: WeChat is busy.
+    #[error("WeChat is busy (errcode -1); try again shortly")]
+    WeChatBusy,
+    /// WeChat says the gateway itself is misconfigured (appid, AppSecret, IP whitelist).
+    #[error("the gateway's WeChat configuration was rejected (errcode {0}); contact the operator")]
+    WeChatConfigRejected(i64),
+    /// Any other WeChat errcode.
+    #[error("WeChat returned errcode {0}")]
+    WeChatOther(i64),
+    /// WeChat answered something that is not a usable code2session answer.
+    #[error("WeChat returned an answer the gateway could not understand")]
+    WeChatBadAnswer,
+    /// WeChat could not be reached.
+    #[error("WeChat could not be reached")]
+    WeChatUnreachable,
+    /// WeChat did not answer within `wechat.timeout_ms`.
+    #[error("WeChat did not answer in time")]
+    WeChatTimeout,
+    /// The route's upstream refused or dropped the connection.
+    #[error("the upstream service could not be reached")]
+    UpstreamUnreachable,
+    /// The upstream did not send response headers within the route's timeout.
+    #[error("the upstream service did not answer in time")]
+    UpstreamTimeout,
+    /// The upstream broke the exchange after the connection was made.
+    #[error("the upstream service failed to answer")]
+    UpstreamFailed,
+    /// Something that should not fail did (no randomness, signing failed); details are logged.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            InvalidPath(_) | InvalidRequest(_) | MissingCode => StatusCode::BAD_REQUEST,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MissingToken | InvalidToken(_) | WeChatInvalidCode | WeChatCodeUsed => {
+                StatusCode::UNAUTHORIZED
+            }
+            WeChatUserBlocked => StatusCode::FORBIDDEN,
+            WeChatRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            WeChatBusy
+            | WeChatConfigRejected(_)
+            | WeChatOther(_)
+            | WeChatBadAnswer
+            | WeChatUnreachable
+            | UpstreamUnreachable
+            | UpstreamFailed => StatusCode::BAD_GATEWAY,
+            WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code placed in the `error` field.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            InvalidPath(_) => "invalid_path",
+            NotFound => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            InvalidRequest(_) => "invalid_request",
+            MissingCode => "missing_code",
+            PayloadTooLarge { .. } => "payload_too_large",
+            MissingToken => "missing_token",
+            InvalidToken(_) => "invalid_token",
+            WeChatInvalidCode => "invalid_code",
+            WeChatCodeUsed => "code_already_used",
+            WeChatUserBlocked => "user_blocked",
+            WeChatRateLimited => "rate_limited",
+            WeChatBusy => "wechat_busy",
+            WeChatConfigRejected(_) => "wechat_config_rejected",
+            WeChatOther(_) => "wechat_error",
+            WeChatBadAnswer => "wechat_bad_answer",
+            WeChatUnreachable => "wechat_unreachable",
+            WeChatTimeout => "wechat_timeout",
+            UpstreamUnreachable => "upstream_unreachable",
+            UpstreamTimeout => "upstream_timeout",
+            UpstreamFailed => "upstream_error",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// Builds the JSON error response, with the headers the status calls for.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = json_response(self.status(), &body);
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            GatewayError::MissingToken => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="wxgate""#),
+                );
+            }
+            GatewayError::InvalidToken(_) => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="wxgate", error="invalid_token""#),
+                );
+            }
+            GatewayError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            GatewayError::WeChatRateLimited => {
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from_static(RATE_LIMIT_RETRY_AFTER_SECS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A response with a JSON body; shared by error responses and the gateway's own endpoints.
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    // Serializing a `Value` cannot fail (its map keys are always strings).
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(full_body(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Wraps bytes held in memory into the gateway's body type.
+pub(crate) fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn error_response_is_json_with_code_and_message() {
+        let response = GatewayError::InvalidToken("token expired").into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="wxgate", error="invalid_token""#
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["error"], "invalid_token");
+        assert!(json["message"].as_str().unwrap().contains("token expired"));
+    }
+
+    #[test]
+    fn every_wechat_error_class_has_the_documented_status() {
+        assert_eq!(GatewayError::WeChatInvalidCode.status(), 401);
+        assert_eq!(GatewayError::WeChatCodeUsed.status(), 401);
+        assert_eq!(GatewayError::WeChatUserBlocked.status(), 403);
+        assert_eq!(GatewayError::WeChatRateLimited.status(), 429);
+        assert_eq!(GatewayError::WeChatBusy.status(), 502);
+        assert_eq!(GatewayError::WeChatBadAnswer.status(), 502);
+        assert_eq!(GatewayError::WeChatUnreachable.status(), 502);
+        assert_eq!(GatewayError::WeChatTimeout.status(), 504);
+    }
+}

@@ -1,0 +1,202 @@
+//! Header rules for forwarded messages: hop-by-hop removal, the headers only the gateway may set
+//! (identity and forwarding), and setting them.
+//!
+//! Order matters and is fixed by `proxy`: hop-by-hop headers (and every name listed in
+//! `Connection`) go first, then client-supplied gateway-owned headers, and only then does the
+//! gateway add its own; a client that names `X-OpenId` in `Connection:` cannot strip the real one.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+
+use crate::auth::Identity;
+
+/// The header carrying the authenticated user's openid to upstreams.
+pub const X_OPENID: HeaderName = HeaderName::from_static("x-openid");
+/// The header carrying the user's unionid, when WeChat gave one.
+pub const X_UNIONID: HeaderName = HeaderName::from_static("x-unionid");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1, plus the
+/// non-standard `proxy-connection` and `keep-alive`).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers whose value upstreams trust because the gateway sets them: identity, forwarding
+/// information and path overrides. Compared after folding `_` to `-`, because some servers (CGI,
+/// WSGI, PHP) read `X_OpenId` and `X-OpenId` as the same variable.
+const GATEWAY_OWNED: [&str; 12] = [
+    "x-openid",
+    "x-unionid",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+];
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether a header name is one only the gateway may set, in any case or `_` spelling.
+pub(crate) fn is_gateway_owned(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    GATEWAY_OWNED.iter().any(|owned| {
+        owned.len() == name.len()
+            && owned
+                .bytes()
+                .zip(name.bytes())
+                .all(|(want, got)| want == if got == b'_' { b'-' } else { got })
+    })
+}
+
+/// Removes every client-supplied gateway-owned header.
+pub(crate) fn remove_gateway_owned(headers: &mut HeaderMap) {
+    let owned: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_gateway_owned(name))
+        .cloned()
+        .collect();
+    for name in owned {
+        headers.remove(name);
+    }
+}
+
+/// Adds the authenticated identity. Values come from a verified token; one that cannot be a header
+/// value is skipped rather than forwarded mangled.
+pub(crate) fn set_identity(headers: &mut HeaderMap, identity: &Identity) {
+    if let Ok(value) = HeaderValue::from_str(&identity.openid) {
+        headers.insert(X_OPENID, value);
+    }
+    if let Some(Ok(value)) = identity.unionid.as_deref().map(HeaderValue::from_str) {
+        headers.insert(X_UNIONID, value);
+    }
+}
+
+/// Adds `X-Forwarded-For/-Proto/-Host` describing the client connection.
+pub(crate) fn set_forwarding(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
+    if let Ok(value) = HeaderValue::from_str(&client_ip.to_string()) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn identity_headers_are_owned_in_every_spelling() {
+        for name in [
+            "X-OpenId",
+            "x-openid",
+            "X_OPENID",
+            "x_OpenId",
+            "X-UnionId",
+            "x_unionid",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_gateway_owned(&name), "{name}");
+        }
+        for name in ["x-openid2", "openid", "x-open-id-x", "authorization"] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(!is_gateway_owned(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn owned_headers_are_removed_including_duplicates() {
+        let mut map = headers(&[
+            ("x-openid", "evil"),
+            ("X_OpenId", "evil2"),
+            ("x-openid", "evil3"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_host", "evil.example"),
+            ("accept", "*/*"),
+        ]);
+        remove_gateway_owned(&mut map);
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("accept"));
+    }
+
+    #[test]
+    fn connection_named_headers_and_hop_by_hop_are_removed() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, X-Custom"),
+            ("connection", "x-other"),
+            ("x-custom", "1"),
+            ("x-other", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("accept"));
+    }
+
+    #[test]
+    fn identity_is_set_after_stripping() {
+        let mut map = headers(&[("x-openid", "evil"), ("x-unionid", "evil")]);
+        remove_gateway_owned(&mut map);
+        let identity = Identity {
+            openid: "o-real".into(),
+            unionid: None,
+            appid: None,
+        };
+        set_identity(&mut map, &identity);
+        assert_eq!(map.get_all(X_OPENID).iter().count(), 1);
+        assert_eq!(map[X_OPENID], "o-real");
+        assert!(!map.contains_key(X_UNIONID));
+    }
+}

@@ -1,0 +1,55 @@
+//! wxgate: an authentication gateway for WeChat mini-programs.
+//!
+//! A mini-program posts its `wx.login()` code to the login endpoint; the gateway exchanges it with
+//! WeChat (code2session), keeps the `session_key` to itself and answers with a signed JWT. Every
+//! other request carries that token; the gateway verifies it and forwards the request upstream with
+//! a trustworthy `X-OpenId`.
+//!
+//! # One request, one direction
+//! ```text
+//! accept, limits, timeouts (server) -> normalize the path (path)         unsafe -> 400
+//!   -> login endpoint? (login -> wechat -> token, session)
+//!   -> pick the route (routes)                                          none -> 404
+//!   -> strip hop-by-hop and gateway-owned headers (headers)
+//!   -> authenticate per the route's mode (auth -> token)               bad token -> 401
+//!   -> add identity and X-Forwarded-* (headers)
+//!   -> forward, streaming, with the body limit (proxy)         unreachable -> 502, slow -> 504
+//! every failure -> GatewayError (error) -> one JSON response builder
+//! ```
+//!
+//! # Modules
+//! | module | holds |
+//! | --- | --- |
+//! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
+//! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
+//! | [`server`] | accept loop, connection limit, graceful shutdown, request dispatch and log line |
+//! | `path` | path normalization |
+//! | [`routes`] | route table, longest-prefix match, auth mode per route |
+//! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers |
+//! | [`token`] | key loading, issuing and verifying JWTs with a pinned algorithm |
+//! | [`auth`] | bearer extraction and the per-mode decision |
+//! | `wechat` | the code2session client |
+//! | `login` | the login endpoint |
+//! | [`session`] | server-side sessions holding the session_key |
+//! | `proxy` | the pooled upstream client and request/response rewriting |
+//! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
+//! | [`echo`] | an upstream that describes what it received (demo and tests) |
+//! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |
+//! | [`logging`] | tracing setup, with no `log` bridge (secrets in dependency logs) |
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod echo;
+pub mod error;
+pub mod headers;
+pub mod logging;
+mod login;
+pub mod mock_wechat;
+mod path;
+mod proxy;
+pub mod routes;
+pub mod server;
+pub mod session;
+pub mod token;
+mod wechat;

@@ -1,0 +1,167 @@
+//! The login endpoint: POST `{"code": "..."}` (JSON or form-encoded) -> code2session -> the
+//! session_key stored server-side -> a signed token for the client.
+
+use std::time::SystemTime;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::auth::Identity;
+use crate::error::{json_response, Body, GatewayError};
+use crate::server::AppState;
+use crate::session::Session;
+
+/// wx.login() codes are short; anything much longer is not one.
+const MAX_CODE_LEN: usize = 256;
+
+/// Handles a request to the login path; answers with the token and the identity it carries.
+pub(crate) async fn handle<B>(
+    state: &AppState,
+    request: Request<B>,
+) -> Result<(Response<Body>, Identity), GatewayError>
+where
+    B: http_body::Body,
+    B::Error: Into<crate::error::BoxError>,
+{
+    if request.method() != Method::POST {
+        return Err(GatewayError::MethodNotAllowed { allow: "POST" });
+    }
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let body =
+        crate::proxy::read_limited(request.into_body(), state.config.server.max_body_bytes).await?;
+    let code = login_code(&content_type, &body)?;
+
+    let wechat = state.wechat.code2session(&code).await?;
+    let identity = Identity {
+        openid: wechat.openid,
+        unionid: wechat.unionid,
+        appid: Some(state.config.wechat.appid.clone()),
+    };
+    let issued = state.config.jwt.keys.issue(&identity)?;
+    let session = Session {
+        unionid: identity.unionid.clone(),
+        appid: state.config.wechat.appid.clone(),
+        session_key: wechat.session_key,
+        created_at: SystemTime::now(),
+    };
+    state.sessions.put(&identity.openid, session).await;
+
+    let mut answer = serde_json::json!({
+        "token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "openid": identity.openid,
+    });
+    if let Some(unionid) = &identity.unionid {
+        answer["unionid"] = serde_json::Value::String(unionid.clone());
+    }
+    let mut response = json_response(StatusCode::OK, &answer);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok((response, identity))
+}
+
+/// Extracts the code from a JSON object or a form-encoded body (a body opening with `{` is JSON
+/// whatever its Content-Type says).
+fn login_code(content_type: &str, body: &[u8]) -> Result<String, GatewayError> {
+    let looks_like_json = body.trim_ascii_start().starts_with(b"{");
+    let code = if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json
+    {
+        let mut codes = form_urlencoded::parse(body).filter(|(name, _)| name == "code");
+        let code = codes.next().map(|(_, value)| value.into_owned());
+        if codes.next().is_some() {
+            return Err(GatewayError::InvalidRequest(
+                "the form has more than one code",
+            ));
+        }
+        code
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+            GatewayError::InvalidRequest(
+                "the body must be JSON {\"code\": \"...\"} or a form with code=...",
+            )
+        })?;
+        let serde_json::Value::Object(mut object) = value else {
+            return Err(GatewayError::InvalidRequest(
+                "the JSON body must be an object",
+            ));
+        };
+        match object.remove("code") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(code)) => Some(code),
+            Some(_) => return Err(GatewayError::InvalidRequest("\"code\" must be a string")),
+        }
+    };
+    let code = code.unwrap_or_default();
+    if code.trim().is_empty() {
+        return Err(GatewayError::MissingCode);
+    }
+    if code.len() > MAX_CODE_LEN || !code.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(GatewayError::InvalidRequest(
+            "the code is not a wx.login() code (too long or not printable ASCII)",
+        ));
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: &str = "application/json";
+    const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+    #[test]
+    fn code_from_json_or_form() {
+        assert_eq!(login_code(JSON, br#"{"code":"abc"}"#).unwrap(), "abc");
+        assert_eq!(login_code("", br#"{"code":"abc","x":1}"#).unwrap(), "abc");
+        assert_eq!(login_code(FORM, b"code=a%2Bb&x=1").unwrap(), "a+b");
+        // curl -d '{...}' labels JSON as a form; a body that opens an object is JSON.
+        assert_eq!(login_code(FORM, br#" {"code":"abc"}"#).unwrap(), "abc");
+    }
+
+    #[test]
+    fn missing_or_empty_code() {
+        for (content_type, body) in [
+            (JSON, &br#"{}"#[..]),
+            (JSON, br#"{"code":""}"#),
+            (JSON, br#"{"code":null}"#),
+            (JSON, br#"{"code":"   "}"#),
+            (FORM, b""),
+            (FORM, b"code="),
+        ] {
+            assert_eq!(
+                login_code(content_type, body),
+                Err(GatewayError::MissingCode)
+            );
+        }
+    }
+
+    #[test]
+    fn unparseable_bodies_are_invalid_requests() {
+        for (content_type, body) in [
+            (JSON, &b"{not json"[..]),
+            (JSON, b"[1,2]"),
+            (JSON, br#"{"code":123}"#),
+            (FORM, b"code=a&code=b"),
+            (JSON, br#"{"code":"has space"}"#),
+        ] {
+            assert!(
+                matches!(
+                    login_code(content_type, body),
+                    Err(GatewayError::InvalidRequest(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let long = format!(r#"{{"code":"{}"}}"#, "a".repeat(MAX_CODE_LEN + 1));
+        assert!(login_code(JSON, long.as_bytes()).is_err());
+    }
+}

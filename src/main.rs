@@ -1,0 +1,168 @@
+//! The `wxgate` command: parse the CLI, load the config, set up logging, bind, run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use wxgate::config::Config;
+use wxgate::mock_wechat::MockWeChat;
+
+/// Authentication gateway for WeChat mini-programs: wx.login() code -> signed JWT -> reverse proxy
+/// that hands upstreams a trustworthy X-OpenId.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// The TOML config file; every key can be overridden by WXGATE_<SECTION>__<KEY>
+    /// (e.g. WXGATE_WECHAT__SECRET, WXGATE_JWT__SECRET).
+    #[arg(
+        long,
+        global = true,
+        env = "WXGATE_CONFIG",
+        default_value = "config/wxgate.toml"
+    )]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the config and print it resolved, with secrets redacted.
+    Check,
+    /// Serve a fake WeChat code2session API for offline development.
+    MockWechat {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9200")]
+        listen: SocketAddr,
+        /// Answer 40013 unless called with this appid (default: accept any).
+        #[arg(long, requires = "secret")]
+        appid: Option<String>,
+        /// Answer 40125 unless called with this AppSecret (default: accept any).
+        #[arg(
+            long,
+            env = "WXGATE_MOCK_SECRET",
+            hide_env_values = true,
+            requires = "appid"
+        )]
+        secret: Option<String>,
+    },
+    /// Start a self-contained demo: mock WeChat + echo upstream + gateway, no config needed.
+    Demo {
+        /// Address the demo gateway listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => run_gateway(&cli.config).await,
+            Command::Check => match Config::load(&cli.config) {
+                Ok(config) => {
+                    print!("{}", config.to_redacted_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(format!("invalid config: {error}")),
+            },
+            Command::MockWechat {
+                listen,
+                appid,
+                secret,
+            } => {
+                init_logging("info");
+                let mock = match appid.zip(secret) {
+                    Some((appid, secret)) => MockWeChat::with_credentials(appid, secret),
+                    None => MockWeChat::new(),
+                };
+                let listener = match TcpListener::bind(listen).await {
+                    Ok(listener) => listener,
+                    Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
+                };
+                println!("mock WeChat on http://{listen} (set [wechat] api_base to it)");
+                exit_code(mock.serve(listener, shutdown_signal()).await)
+            }
+            Command::Demo { listen } => {
+                init_logging("info");
+                match TcpListener::bind(listen).await {
+                    Ok(listener) => exit_code(wxgate::demo::run(listener, shutdown_signal()).await),
+                    Err(error) => fail(format!("cannot listen on {listen}: {error}")),
+                }
+            }
+        }
+    })
+}
+
+async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(error) => return fail(format!("invalid config: {error}")),
+    };
+    init_logging(&config.log.level);
+    let listener = match TcpListener::bind(config.server.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            return fail(format!(
+                "cannot listen on {}: {error}",
+                config.server.listen
+            ))
+        }
+    };
+    exit_code(wxgate::server::run(listener, config, shutdown_signal()).await)
+}
+
+fn init_logging(level: &str) {
+    if let Err(error) = wxgate::logging::init(level, std::io::stderr) {
+        eprintln!("wxgate: logging not set up: {error}");
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    eprintln!("wxgate: cannot listen for SIGTERM: {error}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn exit_code(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.to_string()),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("wxgate: {message}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,167 @@
+//! A faithful fake of WeChat's `/sns/jscode2session`, for offline development (`wxgate mock-wechat`,
+//! `wxgate demo`) and for the tests. It behaves like the real API where the gateway can tell:
+//! JSON answered as `text/plain`, errors with HTTP 200, single-use codes, appid/secret checks.
+//!
+//! Codes: any printable code logs a user in once; the part before the first `.` names the user, so
+//! `alice.1` and `alice.2` are two logins of the same user (openid `oMock_alice`, unionid
+//! `uMock_alice`; users whose name starts with `nounion` get no unionid). Reusing a code answers
+//! 40163. Magic codes: `mock-invalid` -> 40029, `mock-busy` -> -1, `mock-ratelimit` -> 45011,
+//! `mock-blocked` -> 40226, `mock-garbage` -> a body that is not JSON, `mock-slow` -> answers after
+//! 10 seconds.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::error::{full_body, Body};
+
+/// How long `mock-slow` makes the caller wait.
+const SLOW_ANSWER: Duration = Duration::from_secs(10);
+
+/// The fake WeChat API; clone it to keep a handle on its counters while it serves.
+#[derive(Clone, Default)]
+pub struct MockWeChat {
+    inner: Arc<MockState>,
+}
+
+#[derive(Default)]
+struct MockState {
+    credentials: Option<(String, String)>,
+    used_codes: Mutex<HashSet<String>>,
+    calls: AtomicUsize,
+    issued_session_keys: Mutex<Vec<String>>,
+}
+
+impl MockWeChat {
+    /// A mock that accepts any appid and secret.
+    pub fn new() -> Self {
+        MockWeChat::default()
+    }
+
+    /// A mock that answers 40013 / 40125 unless called with this appid and secret.
+    pub fn with_credentials(appid: impl Into<String>, secret: impl Into<String>) -> Self {
+        MockWeChat {
+            inner: Arc::new(MockState {
+                credentials: Some((appid.into(), secret.into())),
+                ..MockState::default()
+            }),
+        }
+    }
+
+    /// How many code2session calls it has received.
+    pub fn calls(&self) -> usize {
+        self.inner.calls.load(Ordering::SeqCst)
+    }
+
+    /// Every session_key it has handed out, so tests can prove none of them leaks.
+    pub fn issued_session_keys(&self) -> Vec<String> {
+        self.inner
+            .issued_session_keys
+            .lock()
+            .map(|keys| keys.clone())
+            .unwrap_or_default()
+    }
+
+    /// Serves the mock on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let mock = self.clone();
+        crate::server::serve_handler(listener, shutdown, move |request| {
+            let mock = mock.clone();
+            async move { mock.answer(request).await }
+        })
+        .await
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
+        if request.uri().path() != "/sns/jscode2session" {
+            return reply(
+                StatusCode::NOT_FOUND,
+                r#"{"errcode":-1,"errmsg":"mock: unknown path"}"#.into(),
+            );
+        }
+        self.inner.calls.fetch_add(1, Ordering::SeqCst);
+        let query = request.uri().query().unwrap_or_default();
+        let param = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        };
+        if let Some((appid, secret)) = &self.inner.credentials {
+            if !bool::from(param("appid").as_bytes().ct_eq(appid.as_bytes())) {
+                return error(40013, "invalid appid");
+            }
+            if !bool::from(param("secret").as_bytes().ct_eq(secret.as_bytes())) {
+                return error(40125, "invalid appsecret");
+            }
+        }
+        if param("grant_type") != "authorization_code" {
+            return error(40002, "invalid grant_type");
+        }
+        let code = param("js_code");
+        match code.as_str() {
+            "" => return error(41008, "missing code"),
+            "mock-invalid" => return error(40029, "invalid code"),
+            "mock-busy" => return error(-1, "system error"),
+            "mock-ratelimit" => return error(45011, "api minute-quota reach limit"),
+            "mock-blocked" => return error(40226, "invalid user"),
+            "mock-garbage" => return reply(StatusCode::OK, "<html>502 Bad Gateway</html>".into()),
+            "mock-slow" => tokio::time::sleep(SLOW_ANSWER).await,
+            _ => {}
+        }
+        let first_use = self
+            .inner
+            .used_codes
+            .lock()
+            .map(|mut used| used.insert(code.clone()))
+            .unwrap_or(false);
+        if !first_use {
+            return error(40163, "code been used");
+        }
+        let user = code.split('.').next().unwrap_or_default();
+        let mut key = [0u8; 16];
+        if getrandom::fill(&mut key).is_err() {
+            return error(-1, "system error");
+        }
+        let session_key = STANDARD.encode(key);
+        if let Ok(mut issued) = self.inner.issued_session_keys.lock() {
+            issued.push(session_key.clone());
+        }
+        let mut answer =
+            serde_json::json!({ "openid": format!("oMock_{user}"), "session_key": session_key });
+        if !user.starts_with("nounion") {
+            answer["unionid"] = serde_json::Value::String(format!("uMock_{user}"));
+        }
+        reply(StatusCode::OK, answer.to_string())
+    }
+}
+
+/// A WeChat-style error: HTTP 200 with errcode and errmsg.
+fn error(errcode: i64, errmsg: &str) -> Response<Body> {
+    let body = serde_json::json!({ "errcode": errcode, "errmsg": format!("{errmsg}, rid: mock") });
+    reply(StatusCode::OK, body.to_string())
+}
+
+/// WeChat labels its JSON as text/plain; so does the mock.
+fn reply(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}

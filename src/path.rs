@@ -1,0 +1,220 @@
+//! Request path normalization: the path that picks the route and its auth mode is exactly the path
+//! sent upstream, so `/public/../api/x` can never reach an upstream as an unauthenticated `/api/x`.
+//!
+//! What is done: percent-encoded unreserved characters (`%2e`, `%41`...) are decoded, every other
+//! escape is kept with upper-case hex, empty segments (`//`) and `.` are dropped, `..` removes the
+//! previous segment. What cannot be made safe is refused: an encoded `/`, `\` or NUL, a literal `\`,
+//! double encoding of those or of `.` or `%`, `..` above the root, a dot segment carrying `;`
+//! parameters (`..;`, which Java servers treat as `..`), escapes that are not UTF-8 (overlong forms
+//! such as `%c0%ae`), a fragment, and anything not starting with `/`.
+
+use crate::error::GatewayError;
+
+/// Normalizes a request path (without its query); see the module documentation.
+pub(crate) fn normalize(raw: &str) -> Result<String, GatewayError> {
+    if !raw.starts_with('/') {
+        return Err(GatewayError::InvalidPath("the path must start with '/'"));
+    }
+    let mut segments: Vec<String> = Vec::new();
+    let mut decoded_bytes = Vec::with_capacity(raw.len());
+    let raw_segments: Vec<&str> = raw[1..].split('/').collect();
+    let mut trailing_slash = false;
+    for (index, raw_segment) in raw_segments.iter().enumerate() {
+        let is_last = index + 1 == raw_segments.len();
+        let segment = normalize_segment(raw_segment, &mut decoded_bytes)?;
+        let name = segment.split(';').next().unwrap_or_default();
+        if (name == "." || name == "..") && segment.len() != name.len() {
+            return Err(GatewayError::InvalidPath("dot segment with ';' parameters"));
+        }
+        match segment.as_str() {
+            "" => trailing_slash = is_last,
+            "." => trailing_slash = is_last,
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(GatewayError::InvalidPath("'..' goes above the root"));
+                }
+                trailing_slash = is_last;
+            }
+            _ => {
+                segments.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    if std::str::from_utf8(&decoded_bytes).is_err() {
+        return Err(GatewayError::InvalidPath(
+            "percent-encoded bytes are not valid UTF-8",
+        ));
+    }
+    let mut normalized = String::with_capacity(raw.len());
+    for segment in &segments {
+        normalized.push('/');
+        normalized.push_str(segment);
+    }
+    if segments.is_empty() || trailing_slash {
+        normalized.push('/');
+    }
+    Ok(normalized)
+}
+
+/// Normalizes the escapes of one segment, appending its fully decoded bytes to `decoded`.
+fn normalize_segment(raw: &str, decoded: &mut Vec<u8>) -> Result<String, GatewayError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        match byte {
+            b'%' => {
+                let value = hex_pair(bytes, i + 1)
+                    .ok_or(GatewayError::InvalidPath("malformed percent-encoding"))?;
+                decoded.push(value);
+                match value {
+                    b'/' => return Err(GatewayError::InvalidPath("encoded '/' in the path")),
+                    b'\\' => return Err(GatewayError::InvalidPath("encoded '\\' in the path")),
+                    0 => return Err(GatewayError::InvalidPath("encoded NUL in the path")),
+                    b'%' if hex_pair(bytes, i + 3).is_some_and(is_dangerous_when_decoded) => {
+                        return Err(GatewayError::InvalidPath("double percent-encoding"));
+                    }
+                    _ if is_unreserved(value) => out.push(char::from(value)),
+                    _ => {
+                        out.push('%');
+                        out.push_str(&format!("{value:02X}"));
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(GatewayError::InvalidPath("'\\' in the path")),
+            b'#' => return Err(GatewayError::InvalidPath("fragment in the request target")),
+            _ if !byte.is_ascii() || byte.is_ascii_control() => {
+                return Err(GatewayError::InvalidPath(
+                    "raw non-ASCII or control byte in the path",
+                ));
+            }
+            _ => {
+                decoded.push(byte);
+                out.push(char::from(byte));
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Characters that, decoded a second time by a careless upstream, would change the path's meaning.
+fn is_dangerous_when_decoded(byte: u8) -> bool {
+    matches!(byte, b'.' | b'/' | b'\\' | b'%' | 0)
+}
+
+/// RFC 3986 unreserved characters: their escaped and plain forms are the same path.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The byte encoded by the two hex digits at `at`, if there are two.
+fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let high = char::from(*bytes.get(at)?).to_digit(16)?;
+    let low = char::from(*bytes.get(at + 1)?).to_digit(16)?;
+    u8::try_from(high * 16 + low).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> String {
+        normalize(raw).unwrap_or_else(|e| panic!("{raw} was refused: {e}"))
+    }
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        for path in [
+            "/",
+            "/api",
+            "/api/",
+            "/api/v1/users",
+            "/a:b@c/~x_y-z.json",
+            "/%E4%BD%A0",
+        ] {
+            assert_eq!(ok(path), path);
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_repeated_slashes_are_resolved() {
+        assert_eq!(ok("/public/../api/x"), "/api/x");
+        assert_eq!(ok("/public/./x"), "/public/x");
+        assert_eq!(ok("//api///x"), "/api/x");
+        assert_eq!(ok("/a/b/.."), "/a/");
+        assert_eq!(ok("/a/."), "/a/");
+        assert_eq!(ok("/a/.."), "/");
+    }
+
+    #[test]
+    fn encoded_dots_are_dot_segments_in_any_case() {
+        assert_eq!(ok("/public/%2e%2e/api/x"), "/api/x");
+        assert_eq!(ok("/public/%2E%2E/api/x"), "/api/x");
+        assert_eq!(ok("/public/.%2e/api/x"), "/api/x");
+        assert_eq!(ok("/public/%2e/x"), "/public/x");
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        assert_eq!(ok("/%61pi/x"), "/api/x");
+        assert_eq!(ok("/a%3ab"), "/a%3Ab");
+        assert_eq!(ok("/a%20b"), "/a%20b");
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for path in [
+            "/public%2f..%2fapi",
+            "/public%2F..%2Fapi",
+            "/public%5c..%5capi",
+            "/public\\..\\api",
+            "/a%00b",
+            "/..",
+            "/../api",
+            "/a/../../api",
+            "/%2e%2e/api",
+            "/public/%252e%252e/api",
+            "/public/%252f",
+            "/public/%25252e",
+            "/public/..;/api",
+            "/public/.;x/api",
+            "/%c0%ae%c0%ae/api",
+            "/a%zz",
+            "/a%2",
+            "/a#frag",
+            "*",
+            "api",
+        ] {
+            assert!(normalize(path).is_err(), "{path} should be refused");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_percent_that_is_not_double_encoding_is_kept() {
+        assert_eq!(ok("/discount%2550"), "/discount%2550");
+        assert_eq!(ok("/100%25"), "/100%25");
+    }
+
+    #[test]
+    fn semicolon_parameters_on_normal_segments_are_kept() {
+        assert_eq!(ok("/api;v=1/x"), "/api;v=1/x");
+    }
+
+    #[test]
+    fn normalizing_twice_changes_nothing() {
+        for path in [
+            "/public/../api/x",
+            "//a/%2e/b/",
+            "/%61pi;x/%3a",
+            "/a/b/..",
+            "/",
+        ] {
+            let once = ok(path);
+            assert_eq!(ok(&once), once, "{path}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The route table: which upstream serves a normalized path, and how that path is authenticated.
+//!
+//! Matching is by whole segments (`/api` covers `/api` and `/api/x`, never `/apix`), and the longest
+//! matching prefix wins. `;parameters` on a path segment are ignored when matching, so `/api;x/y`
+//! is judged by the `/api` rule, the same way a Java upstream would route it.
+
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+
+/// How a route treats the bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No valid token, no forwarding: 401 and the upstream is never contacted.
+    Required,
+    /// Forwarded either way; with identity when a valid token came, 401 for an invalid one.
+    Optional,
+    /// Forwarded without identity; any token is ignored (identity headers are still stripped).
+    None,
+}
+
+impl AuthMode {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// Where a route forwards to: scheme and authority, plus a base path prepended to forwarded paths.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// `http` (https upstreams come with the TLS work).
+    pub scheme: Scheme,
+    /// Host and port of the upstream service.
+    pub authority: Authority,
+    /// A path prefix to prepend, without a trailing slash; empty for none.
+    pub base_path: String,
+}
+
+/// One `[[routes]]` entry, validated.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The normalized prefix (no trailing slash, except the root `/`).
+    pub prefix: String,
+    /// Where matching requests go.
+    pub upstream: Upstream,
+    /// How the bearer token is treated.
+    pub auth: AuthMode,
+    /// Remove the prefix from the path before forwarding.
+    pub strip_prefix: bool,
+    /// Send the client's Host header upstream instead of the upstream's authority.
+    pub preserve_host: bool,
+    /// How long the upstream may take to send response headers.
+    pub timeout: Duration,
+}
+
+impl Route {
+    /// The prefix's segments (none for `/`).
+    fn prefix_segments(&self) -> impl Iterator<Item = &str> {
+        self.prefix.split('/').filter(|segment| !segment.is_empty())
+    }
+
+    /// Whether this route covers the normalized `path`.
+    fn matches(&self, path: &str) -> bool {
+        let mut path_segments = path.split('/').filter(|segment| !segment.is_empty());
+        self.prefix_segments().all(|wanted| {
+            path_segments
+                .next()
+                .is_some_and(|segment| segment.split(';').next() == Some(wanted))
+        })
+    }
+
+    /// The path to send upstream for the normalized `path` this route matched.
+    pub(crate) fn upstream_path(&self, path: &str) -> String {
+        let kept = if self.strip_prefix {
+            let skip = self.prefix_segments().count();
+            let rest_start = path
+                .match_indices('/')
+                .nth(skip)
+                .map_or(path.len(), |(index, _)| index);
+            match &path[rest_start..] {
+                "" => "/",
+                rest => rest,
+            }
+        } else {
+            path
+        };
+        format!("{}{}", self.upstream.base_path, kept)
+    }
+}
+
+/// All routes, longest prefix first.
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Orders the routes so that the first match is the longest prefix.
+    pub(crate) fn new(mut routes: Vec<Route>) -> Self {
+        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix_segments().count()));
+        RouteTable { routes }
+    }
+
+    /// The route for a normalized path, if any.
+    pub(crate) fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.matches(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str, auth: AuthMode, strip_prefix: bool, base_path: &str) -> Route {
+        Route {
+            prefix: prefix.to_string(),
+            upstream: Upstream {
+                scheme: Scheme::HTTP,
+                authority: Authority::from_static("127.0.0.1:1"),
+                base_path: base_path.to_string(),
+            },
+            auth,
+            strip_prefix,
+            preserve_host: false,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            route("/", AuthMode::Optional, false, ""),
+            route("/api", AuthMode::Required, false, ""),
+            route("/api/public", AuthMode::None, false, ""),
+        ])
+    }
+
+    fn auth_for(path: &str) -> Option<AuthMode> {
+        table().find(path).map(|route| route.auth)
+    }
+
+    #[test]
+    fn longest_prefix_wins_by_whole_segments() {
+        assert_eq!(auth_for("/api/public/x"), Some(AuthMode::None));
+        assert_eq!(auth_for("/api/publicity"), Some(AuthMode::Required));
+        assert_eq!(auth_for("/api"), Some(AuthMode::Required));
+        assert_eq!(auth_for("/api/"), Some(AuthMode::Required));
+        assert_eq!(auth_for("/apix"), Some(AuthMode::Optional));
+        assert_eq!(auth_for("/"), Some(AuthMode::Optional));
+    }
+
+    #[test]
+    fn segment_parameters_do_not_escape_a_rule() {
+        assert_eq!(auth_for("/api;jsessionid=1/x"), Some(AuthMode::Required));
+        assert_eq!(auth_for("/api/public;x=1/y"), Some(AuthMode::None));
+    }
+
+    #[test]
+    fn no_match_without_a_root_route() {
+        let table = RouteTable::new(vec![route("/api", AuthMode::Required, false, "")]);
+        assert!(table.find("/other").is_none());
+        assert!(table.find("/").is_none());
+    }
+
+    #[test]
+    fn upstream_path_prepends_base_and_strips_prefix() {
+        let plain = route("/api", AuthMode::Required, false, "");
+        assert_eq!(plain.upstream_path("/api/x"), "/api/x");
+        let stripped = route("/api", AuthMode::Required, true, "");
+        assert_eq!(stripped.upstream_path("/api/x/y/"), "/x/y/");
+        assert_eq!(stripped.upstream_path("/api"), "/");
+        let based = route("/api", AuthMode::Required, true, "/v1");
+        assert_eq!(based.upstream_path("/api/x"), "/v1/x");
+        let root = route("/", AuthMode::None, true, "/base");
+        assert_eq!(root.upstream_path("/x"), "/base/x");
+    }
+}

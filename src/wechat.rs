@@ -1,0 +1,224 @@
+//! The WeChat API client: code2session, with timeouts and the errcode -> error mapping described in
+//! `shared/wechat-api.md`.
+//!
+//! The AppSecret travels in the code2session URL, so that URL must never be logged: errors are
+//! stripped of their URL before they go anywhere, redirects are not followed, and no `log` bridge is
+//! installed (reqwest logs request URLs at debug level through `log`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{Secret, WeChatConfig};
+use crate::error::GatewayError;
+
+/// The largest code2session answer read; real ones are a few hundred bytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Calls the WeChat API on the gateway's behalf, with the app's credentials.
+#[derive(Debug)]
+pub(crate) struct WeChatClient {
+    http: reqwest::Client,
+    appid: String,
+    secret: Secret,
+    code2session_url: reqwest::Url,
+}
+
+/// What a successful code2session gives.
+#[derive(Debug)]
+pub(crate) struct Code2Session {
+    /// The user's openid.
+    pub(crate) openid: String,
+    /// The key WeChat uses to sign and encrypt this user's data; stays in the gateway.
+    pub(crate) session_key: Secret,
+    /// The user's unionid, when the app is bound to an Open Platform account.
+    pub(crate) unionid: Option<String>,
+}
+
+/// The code2session answer as WeChat sends it (JSON, whatever its Content-Type says).
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+    openid: Option<String>,
+    session_key: Option<String>,
+    unionid: Option<String>,
+}
+
+impl WeChatClient {
+    /// Builds the client for the configured app and API base.
+    pub(crate) fn new(config: &WeChatConfig) -> Result<Self, String> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| format!("cannot build the WeChat HTTP client: {error}"))?;
+        let mut code2session_url = config.api_base.clone();
+        let base_path = config.api_base.path().trim_end_matches('/').to_string();
+        code2session_url.set_path(&format!("{base_path}/sns/jscode2session"));
+        Ok(WeChatClient {
+            http,
+            appid: config.appid.clone(),
+            secret: config.secret.clone(),
+            code2session_url,
+        })
+    }
+
+    /// Exchanges a wx.login() code for the user's openid and session_key.
+    pub(crate) async fn code2session(&self, code: &str) -> Result<Code2Session, GatewayError> {
+        let mut url = self.code2session_url.clone();
+        url.query_pairs_mut()
+            .append_pair("appid", &self.appid)
+            .append_pair("secret", self.secret.expose())
+            .append_pair("js_code", code)
+            .append_pair("grant_type", "authorization_code");
+        let body = self.fetch(url).await?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
+            tracing::warn!("code2session answered something that is not JSON");
+            GatewayError::WeChatBadAnswer
+        })?;
+        interpret(answer)
+    }
+
+    /// GETs `url` and reads the answer body, bounded in size and time.
+    async fn fetch(&self, url: reqwest::Url) -> Result<Vec<u8>, GatewayError> {
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|error| transport_error(error, "call"))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| transport_error(error, "read the answer of"))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                tracing::warn!("code2session answer is larger than {MAX_ANSWER_BYTES} bytes");
+                return Err(GatewayError::WeChatBadAnswer);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// Maps a reqwest failure, logging it without its URL (which holds the AppSecret).
+fn transport_error(error: reqwest::Error, doing: &str) -> GatewayError {
+    let timed_out = error.is_timeout();
+    let error = error.without_url();
+    tracing::warn!(error = %error, "could not {doing} WeChat code2session");
+    if timed_out {
+        GatewayError::WeChatTimeout
+    } else {
+        GatewayError::WeChatUnreachable
+    }
+}
+
+/// Applies the errcode table of `shared/wechat-api.md`.
+fn interpret(answer: Answer) -> Result<Code2Session, GatewayError> {
+    let error = match answer.errcode {
+        0 => {
+            return match (answer.openid, answer.session_key) {
+                (Some(openid), Some(session_key))
+                    if !openid.is_empty() && !session_key.is_empty() =>
+                {
+                    Ok(Code2Session {
+                        openid,
+                        session_key: Secret::new(session_key),
+                        unionid: answer.unionid.filter(|unionid| !unionid.is_empty()),
+                    })
+                }
+                _ => {
+                    tracing::warn!("code2session success lacks openid or session_key");
+                    Err(GatewayError::WeChatBadAnswer)
+                }
+            };
+        }
+        40029 => GatewayError::WeChatInvalidCode,
+        40163 => GatewayError::WeChatCodeUsed,
+        40226 => GatewayError::WeChatUserBlocked,
+        45011 => GatewayError::WeChatRateLimited,
+        -1 => GatewayError::WeChatBusy,
+        code @ (40013 | 40125 | 40164 | 41002 | 41004) => {
+            tracing::error!(errcode = code, errmsg = %answer.errmsg, "WeChat rejected the gateway's appid, AppSecret or IP; check [wechat]");
+            return Err(GatewayError::WeChatConfigRejected(code));
+        }
+        code => GatewayError::WeChatOther(code),
+    };
+    tracing::info!(errcode = answer.errcode, errmsg = %answer.errmsg, "code2session refused the code");
+    Err(error)
+}
+
+/// Makes ring the process-wide rustls provider (reqwest is built without one: no aws-lc, no cmake).
+fn install_crypto_provider() {
+    // An error means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(json: &str) -> Result<Code2Session, GatewayError> {
+        interpret(serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn success_with_or_without_errcode_zero() {
+        let ok = answer(r#"{"openid":"o1","session_key":"k","unionid":"u1"}"#).unwrap();
+        assert_eq!(
+            (ok.openid.as_str(), ok.unionid.as_deref()),
+            ("o1", Some("u1"))
+        );
+        let ok =
+            answer(r#"{"errcode":0,"errmsg":"ok","openid":"o1","session_key":"k","x":1}"#).unwrap();
+        assert_eq!(ok.unionid, None);
+    }
+
+    #[test]
+    fn success_needs_openid_and_session_key() {
+        assert_eq!(
+            answer(r#"{"openid":"o1"}"#).err(),
+            Some(GatewayError::WeChatBadAnswer)
+        );
+        assert_eq!(
+            answer(r#"{"session_key":"k"}"#).err(),
+            Some(GatewayError::WeChatBadAnswer)
+        );
+        assert_eq!(
+            answer(r#"{"openid":"","session_key":"k"}"#).err(),
+            Some(GatewayError::WeChatBadAnswer)
+        );
+    }
+
+    #[test]
+    fn errcodes_map_to_their_errors() {
+        let cases = [
+            (40029, GatewayError::WeChatInvalidCode),
+            (40163, GatewayError::WeChatCodeUsed),
+            (40226, GatewayError::WeChatUserBlocked),
+            (45011, GatewayError::WeChatRateLimited),
+            (-1, GatewayError::WeChatBusy),
+            (40125, GatewayError::WeChatConfigRejected(40125)),
+            (40164, GatewayError::WeChatConfigRejected(40164)),
+            (99999, GatewayError::WeChatOther(99999)),
+        ];
+        for (code, expected) in cases {
+            let json = format!(r#"{{"errcode":{code},"errmsg":"x, rid: 1"}}"#);
+            assert_eq!(answer(&json).err(), Some(expected), "{code}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_session_key() {
+        let ok = answer(r#"{"openid":"o1","session_key":"SESSIONKEY"}"#).unwrap();
+        assert!(!format!("{ok:?}").contains("SESSIONKEY"));
+    }
+}
