@@ -100,6 +100,8 @@ struct IssuedClaims<'a> {
 /// Claims the gateway reads back; standard time claims are checked by `Validation`.
 #[derive(Deserialize)]
 struct VerifiedClaims {
+    // Defaulted so a missing `sub` is reported by `Validation` as a missing required claim.
+    #[serde(default)]
     sub: String,
     unionid: Option<String>,
     appid: Option<String>,

@@ -1,0 +1,289 @@
+//! Shared test harness: the gateway started through the same `server::run` as `main`, the mock
+//! WeChat and the echo upstream, all on 127.0.0.1:0, plus a raw HTTP/1.1 client that sends bytes
+//! exactly as written (attack paths must not be normalized by a client library first).
+#![allow(dead_code, unused_imports)] // each test binary uses its own subset
+
+pub mod raw_http;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wxgate::config::Config;
+use wxgate::echo::EchoUpstream;
+use wxgate::mock_wechat::MockWeChat;
+
+pub use raw_http::{request, send_raw, Response};
+
+/// The appid the harness configures and the mock expects.
+pub const APPID: &str = "wxtest0000000001";
+/// The AppSecret the harness configures and the mock expects.
+pub const APP_SECRET: &str = "appsecret-6f1c2d3e4a5b6c7d8e9f";
+/// The HS256 secret of the default harness.
+pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes-long";
+/// The issuer of the default harness.
+pub const ISSUER: &str = "wxgate-test";
+
+/// What to change from the default test configuration.
+pub struct Setup {
+    /// The whole `[jwt]` section.
+    pub jwt: String,
+    /// Extra lines for `[server]`.
+    pub server: String,
+    /// Extra lines for `[wechat]`.
+    pub wechat: String,
+    /// Override `wechat.api_base` (default: the mock).
+    pub api_base: Option<String>,
+    /// The AppSecret the gateway is configured with (the mock always expects `APP_SECRET`).
+    pub app_secret: String,
+    /// Extra `[[routes]]` appended after the defaults.
+    pub extra_routes: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            jwt: format!(
+                "[jwt]\nalgorithm = \"HS256\"\nsecret = \"{JWT_SECRET}\"\nissuer = \"{ISSUER}\"\n"
+            ),
+            server: String::new(),
+            wechat: String::new(),
+            api_base: None,
+            app_secret: APP_SECRET.to_string(),
+            extra_routes: String::new(),
+        }
+    }
+}
+
+/// A running gateway with its fakes.
+pub struct Harness {
+    /// Where the gateway listens.
+    pub addr: SocketAddr,
+    /// The fake WeChat, for its call counter and issued session keys.
+    pub wechat: MockWeChat,
+    /// The echo upstream, for its request counter.
+    pub echo: EchoUpstream,
+    /// Where the echo upstream listens.
+    pub echo_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Harness {
+    /// The default gateway: HS256, routes /api (required), /opt (optional), /public (none),
+    /// /unreachable (a closed port), /slow (an upstream slower than its 300 ms timeout).
+    pub async fn start() -> Harness {
+        Harness::start_with(Setup::default()).await
+    }
+
+    /// A gateway with parts of the default configuration replaced.
+    pub async fn start_with(setup: Setup) -> Harness {
+        let wechat = MockWeChat::with_credentials(APPID, APP_SECRET);
+        let wechat_listener = bind().await;
+        let wechat_addr = wechat_listener.local_addr().unwrap();
+        let serving = wechat.clone();
+        tokio::spawn(async move { serving.serve(wechat_listener, std::future::pending()).await });
+
+        let echo = EchoUpstream::new();
+        let echo_listener = bind().await;
+        let echo_addr = echo_listener.local_addr().unwrap();
+        let serving = echo.clone();
+        tokio::spawn(async move { serving.serve(echo_listener, std::future::pending()).await });
+
+        let slow_addr = slow_upstream(Duration::from_secs(5)).await;
+        let closed_addr = closed_port().await;
+        let api_base = setup
+            .api_base
+            .unwrap_or_else(|| format!("http://{wechat_addr}"));
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+shutdown_grace_secs = 5
+{server}
+
+[wechat]
+appid = "{APPID}"
+secret = "{app_secret}"
+api_base = "{api_base}"
+{wechat_extra}
+
+{jwt}
+
+[[routes]]
+prefix = "/api"
+upstream = "http://{echo_addr}"
+auth = "required"
+
+[[routes]]
+prefix = "/opt"
+upstream = "http://{echo_addr}"
+auth = "optional"
+
+[[routes]]
+prefix = "/public"
+upstream = "http://{echo_addr}"
+auth = "none"
+
+[[routes]]
+prefix = "/unreachable"
+upstream = "http://{closed_addr}"
+auth = "none"
+
+[[routes]]
+prefix = "/slow"
+upstream = "http://{slow_addr}"
+auth = "none"
+timeout_ms = 300
+
+{extra_routes}
+"#,
+            server = setup.server,
+            wechat_extra = setup.wechat,
+            jwt = setup.jwt,
+            extra_routes = setup.extra_routes,
+            app_secret = setup.app_secret,
+        );
+        let config = Config::from_toml(&text, std::iter::empty()).expect("test config is valid");
+        Harness::serve(config, wechat, echo, echo_addr).await
+    }
+
+    /// Starts the gateway with a ready configuration.
+    async fn serve(
+        config: Config,
+        wechat: MockWeChat,
+        echo: EchoUpstream,
+        echo_addr: SocketAddr,
+    ) -> Harness {
+        let listener = bind().await;
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(wxgate::server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            addr,
+            wechat,
+            echo,
+            echo_addr,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Signals shutdown and waits for `server::run` to return.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let server = self.server.take().expect("server still running");
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("server::run returns after shutdown")
+            .expect("server task did not panic")
+    }
+
+    /// Signals shutdown without waiting; returns the server task.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.take().expect("server still running")
+    }
+
+    /// GET `path` with optional extra header lines.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        request(self.addr, "GET", path, headers, b"").await
+    }
+
+    /// GET `path` with a bearer token and optional extra header lines.
+    pub async fn get_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let authorization = format!("Bearer {token}");
+        let mut all = vec![("Authorization", authorization.as_str())];
+        all.extend_from_slice(headers);
+        request(self.addr, "GET", path, &all, b"").await
+    }
+
+    /// POSTs a JSON login with `code`.
+    pub async fn login_response(&self, code: &str) -> Response {
+        let body = serde_json::json!({ "code": code }).to_string();
+        request(
+            self.addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    /// Logs in with `code` and returns the token.
+    pub async fn login(&self, code: &str) -> String {
+        let response = self.login_response(code).await;
+        assert_eq!(response.status, 200, "login failed: {}", response.text());
+        response.json()["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A listener on an ephemeral loopback port.
+pub async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback")
+}
+
+/// An address on which nothing listens (bound, then closed).
+pub async fn closed_port() -> SocketAddr {
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// An upstream that reads the request head, waits `delay`, then answers 200 "slow".
+pub async fn slow_upstream(delay: Duration) -> SocketAddr {
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => seen.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
