@@ -92,7 +92,8 @@ fn main() -> ExitCode {
                     Ok(listener) => listener,
                     Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
                 };
-                println!("mock WeChat on http://{listen} (set [wechat] api_base to it)");
+                let address = listener.local_addr().map_or(listen, |address| address);
+                println!("mock WeChat on http://{address} (set [wechat] api_base to it)");
                 exit_code(mock.serve(listener, shutdown_signal()).await)
             }
             Command::Demo { listen } => {

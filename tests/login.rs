@@ -5,6 +5,9 @@ mod common;
 
 use common::{request, tokens, Harness, Setup};
 
+/// Extra request header lines.
+type Headers<'a> = [(&'a str, &'a str)];
+
 #[tokio::test]
 async fn json_login_returns_a_bearer_token_and_keeps_the_session_key() {
     let gateway = Harness::start().await;
@@ -144,7 +147,7 @@ async fn bad_login_requests_are_400_and_never_reach_wechat() {
     let gateway = Harness::start().await;
     let json = [("Content-Type", "application/json")];
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let cases: [(&[(&str, &str)], &[u8], &str); 7] = [
+    let cases: [(&Headers, &[u8], &str); 7] = [
         (&json, b"{}", "missing_code"),
         (&json, br#"{"code":""}"#, "missing_code"),
         (&form, b"other=1", "missing_code"),

@@ -144,9 +144,16 @@ fn set_path(node: &mut toml::Value, path: &[String], value: String) -> Result<()
     };
     match node {
         toml::Value::Table(table) => {
-            let child = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let indexes_next = rest
+                .first()
+                .is_some_and(|next| next.parse::<usize>().is_ok());
+            let child = table.entry(first.clone()).or_insert_with(|| {
+                if indexes_next {
+                    toml::Value::Array(Vec::new())
+                } else {
+                    toml::Value::Table(toml::Table::new())
+                }
+            });
             set_path(child, rest, value)
         }
         toml::Value::Array(items) => {

@@ -1,1 +1,178 @@
 use super::*;
+
+const JWT_SECRET: &str = "unit-test-jwt-secret-at-least-32-bytes";
+
+/// A minimal valid config plus `extra` TOML.
+fn config_text(extra: &str) -> String {
+    format!(
+        "[wechat]\nappid = \"wx1\"\nsecret = \"app-secret\"\n[jwt]\nsecret = \"{JWT_SECRET}\"\n{extra}"
+    )
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()));
+    Config::from_toml(text, env.collect::<Vec<_>>())
+}
+
+/// Extra TOML, environment overrides, and the key the error must name.
+type RefusalCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+fn error_key(text: &str, env: &[(&str, &str)]) -> String {
+    load(text, env).expect_err("config should be refused").key
+}
+
+#[test]
+fn defaults_fill_every_optional_key() {
+    let config = load(&config_text(""), &[]).unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.server.max_body_bytes, 1 << 20);
+    assert_eq!(
+        config.wechat.api_base.as_str(),
+        "https://api.weixin.qq.com/"
+    );
+    assert_eq!(config.wechat.timeout, Duration::from_millis(5000));
+    assert_eq!(config.jwt.algorithm, Algorithm::HS256);
+    assert_eq!((config.jwt.ttl_secs, config.jwt.leeway_secs), (7200, 30));
+    assert_eq!(config.jwt.issuer, "wxgate");
+    assert_eq!(config.login.path, "/login");
+    assert!(config.routes.is_empty());
+}
+
+#[test]
+fn the_shipped_example_config_is_valid_with_secrets_from_the_environment() {
+    let example = include_str!("../../config/wxgate.toml");
+    let config = load(
+        example,
+        &[
+            ("WXGATE_WECHAT__SECRET", "s"),
+            ("WXGATE_JWT__SECRET", JWT_SECRET),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(
+        error_key(example, &[("WXGATE_JWT__SECRET", JWT_SECRET)]),
+        "wechat.secret"
+    );
+}
+
+#[test]
+fn environment_overrides_any_key_with_string_values() {
+    let text = config_text(
+        "[[routes]]\nprefix = \"/api\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"required\"\n",
+    );
+    let config = load(
+        &text,
+        &[
+            ("WXGATE_WECHAT__SECRET", "from-env"),
+            ("WXGATE_SERVER__MAX_BODY_BYTES", "4096"),
+            ("wxgate_upstream__timeout_ms", "not a prefix match"),
+            ("WXGATE_ROUTES__0__AUTH", "optional"),
+            ("WXGATE_ROUTES__0__STRIP_PREFIX", "true"),
+            ("WXGATE_LOG__LEVEL", "debug"),
+            ("WXGATE_CONFIG", "ignored: no double underscore"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.wechat.secret.expose(), "from-env");
+    assert_eq!(config.server.max_body_bytes, 4096);
+    assert_eq!(config.routes[0].auth, AuthMode::Optional);
+    assert!(config.routes[0].strip_prefix);
+    assert_eq!(config.log.level, "debug");
+}
+
+#[test]
+fn errors_name_the_key_at_fault() {
+    let cases: [RefusalCase; 12] = [
+        ("[server]\nlisten = \"nope\"", &[], "server.listen"),
+        ("[server]\nlisen = \"0.0.0.0:1\"", &[], "server"),
+        ("[server]\nmax_body_bytes = 0", &[], "server.max_body_bytes"),
+        (
+            "",
+            &[("WXGATE_SERVER__MAX_BODY_BYTES", "lots")],
+            "server.max_body_bytes",
+        ),
+        (
+            "",
+            &[("WXGATE_WECHAT__API_BASE", "ftp://x")],
+            "wechat.api_base",
+        ),
+        ("", &[("WXGATE_JWT__ALGORITHM", "HS512")], "jwt.algorithm"),
+        ("[login]\npath = \"/a/../login\"", &[], "login.path"),
+        ("[log]\nlevel = \"[[[\"", &[], "log.level"),
+        (
+            "[[routes]]\nprefix = \"/a\"\nupstream = \"http://h:1\"",
+            &[],
+            "routes[0].auth",
+        ),
+        (
+            "[[routes]]\nprefix = \"/a\"\nupstream = \"https://h:1\"\nauth = \"none\"",
+            &[],
+            "routes[0].upstream",
+        ),
+        (
+            "[[routes]]\nprefix = \"a\"\nupstream = \"http://h:1\"\nauth = \"none\"",
+            &[],
+            "routes[0].prefix",
+        ),
+        (
+            "",
+            &[("WXGATE_ROUTES__3__AUTH", "none")],
+            "WXGATE_ROUTES__3__AUTH",
+        ),
+    ];
+    for (extra, env, key) in cases {
+        let text = config_text(extra);
+        let got = error_key(&text, env);
+        assert!(got.starts_with(key), "{extra:?}: expected {key}, got {got}");
+    }
+}
+
+#[test]
+fn duplicate_prefixes_and_bad_auth_modes_are_refused() {
+    let route = |prefix: &str, auth: &str| {
+        format!("[[routes]]\nprefix = \"{prefix}\"\nupstream = \"http://h:1\"\nauth = \"{auth}\"\n")
+    };
+    let text = config_text(&(route("/api", "none") + &route("/api/", "none")));
+    assert_eq!(error_key(&text, &[]), "routes[1].prefix");
+    let text = config_text(&route("/api", "sometimes"));
+    assert_eq!(error_key(&text, &[]), "routes[0].auth");
+}
+
+#[test]
+fn jwt_keys_are_checked_at_start() {
+    let short = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n[jwt]\nsecret = \"too-short\"\n";
+    let error = load(short, &[]).unwrap_err();
+    assert_eq!(error.key, "jwt.secret");
+    assert!(
+        !error.to_string().contains("too-short"),
+        "the secret is not echoed"
+    );
+    let missing = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n[jwt]\nalgorithm = \"ES256\"\n";
+    assert_eq!(error_key(missing, &[]), "jwt.private_key_file");
+    let unreadable = format!("{missing}private_key_file = \"/nonexistent.pem\"\n");
+    assert_eq!(error_key(&unreadable, &[]), "jwt.private_key_file");
+}
+
+#[test]
+fn debug_and_check_output_never_show_secrets() {
+    let config = load(&config_text(""), &[]).unwrap();
+    for rendered in [format!("{config:?}"), config.to_redacted_toml()] {
+        assert!(!rendered.contains("app-secret"), "{rendered}");
+        assert!(!rendered.contains(JWT_SECRET), "{rendered}");
+        assert!(rendered.contains("<redacted>"));
+    }
+}
+
+#[test]
+fn route_prefixes_and_upstream_base_paths_are_normalized_forms() {
+    let text = config_text(
+        "[[routes]]\nprefix = \"/api/\"\nupstream = \"http://127.0.0.1:9/base/\"\nauth = \"none\"\ntimeout_ms = 250\n",
+    );
+    let route = &load(&text, &[]).unwrap().routes[0];
+    assert_eq!(route.prefix, "/api");
+    assert_eq!(route.upstream.base_path, "/base");
+    assert_eq!(route.timeout, Duration::from_millis(250));
+}

@@ -1,0 +1,244 @@
+//! The `wxgate` binary as users run it: `check`, `--help`, `demo` and `run` with SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_wxgate");
+const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wxgate.toml");
+const APP_SECRET: &str = "cli-app-secret-value-1234567890";
+const JWT_SECRET: &str = "cli-jwt-secret-value-that-is-long-enough";
+
+fn wxgate(args: &[&str]) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("WXGATE_CONFIG");
+    for (name, _) in std::env::vars().filter(|(name, _)| name.contains("__")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+#[test]
+fn check_prints_the_resolved_config_with_secrets_redacted() {
+    let output = wxgate(&["check", "--config", EXAMPLE_CONFIG])
+        .env("WXGATE_WECHAT__SECRET", APP_SECRET)
+        .env("WXGATE_JWT__SECRET", JWT_SECRET)
+        .env("WXGATE_SERVER__MAX_BODY_BYTES", "2048")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!stdout.contains(APP_SECRET) && !stdout.contains(JWT_SECRET));
+    assert_eq!(
+        stdout.matches(r#"secret = "<redacted>""#).count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("max_body_bytes = 2048"),
+        "env overrides the file: {stdout}"
+    );
+    assert!(
+        stdout.contains("ttl_secs = 7200"),
+        "defaults are shown: {stdout}"
+    );
+    assert!(stdout.contains(r#"auth = "required""#));
+}
+
+#[test]
+fn a_bad_config_exits_non_zero_naming_the_key() {
+    let output = wxgate(&["check", "--config", EXAMPLE_CONFIG])
+        .env("WXGATE_JWT__SECRET", JWT_SECRET)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("wechat.secret"));
+
+    let output = wxgate(&["check", "--config", EXAMPLE_CONFIG])
+        .env("WXGATE_WECHAT__SECRET", APP_SECRET)
+        .env("WXGATE_JWT__SECRET", "short")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("jwt.secret") && stderr.contains("32 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("short\""),
+        "the rejected secret is not echoed: {stderr}"
+    );
+
+    let output = wxgate(&["run", "--config", "/nonexistent/wxgate.toml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--config"));
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let output = wxgate(&["--help"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for subcommand in [
+        "run",
+        "check",
+        "mock-wechat",
+        "demo",
+        "--config",
+        "WXGATE_CONFIG",
+    ] {
+        assert!(stdout.contains(subcommand), "{subcommand} in {stdout}");
+    }
+}
+
+/// Spawns the binary and returns it with the first stdout line.
+fn spawn_with_first_line(mut command: Command) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    panic!("wxgate did not exit within 5 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn demo_runs_the_readme_flow_and_exits_zero_on_sigterm() {
+    let (child, line) = spawn_with_first_line(wxgate(&["demo", "--listen", "127.0.0.1:0"]));
+    let address = line
+        .split("gateway on http://")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no gateway address in {line:?}"));
+    let address: std::net::SocketAddr = address.parse().unwrap();
+
+    let body = br#"{"code":"alice.1"}"#;
+    let login = common::request(
+        address,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    let token = login.json()["token"].as_str().unwrap().to_string();
+    let authorization = format!("Bearer {token}");
+    let echoed = common::request(
+        address,
+        "GET",
+        "/api/hello",
+        &[("Authorization", &authorization)],
+        b"",
+    )
+    .await;
+    assert_eq!(echoed.upstream_header("x-openid"), ["oMock_alice"]);
+    assert_eq!(
+        common::request(address, "GET", "/api/hello", &[], b"")
+            .await
+            .status,
+        401
+    );
+    let public = common::request(
+        address,
+        "GET",
+        "/public/hello",
+        &[("X-OpenId", "admin")],
+        b"",
+    )
+    .await;
+    assert!(public.upstream_header("x-openid").is_empty());
+
+    sigterm(&child);
+    assert!(wait_exit(child).success(), "exit 0 after SIGTERM");
+}
+
+#[tokio::test]
+async fn run_serves_with_a_mock_wechat_process_and_exits_zero_on_sigterm() {
+    let (mock, line) = spawn_with_first_line(wxgate(&[
+        "mock-wechat",
+        "--listen",
+        "127.0.0.1:0",
+        "--appid",
+        "wx0123456789abcdef",
+        "--secret",
+        APP_SECRET,
+    ]));
+    let mock_address = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port = common::closed_port().await;
+    let gateway = wxgate(&["run", "--config", EXAMPLE_CONFIG])
+        .env("WXGATE_WECHAT__SECRET", APP_SECRET)
+        .env("WXGATE_JWT__SECRET", JWT_SECRET)
+        .env("WXGATE_WECHAT__API_BASE", format!("http://{mock_address}"))
+        .env("WXGATE_SERVER__LISTEN", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut login = None;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(port).await.is_ok() {
+            let body = br#"{"code":"kim.1"}"#;
+            login = Some(
+                common::request(
+                    port,
+                    "POST",
+                    "/login",
+                    &[("Content-Type", "application/json")],
+                    body,
+                )
+                .await,
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let login = login.expect("the gateway started listening");
+    assert_eq!(login.status, 200, "{}", login.text());
+    assert_eq!(login.json()["openid"], "oMock_kim");
+
+    sigterm(&gateway);
+    assert!(wait_exit(gateway).success());
+    sigterm(&mock);
+    assert!(wait_exit(mock).success());
+}

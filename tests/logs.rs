@@ -1,0 +1,99 @@
+//! Logs at TRACE level, through the gateway's own logging setup, across successful and failing
+//! flows: one line per request with method, path, status, latency and openid; never the AppSecret,
+//! the JWT secret, a session_key or a whole token.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{Harness, Setup};
+
+/// A writer that appends everything to a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_session_key_or_token_is_logged_at_any_level() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    wxgate::logging::init("trace", move || writer.clone()).expect("install the subscriber");
+
+    let gateway = Harness::start().await;
+    let token = gateway.login("alice.1").await;
+    assert_eq!(
+        gateway
+            .get_with_token("/api/x?access_token=query-secret", &token, &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(gateway.login_response("alice.1").await.status, 401);
+    assert_eq!(gateway.login_response("mock-busy").await.status, 502);
+    assert_eq!(
+        gateway
+            .get_with_token("/api/x", &format!("{token}x"), &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(gateway.get("/unreachable/x", &[]).await.status, 502);
+
+    let closed = common::closed_port().await;
+    let unreachable = Harness::start_with(Setup {
+        api_base: Some(format!("http://{closed}")),
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(unreachable.login_response("bob.1").await.status, 502);
+    let misconfigured = Harness::start_with(Setup {
+        app_secret: "wrong-app-secret-value".into(),
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(misconfigured.login_response("carol.1").await.status, 502);
+    let slow = Harness::start_with(Setup {
+        wechat: "timeout_ms = 200".into(),
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(slow.login_response("mock-slow").await.status, 504);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace level is really on"
+    );
+    assert!(
+        logs.contains(r#"method=POST path="/login" status=200"#),
+        "{logs}"
+    );
+    assert!(logs.contains(r#"openid="oMock_alice""#));
+    assert!(logs.contains(r#"path="/api/x" status=200"#));
+    assert!(logs.contains("status=502") && logs.contains("status=504"));
+
+    let mut secrets = vec![
+        common::APP_SECRET.to_string(),
+        "wrong-app-secret-value".to_string(),
+        common::JWT_SECRET.to_string(),
+        "query-secret".to_string(),
+        token.clone(),
+        token.split('.').nth(2).unwrap().to_string(),
+    ];
+    secrets.extend(gateway.wechat.issued_session_keys());
+    secrets.extend(misconfigured.wechat.issued_session_keys());
+    assert!(!gateway.wechat.issued_session_keys().is_empty());
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "{secret:?} appears in the logs");
+    }
+}
