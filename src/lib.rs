@@ -37,6 +37,8 @@
 //! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |
 //! | [`logging`] | tracing setup, with no `log` bridge (secrets in dependency logs) |
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod config;
 pub mod demo;

@@ -58,7 +58,7 @@ impl std::fmt::Debug for SessionStore {
     }
 }
 
-/// The time-to-live used when none is configured, exposed for documentation and tests.
+/// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[cfg(test)]

@@ -49,3 +49,60 @@ async fn shutdown_with_idle_keep_alive_connections_returns_promptly() {
         "idle connections do not hold shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_headers_is_disconnected_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = Harness::start_with(Setup {
+        server: "header_read_timeout_ms = 300".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut slowloris = TcpStream::connect(gateway.addr).await.unwrap();
+    slowloris
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        gateway.get("/public/x", &[]).await.status,
+        200,
+        "others are served meanwhile"
+    );
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(3), slowloris.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the slow connection is closed by the header timeout"
+    );
+    assert_eq!(
+        gateway.echo.requests(),
+        1,
+        "the incomplete request never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    let gateway = Harness::start_with(Setup {
+        server: "max_connections = 1".into(),
+        ..Setup::default()
+    })
+    .await;
+    let holder = TcpStream::connect(gateway.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = gateway.addr;
+    let waiting =
+        tokio::spawn(async move { common::request(addr, "GET", "/public/x", &[], b"").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second connection waits while the slot is taken"
+    );
+    drop(holder);
+    let response = tokio::time::timeout(Duration::from_secs(12), waiting)
+        .await
+        .expect("served once the slot frees")
+        .unwrap();
+    assert_eq!(response.status, 200);
+}
