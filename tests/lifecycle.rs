@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Harness, Setup};
@@ -9,7 +10,7 @@ use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_then_returns() {
-    let slow = common::slow_upstream(Duration::from_millis(600)).await;
+    let (slow, received) = common::slow_upstream(Duration::from_millis(600)).await;
     let mut gateway = Harness::start_with(Setup {
         extra_routes: format!(
             "[[routes]]\nprefix = \"/work\"\nupstream = \"http://{slow}\"\nauth = \"none\"\ntimeout_ms = 5000\n"
@@ -20,7 +21,9 @@ async fn shutdown_lets_in_flight_requests_finish_then_returns() {
     let addr = gateway.addr;
     let in_flight =
         tokio::spawn(async move { common::request(addr, "GET", "/work/long", &[], b"").await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    while received.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let server = gateway.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -84,13 +87,25 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected_while_others_are_
 
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gateway = Harness::start_with(Setup {
         server: "max_connections = 1".into(),
         ..Setup::default()
     })
     .await;
-    let holder = TcpStream::connect(gateway.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A keep-alive connection that has been answered certainly holds the only slot.
+    let mut holder = TcpStream::connect(gateway.addr).await.unwrap();
+    holder
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"}") {
+        let mut chunk = [0u8; 4096];
+        let read = holder.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "keep-alive connection stays open");
+        answer.extend_from_slice(&chunk[..read]);
+    }
     let addr = gateway.addr;
     let waiting =
         tokio::spawn(async move { common::request(addr, "GET", "/public/x", &[], b"").await });

@@ -1,4 +1,5 @@
 use super::*;
+use crate::routes::AuthMode;
 
 const JWT_SECRET: &str = "unit-test-jwt-secret-at-least-32-bytes";
 

@@ -7,6 +7,8 @@ pub mod raw_http;
 pub mod tokens;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,7 +96,7 @@ impl Harness {
         let serving = echo.clone();
         tokio::spawn(async move { serving.serve(echo_listener, std::future::pending()).await });
 
-        let slow_addr = slow_upstream(Duration::from_secs(5)).await;
+        let (slow_addr, _) = slow_upstream(Duration::from_secs(5)).await;
         let closed_addr = closed_port().await;
         let api_base = setup
             .api_base
@@ -261,12 +263,16 @@ pub async fn closed_port() -> SocketAddr {
     addr
 }
 
-/// An upstream that reads the request head, waits `delay`, then answers 200 "slow".
-pub async fn slow_upstream(delay: Duration) -> SocketAddr {
+/// An upstream that reads the request head, waits `delay`, then answers 200 "slow". The counter
+/// tells how many request heads it has received.
+pub async fn slow_upstream(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = bind().await;
     let addr = listener.local_addr().unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 16 * 1024];
                 let mut seen = Vec::new();
@@ -276,6 +282,7 @@ pub async fn slow_upstream(delay: Duration) -> SocketAddr {
                         Ok(read) => seen.extend_from_slice(&buffer[..read]),
                     }
                 }
+                counter.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
                 let _ = stream
                     .write_all(
@@ -285,5 +292,5 @@ pub async fn slow_upstream(delay: Duration) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, received)
 }

@@ -1,0 +1,333 @@
+//! Validation: every raw value checked, defaults filled in, keys loaded; each error names its key.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::raw::{self, RawConfig, RawJwt, RawRoute};
+use super::{
+    Config, ConfigError, JwtConfig, LogConfig, LoginConfig, Secret, ServerConfig, SessionConfig,
+    UpstreamConfig, WeChatConfig,
+};
+use crate::routes::{AuthMode, Route, Upstream};
+use crate::token::{KeyMaterial, TokenKeys, TokenSettings};
+
+impl RawConfig {
+    /// Checks every value and builds the typed configuration.
+    pub(crate) fn validate(self) -> Result<Config, ConfigError> {
+        let server = &self.server;
+        let server = ServerConfig {
+            listen: raw::parse_value("server.listen", server.listen.as_deref(), "0.0.0.0:8080")?,
+            max_body_bytes: positive("server.max_body_bytes", &server.max_body_bytes, 1 << 20)?,
+            max_connections: positive("server.max_connections", &server.max_connections, 10_000)?,
+            header_read_timeout: millis(
+                "server.header_read_timeout_ms",
+                &server.header_read_timeout_ms,
+                10_000,
+            )?,
+            shutdown_grace: secs(
+                "server.shutdown_grace_secs",
+                &server.shutdown_grace_secs,
+                20,
+            )?,
+        };
+        let upstream = &self.upstream;
+        let upstream = UpstreamConfig {
+            connect_timeout: millis(
+                "upstream.connect_timeout_ms",
+                &upstream.connect_timeout_ms,
+                5_000,
+            )?,
+            timeout: millis("upstream.timeout_ms", &upstream.timeout_ms, 30_000)?,
+            pool_idle_timeout: secs(
+                "upstream.pool_idle_timeout_secs",
+                &upstream.pool_idle_timeout_secs,
+                90,
+            )?,
+            pool_max_idle_per_host: raw::number(
+                "upstream.pool_max_idle_per_host",
+                &upstream.pool_max_idle_per_host,
+                256,
+            )?,
+        };
+        let wechat = WeChatConfig {
+            appid: required("wechat.appid", &self.wechat.appid)?,
+            secret: Secret::new(required("wechat.secret", &self.wechat.secret)?),
+            api_base: api_base(self.wechat.api_base.as_deref())?,
+            timeout: millis("wechat.timeout_ms", &self.wechat.timeout_ms, 5_000)?,
+        };
+        let jwt = self.jwt.validate()?;
+        let login = LoginConfig {
+            path: endpoint_path("login.path", self.login.path.as_deref(), "/login")?,
+        };
+        let session = SessionConfig {
+            ttl: secs(
+                "session.ttl_secs",
+                &self.session.ttl_secs,
+                crate::session::DEFAULT_TTL.as_secs(),
+            )?,
+            max_entries: positive("session.max_entries", &self.session.max_entries, 100_000)?,
+        };
+        let log = LogConfig {
+            level: self.log.level.clone().unwrap_or_else(|| "info".to_string()),
+        };
+        crate::logging::parse_filter(&log.level)
+            .map_err(|message| ConfigError::new("log.level", message))?;
+        let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
+        for (index, route) in self.routes.iter().enumerate() {
+            let route = route.validate(&format!("routes[{index}]"), upstream.timeout)?;
+            if routes.iter().any(|seen| seen.prefix == route.prefix) {
+                return Err(ConfigError::new(
+                    format!("routes[{index}].prefix"),
+                    format!("{} is used by an earlier route", route.prefix),
+                ));
+            }
+            routes.push(route);
+        }
+        Ok(Config {
+            server,
+            upstream,
+            wechat,
+            jwt,
+            login,
+            session,
+            log,
+            routes,
+        })
+    }
+}
+
+impl RawJwt {
+    fn validate(&self) -> Result<JwtConfig, ConfigError> {
+        let algorithm = match self.algorithm.as_deref().unwrap_or("HS256") {
+            "HS256" => Algorithm::HS256,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            other => {
+                return Err(ConfigError::new(
+                    "jwt.algorithm",
+                    format!("{other:?} is not one of HS256, RS256, ES256, EdDSA"),
+                ))
+            }
+        };
+        let issuer = self.issuer.clone().unwrap_or_else(|| "wxgate".to_string());
+        if issuer.is_empty() {
+            return Err(ConfigError::new("jwt.issuer", "must not be empty"));
+        }
+        let audience = self
+            .audience
+            .clone()
+            .filter(|audience| !audience.is_empty());
+        let ttl_secs = positive("jwt.ttl_secs", &self.ttl_secs, 7200)?;
+        let leeway_secs = raw::number("jwt.leeway_secs", &self.leeway_secs, 30)?;
+        let private_key_file = self.private_key_file.as_ref().map(PathBuf::from);
+        let pem;
+        let (key, material) = match (algorithm, &self.secret, &private_key_file) {
+            (Algorithm::HS256, Some(secret), None) => {
+                ("jwt.secret", KeyMaterial::Secret(secret.as_bytes()))
+            }
+            (Algorithm::HS256, None, _) => {
+                return Err(ConfigError::new(
+                    "jwt.secret",
+                    "HS256 needs a secret of at least 32 bytes (set WXGATE_JWT__SECRET)",
+                ))
+            }
+            (Algorithm::HS256, Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "jwt.private_key_file",
+                    "HS256 uses jwt.secret; remove the private key file",
+                ))
+            }
+            (_, Some(_), _) => {
+                return Err(ConfigError::new(
+                    "jwt.secret",
+                    "only HS256 uses a shared secret; use jwt.private_key_file",
+                ))
+            }
+            (_, None, None) => {
+                return Err(ConfigError::new(
+                    "jwt.private_key_file",
+                    "RS256, ES256 and EdDSA need a PEM private key file",
+                ))
+            }
+            (_, None, Some(file)) => {
+                pem = std::fs::read_to_string(file).map_err(|error| {
+                    ConfigError::new(
+                        "jwt.private_key_file",
+                        format!("cannot read {}: {error}", file.display()),
+                    )
+                })?;
+                ("jwt.private_key_file", KeyMaterial::PrivateKeyPem(&pem))
+            }
+        };
+        let keys = TokenKeys::new(TokenSettings {
+            algorithm,
+            material,
+            issuer: &issuer,
+            audience: audience.as_deref(),
+            ttl_secs,
+            leeway_secs,
+        })
+        .map_err(|message| ConfigError::new(key, message))?;
+        Ok(JwtConfig {
+            algorithm,
+            issuer,
+            audience,
+            ttl_secs,
+            leeway_secs,
+            private_key_file,
+            keys: Arc::new(keys),
+        })
+    }
+}
+
+impl RawRoute {
+    fn validate(&self, key: &str, default_timeout: Duration) -> Result<Route, ConfigError> {
+        let prefix_key = format!("{key}.prefix");
+        let prefix = required(&prefix_key, &self.prefix)?;
+        let prefix = match endpoint_path(&prefix_key, Some(&prefix), "/")?.trim_end_matches('/') {
+            "" => "/".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        let auth = match required(&format!("{key}.auth"), &self.auth)?.as_str() {
+            "required" => AuthMode::Required,
+            "optional" => AuthMode::Optional,
+            "none" => AuthMode::None,
+            other => {
+                return Err(ConfigError::new(
+                    format!("{key}.auth"),
+                    format!("{other:?} is not one of \"required\", \"optional\", \"none\""),
+                ))
+            }
+        };
+        let upstream_key = format!("{key}.upstream");
+        let upstream = upstream(&upstream_key, &required(&upstream_key, &self.upstream)?)?;
+        Ok(Route {
+            prefix,
+            upstream,
+            auth,
+            strip_prefix: raw::number(&format!("{key}.strip_prefix"), &self.strip_prefix, false)?,
+            preserve_host: raw::number(
+                &format!("{key}.preserve_host"),
+                &self.preserve_host,
+                false,
+            )?,
+            timeout: match &self.timeout_ms {
+                Some(_) => millis(&format!("{key}.timeout_ms"), &self.timeout_ms, 0)?,
+                None => default_timeout,
+            },
+        })
+    }
+}
+
+/// A value that must be present and non-empty.
+fn required(key: &str, value: &Option<String>) -> Result<String, ConfigError> {
+    match value.as_deref() {
+        Some(value) if !value.is_empty() => Ok(value.to_string()),
+        _ => Err(ConfigError::new(key, "is required")),
+    }
+}
+
+/// A number that must be above zero.
+fn positive<T>(key: &str, value: &Option<raw::Flex<T>>, default: T) -> Result<T, ConfigError>
+where
+    T: Copy + Default + PartialOrd + std::str::FromStr,
+{
+    let number = raw::number(key, value, default)?;
+    if number <= T::default() {
+        return Err(ConfigError::new(key, "must be greater than 0"));
+    }
+    Ok(number)
+}
+
+/// A positive duration given in milliseconds.
+fn millis(
+    key: &str,
+    value: &Option<raw::Flex<u64>>,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    positive(key, value, default).map(Duration::from_millis)
+}
+
+/// A positive duration given in seconds.
+fn secs(key: &str, value: &Option<raw::Flex<u64>>, default: u64) -> Result<Duration, ConfigError> {
+    positive(key, value, default).map(Duration::from_secs)
+}
+
+/// A gateway endpoint or route prefix: must already be in normalized form.
+fn endpoint_path(key: &str, value: Option<&str>, default: &str) -> Result<String, ConfigError> {
+    let path = value.unwrap_or(default);
+    match crate::path::normalize(path) {
+        Ok(normalized) if normalized == path => Ok(normalized),
+        Ok(normalized) => Err(ConfigError::new(
+            key,
+            format!("{path:?} is not a normalized path; write {normalized:?}"),
+        )),
+        Err(error) => Err(ConfigError::new(key, format!("{path:?}: {error}"))),
+    }
+}
+
+/// `wechat.api_base`: an http(s) URL without query, fragment or trailing slash.
+fn api_base(value: Option<&str>) -> Result<reqwest::Url, ConfigError> {
+    let key = "wechat.api_base";
+    let text = value
+        .unwrap_or("https://api.weixin.qq.com")
+        .trim_end_matches('/');
+    let url = reqwest::Url::parse(text)
+        .map_err(|error| ConfigError::new(key, format!("{text:?} is not a URL: {error}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(
+            key,
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::new(
+            key,
+            "must not carry a query, fragment or credentials",
+        ));
+    }
+    Ok(url)
+}
+
+/// A route's `upstream`: `http://host:port[/base/path]`.
+fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|error| ConfigError::new(key, format!("{text:?} is not a URL: {error}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(ConfigError::new(
+                key,
+                "https upstreams are not supported yet; use http",
+            ))
+        }
+        _ => {
+            return Err(ConfigError::new(
+                key,
+                format!("{text:?} must start with http://"),
+            ))
+        }
+    }
+    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        return Err(ConfigError::new(key, format!("{text:?} has no host")));
+    };
+    if authority.as_str().contains('@') || uri.query().is_some() {
+        return Err(ConfigError::new(
+            key,
+            "must not carry credentials or a query",
+        ));
+    }
+    let base_path = endpoint_path(key, Some(uri.path()), "/")?
+        .trim_end_matches('/')
+        .to_string();
+    Ok(Upstream {
+        scheme,
+        authority,
+        base_path,
+    })
+}
