@@ -18,16 +18,28 @@ pub struct Identity {
     pub appid: Option<String>,
 }
 
-/// Applies the route's auth mode to the request headers: `Ok(None)` means forward without identity.
+/// Applies the route's auth mode to the request: `Ok(None)` means forward without identity.
+/// `query_token` is a token from the WebSocket query parameter; with a header token too, the
+/// request is ambiguous and refused.
 pub(crate) fn authenticate(
     headers: &HeaderMap,
+    query_token: Option<&str>,
     mode: AuthMode,
     keys: &TokenKeys,
 ) -> Result<Option<Identity>, GatewayError> {
     if mode == AuthMode::None {
         return Ok(None);
     }
-    match bearer_token(headers)? {
+    let token = match (bearer_token(headers)?, query_token) {
+        (Some(_), Some(_)) => {
+            return Err(GatewayError::InvalidToken(
+                "a token in both the header and the query",
+            ))
+        }
+        (Some(token), None) | (None, Some(token)) => Some(token),
+        (None, None) => None,
+    };
+    match token {
         Some(token) => keys.verify(token).map(Some),
         None if mode == AuthMode::Required => Err(GatewayError::MissingToken),
         None => Ok(None),

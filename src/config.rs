@@ -83,6 +83,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[websocket]`: upgrade requests.
+    pub websocket: WebSocketConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
     pub routes: Vec<Route>,
 }
@@ -98,8 +100,26 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
-    /// How long in-flight requests may run after a shutdown signal.
+    /// How long in-flight requests and open WebSockets may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Largest request head (request line and headers) accepted; larger -> 431.
+    pub max_header_bytes: usize,
+    /// Offer HTTP/2 to TLS clients through ALPN.
+    pub http2: bool,
+    /// Accept HTTP/2 with prior knowledge (h2c) on a plain listener.
+    pub h2c: bool,
+    /// A plain-HTTP listener that redirects every request to HTTPS (TLS only).
+    pub redirect_http_listen: Option<SocketAddr>,
+    /// `[server.tls]`: terminate TLS on the public listener.
+    pub tls: Option<crate::tls::TlsConfig>,
+}
+
+/// `[websocket]` settings.
+#[derive(Clone, Debug)]
+pub struct WebSocketConfig {
+    /// A query parameter that may carry the bearer token on upgrade requests, for clients that
+    /// cannot set headers; removed before forwarding. Unset: header only.
+    pub token_query_param: Option<String>,
 }
 
 /// `[upstream]` settings, shared by all routes.

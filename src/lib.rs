@@ -22,7 +22,8 @@
 //! | --- | --- |
 //! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
 //! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
-//! | [`server`] | accept loop, connection limit, graceful shutdown, request dispatch and log line |
+//! | [`server`] | accept loop, TLS handshake, HTTP/1.1 + HTTP/2 connections, limits, graceful shutdown, dispatch |
+//! | [`tls`] | rustls: certificates by SNI with hot reload, upstream client TLS |
 //! | `path` | path normalization |
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
 //! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers |
@@ -31,7 +32,8 @@
 //! | `wechat` | the code2session client |
 //! | `login` | the login endpoint |
 //! | [`session`] | server-side sessions holding the session_key |
-//! | `proxy` | the pooled upstream client and request/response rewriting |
+//! | `proxy` | the pooled upstream clients (http, https) and request/response rewriting |
+//! | `websocket` | upgrade detection and the authenticated byte relay |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
 //! | [`echo`] | an upstream that describes what it received (demo and tests) |
 //! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |
@@ -53,5 +55,7 @@ mod proxy;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod token;
+mod websocket;
 mod wechat;

@@ -51,6 +51,21 @@ enum Command {
         )]
         secret: Option<String>,
     },
+    /// Make development TLS certificates: a private CA and a server certificate it signs.
+    GenCert {
+        /// Folder to write dev-ca.pem, server.pem (chain) and server-key.pem into.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Names and addresses the certificate is valid for, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        hosts: Vec<String>,
+        /// Key type of the server certificate: ecdsa, ed25519 or rsa.
+        #[arg(long, default_value = "ecdsa")]
+        key_type: wxgate::tls::dev::KeyType,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start a self-contained demo: mock WeChat + echo upstream + gateway, no config needed.
     Demo {
         /// Address the demo gateway listens on.
@@ -96,6 +111,21 @@ fn main() -> ExitCode {
                 println!("mock WeChat on http://{address} (set [wechat] api_base to it)");
                 exit_code(mock.serve(listener, shutdown_signal()).await)
             }
+            Command::GenCert {
+                out,
+                hosts,
+                key_type,
+                force,
+            } => match wxgate::tls::dev::write_dev_certificates(&out, &hosts, key_type, force) {
+                Ok(paths) => {
+                    for path in paths {
+                        println!("wrote {}", path.display());
+                    }
+                    println!("Use server.pem / server-key.pem as [server.tls] cert_file / key_file; clients trust dev-ca.pem.");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error),
+            },
             Command::Demo { listen } => {
                 init_logging("info");
                 match TcpListener::bind(listen).await {
@@ -122,6 +152,18 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
             ))
         }
     };
+    if let Some(address) = config.server.redirect_http_listen {
+        let redirects = match TcpListener::bind(address).await {
+            Ok(redirects) => redirects,
+            Err(error) => return fail(format!("cannot listen on {address}: {error}")),
+        };
+        let https_port = config.server.listen.port();
+        tokio::spawn(wxgate::server::redirect_to_https(
+            redirects,
+            https_port,
+            shutdown_signal(),
+        ));
+    }
     exit_code(wxgate::server::run(listener, config, shutdown_signal()).await)
 }
 

@@ -1,14 +1,18 @@
-//! Forwarding to upstreams: the pooled hyper-util client, request and response rewriting, and the
-//! body limit applied while the body streams (never buffered whole).
+//! Forwarding to upstreams: the pooled hyper-util clients (http, and https with the system roots
+//! or a route's private CA), request and response rewriting, WebSocket upgrades, and the body
+//! limit applied while the body streams (never buffered whole).
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, UPGRADE};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,21 +21,73 @@ use crate::auth::{self, Identity};
 use crate::config::UpstreamConfig;
 use crate::error::{Body, BoxError, GatewayError};
 use crate::headers;
-use crate::routes::Route;
+use crate::routes::{Route, UpstreamCa};
 use crate::server::AppState;
+use crate::websocket;
 
-/// The pooled HTTP/1.1 client shared by all routes.
-pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+/// A pooled HTTP/1.1 client reaching http and https upstreams.
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds the upstream client with the configured connect timeout and pool.
-pub(crate) fn upstream_client(config: &UpstreamConfig) -> UpstreamClient {
+/// One client per trust configuration: the system roots, and each route's private CA.
+#[derive(Debug)]
+pub(crate) struct UpstreamClients {
+    system_roots: UpstreamClient,
+    by_ca: HashMap<PathBuf, UpstreamClient>,
+}
+
+impl UpstreamClients {
+    /// Builds the clients the routes need.
+    pub(crate) fn new(config: &UpstreamConfig, routes: &[Route]) -> Result<Self, String> {
+        let mut by_ca = HashMap::new();
+        for ca in routes.iter().filter_map(|route| route.upstream.ca.as_ref()) {
+            if !by_ca.contains_key(&ca.file) {
+                by_ca.insert(ca.file.clone(), upstream_client(config, Some(ca))?);
+            }
+        }
+        Ok(UpstreamClients {
+            system_roots: upstream_client(config, None)?,
+            by_ca,
+        })
+    }
+
+    fn for_route(&self, route: &Route) -> &UpstreamClient {
+        route
+            .upstream
+            .ca
+            .as_ref()
+            .and_then(|ca| self.by_ca.get(&ca.file))
+            .unwrap_or(&self.system_roots)
+    }
+}
+
+/// Builds an upstream client with the configured connect timeout and pool.
+fn upstream_client(
+    config: &UpstreamConfig,
+    ca: Option<&UpstreamCa>,
+) -> Result<UpstreamClient, String> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+    connector.enforce_http(false);
+    let extra_ca = ca.map(|ca| ca.certificates.as_slice()).unwrap_or_default();
+    let tls = crate::tls::upstream_client_config(extra_ca)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .build(connector)
+        .build(connector))
+}
+
+/// Where the client's request came in, for X-Forwarded-* and the upgrade relay.
+pub(crate) struct ClientConnection {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// `http` or `https`.
+    pub(crate) proto: &'static str,
 }
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
@@ -40,13 +96,15 @@ pub(crate) async fn forward<B>(
     state: &AppState,
     route: &Route,
     path: &str,
-    peer: SocketAddr,
-    request: Request<B>,
+    client: &ClientConnection,
+    mut request: Request<B>,
 ) -> Result<(Response<Body>, Option<Identity>), GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let upgrade = websocket::requested_protocol(request.headers())
+        .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (mut parts, body) = request.into_parts();
     let client_host = parts.headers.get(HOST).cloned().or_else(|| {
         parts
@@ -57,34 +115,71 @@ where
     headers::remove_hop_by_hop(&mut parts.headers);
     headers::remove_gateway_owned(&mut parts.headers);
 
-    let identity = auth::authenticate(&parts.headers, route.auth, &state.config.jwt.keys)?;
+    let mut query = parts.uri.query().map(str::to_string);
+    let mut query_token = None;
+    if let (Some(_), Some(param), Some(text)) =
+        (&upgrade, &state.config.websocket.token_query_param, &query)
+    {
+        let (token, rest) = websocket::take_query_token(text, param)?;
+        query_token = token;
+        query = (!rest.is_empty()).then_some(rest);
+    }
+    let identity = auth::authenticate(
+        &parts.headers,
+        query_token.as_deref(),
+        route.auth,
+        &state.config.jwt.keys,
+    )?;
 
     let limit = state.config.server.max_body_bytes;
     if declared_length(&parts.headers).is_some_and(|length| length > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
 
-    parts.uri = upstream_uri(route, path, parts.uri.query())?;
+    parts.uri = upstream_uri(route, path, query.as_deref())?;
     parts.version = Version::HTTP_11;
     match (&client_host, route.preserve_host) {
         (Some(host), true) => parts.headers.insert(HOST, host.clone()),
         _ => parts.headers.insert(HOST, authority_header(route)?),
     };
-    headers::set_forwarding(&mut parts.headers, peer.ip(), "http", client_host);
+    headers::set_forwarding(
+        &mut parts.headers,
+        client.peer.ip(),
+        client.proto,
+        client_host,
+    );
     if let Some(identity) = &identity {
         headers::set_identity(&mut parts.headers, identity);
+    }
+    if let Some((protocol, _)) = &upgrade {
+        websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
     }
 
     let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
     let upstream_request = Request::from_parts(parts, body);
-    let response =
-        match tokio::time::timeout(route.timeout, state.upstream.request(upstream_request)).await {
+    let client_for_route = state.upstreams.for_route(route);
+    let mut response =
+        match tokio::time::timeout(route.timeout, client_for_route.request(upstream_request)).await
+        {
             Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(error)) => return Err(upstream_error(&error, limit)),
             Ok(Ok(response)) => response,
         };
+    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let upstream_protocol = response.headers().get(UPGRADE).cloned();
+    if switched && (upgrade.is_none() || upstream_protocol.is_none()) {
+        tracing::warn!("upstream switched protocols without a matching upgrade request");
+        return Err(GatewayError::UpstreamFailed);
+    }
+    let upstream_upgrade = switched.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
+    if let (Some((_, client_upgrade)), Some(upstream_upgrade), Some(protocol)) =
+        (upgrade, upstream_upgrade, upstream_protocol)
+    {
+        websocket::set_upgrade_headers(&mut parts.headers, protocol);
+        websocket::spawn_relay(client_upgrade, upstream_upgrade, state.drain_guard());
+    }
     Ok((
         Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()),
         identity,

@@ -33,12 +33,23 @@ impl AuthMode {
 /// Where a route forwards to: scheme and authority, plus a base path prepended to forwarded paths.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    /// `http` (https upstreams come with the TLS work).
+    /// `http` or `https`.
     pub scheme: Scheme,
     /// Host and port of the upstream service.
     pub authority: Authority,
     /// A path prefix to prepend, without a trailing slash; empty for none.
     pub base_path: String,
+    /// Extra CA certificates trusted for this https upstream, besides the system roots.
+    pub ca: Option<UpstreamCa>,
+}
+
+/// A private CA for https upstreams, loaded from `ca_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamCa {
+    /// Where the certificates came from; also tells clients apart.
+    pub file: std::path::PathBuf,
+    /// The CA certificates.
+    pub certificates: std::sync::Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 /// One `[[routes]]` entry, validated.
@@ -123,6 +134,7 @@ mod tests {
                 scheme: Scheme::HTTP,
                 authority: Authority::from_static("127.0.0.1:1"),
                 base_path: base_path.to_string(),
+                ca: None,
             },
             auth,
             strip_prefix,

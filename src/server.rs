@@ -1,5 +1,6 @@
-//! The listener: accept loop, connection limit, hyper connections with header timeouts, graceful
-//! shutdown, and the per-request dispatch (normalize -> login or route -> proxy) with its log line.
+//! The listener: accept loop, connection limit, TLS handshake, HTTP/1.1 and HTTP/2 connections
+//! with header limits and timeouts, graceful shutdown (in-flight requests and open WebSockets
+//! finish), and the per-request dispatch (normalize -> login or route -> proxy) with its log line.
 //!
 //! `run` takes an already-bound listener and a shutdown future, so `main` and the tests start the
 //! gateway the same way.
@@ -14,19 +15,25 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{Body, GatewayError};
-use crate::proxy::{upstream_client, UpstreamClient};
+use crate::proxy::{ClientConnection, UpstreamClients};
 use crate::routes::RouteTable;
 use crate::session::SessionStore;
+use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
 use crate::{login, path, proxy};
+
+mod redirect;
+pub use redirect::redirect_to_https;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -38,38 +45,69 @@ pub(crate) struct AppState {
     pub(crate) routes: RouteTable,
     pub(crate) wechat: WeChatClient,
     pub(crate) sessions: SessionStore,
-    pub(crate) upstream: UpstreamClient,
+    pub(crate) upstreams: UpstreamClients,
+    relays: DrainGuard,
 }
 
 impl AppState {
-    fn new(config: Config) -> std::io::Result<Self> {
+    fn new(config: Config, relays: DrainGuard) -> std::io::Result<Self> {
         Ok(AppState {
             routes: RouteTable::new(config.routes.clone()),
             wechat: WeChatClient::new(&config.wechat).map_err(std::io::Error::other)?,
             sessions: SessionStore::in_memory(&config.session),
-            upstream: upstream_client(&config.upstream),
+            upstreams: UpstreamClients::new(&config.upstream, &config.routes)
+                .map_err(std::io::Error::other)?,
             config,
+            relays,
         })
+    }
+
+    /// A guard for a new WebSocket relay: shutdown waits until every guard is dropped.
+    pub(crate) fn drain_guard(&self) -> DrainGuard {
+        self.relays.clone()
     }
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then lets in-flight requests finish
-/// for up to `server.shutdown_grace_secs` and returns.
+/// What every connection task needs, shared.
+struct Listener {
+    state: Arc<AppState>,
+    http: auto::Builder<TokioExecutor>,
+    tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then lets in-flight requests and
+/// open WebSockets finish for up to `server.shutdown_grace_secs` and returns.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let grace = config.server.shutdown_grace;
-    let state = Arc::new(AppState::new(config)?);
-    let mut connections = http1::Builder::new();
-    connections
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.config.server.header_read_timeout)
-        .keep_alive(true);
-    let slots = Arc::new(Semaphore::new(state.config.server.max_connections));
+    let tls = match &config.server.tls {
+        Some(tls_config) => {
+            let (acceptor, resolver) = crate::tls::acceptor(tls_config, config.server.http2)
+                .map_err(std::io::Error::other)?;
+            let watcher = tokio::spawn(resolver.watch(tls_config.reload_interval));
+            Some((acceptor, tls_config.handshake_timeout, watcher))
+        }
+        None => None,
+    };
+    let (relays, mut relays_done) = mpsc::channel::<()>(1);
+    let shared = Arc::new(Listener {
+        http: http_builder(&config),
+        tls: tls
+            .as_ref()
+            .map(|(acceptor, timeout, _)| (acceptor.clone(), *timeout)),
+        state: Arc::new(AppState::new(config, relays)?),
+    });
+    let slots = Arc::new(Semaphore::new(shared.state.config.server.max_connections));
     let graceful = GracefulShutdown::new();
-    tracing::info!(address = %listener.local_addr()?, routes = state.config.routes.len(), "wxgate listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = shared.tls.is_some(),
+        routes = shared.state.config.routes.len(),
+        "wxgate listening"
+    );
 
     tokio::pin!(shutdown);
     loop {
@@ -89,42 +127,110 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        // Best effort: a socket that refuses NODELAY still works.
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, peer, request).await) }
-        });
-        let connection =
-            graceful.watch(connections.serve_connection(TokioIo::new(stream), service));
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
-            }
+            shared.serve(stream, peer, watcher).await;
             drop(slot);
         });
     }
 
     drop(listener);
+    drop(shared);
+    if let Some((_, _, watcher)) = tls {
+        watcher.abort();
+    }
     tracing::info!(
         grace_secs = grace.as_secs(),
-        "shutting down: no new connections, finishing in-flight requests"
+        "shutting down: no new connections, finishing in-flight requests and WebSockets"
     );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping the remaining connections"),
+    let drained = async {
+        graceful.shutdown().await;
+        // Every sender is gone once the connections (holding the state) and relays have ended.
+        let _ = relays_done.recv().await;
+    };
+    match tokio::time::timeout(grace, drained).await {
+        Ok(()) => tracing::info!("all connections finished"),
+        Err(_) => tracing::warn!("grace period over; dropping the remaining connections"),
     }
     Ok(())
 }
 
+/// The HTTP connection settings: limits, timeouts, and which protocols are spoken.
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let server = &config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+    let speaks_h2 = if server.tls.is_some() {
+        server.http2
+    } else {
+        server.h2c
+    };
+    if speaks_h2 {
+        builder
+    } else {
+        builder.http1_only()
+    }
+}
+
+impl Listener {
+    /// Completes the TLS handshake when configured, then serves HTTP on the connection.
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        // Best effort: a socket that refuses NODELAY still works.
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            Some((acceptor, timeout)) => {
+                match tokio::time::timeout(*timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => self.serve_http(tls_stream, peer, "https", watcher).await,
+                    Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+            None => self.serve_http(stream, peer, "http", watcher).await,
+        }
+    }
+
+    async fn serve_http<I>(&self, io: I, peer: SocketAddr, proto: &'static str, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = self.state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move {
+                Ok::<_, Infallible>(handle(&state, ClientConnection { peer, proto }, request).await)
+            }
+        });
+        let connection = self
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%error, %peer, "connection ended with an error");
+        }
+    }
+}
+
 /// Answers one request and logs it: method, path, status, latency, openid. Never the query (it
 /// may carry credentials) nor any header.
-async fn handle(state: &AppState, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: &AppState,
+    client: ClientConnection,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let (response, logged_path, identity) = match path::normalize(request.uri().path()) {
-        Ok(path) => match dispatch(state, &path, peer, request).await {
+        Ok(path) => match dispatch(state, &path, &client, request).await {
             Ok((response, identity)) => (response, path, identity),
             Err(error) => (error.into_response(), path, None),
         },
@@ -149,7 +255,7 @@ async fn handle(state: &AppState, peer: SocketAddr, request: Request<Incoming>) 
 async fn dispatch(
     state: &AppState,
     path: &str,
-    peer: SocketAddr,
+    client: &ClientConnection,
     request: Request<Incoming>,
 ) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
     if path == state.config.login.path {
@@ -157,11 +263,11 @@ async fn dispatch(
         return Ok((response, Some(identity)));
     }
     let route = state.routes.find(path).ok_or(GatewayError::NotFound)?;
-    proxy::forward(state, route, path, peer, request).await
+    proxy::forward(state, route, path, client, request).await
 }
 
-/// Serves a simple handler until `shutdown`: the plumbing shared by the mock WeChat and the demo
-/// upstream, which need no limits, auth or graceful draining.
+/// Serves a simple handler until `shutdown`: the plumbing shared by the mock WeChat, the demo
+/// upstream and the HTTPS redirect, which need no auth or graceful draining.
 pub(crate) async fn serve_handler<F, Fut>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -191,6 +297,8 @@ where
             });
             // A client hanging up mid-exchange is not our concern here.
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -50,7 +50,7 @@ struct Answer {
 impl WeChatClient {
     /// Builds the client for the configured app and API base.
     pub(crate) fn new(config: &WeChatConfig) -> Result<Self, String> {
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -154,12 +154,6 @@ fn interpret(answer: Answer) -> Result<Code2Session, GatewayError> {
     };
     tracing::info!(errcode = answer.errcode, errmsg = %answer.errmsg, "code2session refused the code");
     Err(error)
-}
-
-/// Makes ring the process-wide rustls provider (reqwest is built without one: no aws-lc, no cmake).
-fn install_crypto_provider() {
-    // An error means a provider is already installed, which is all we need.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub(crate) struct RawConfig {
     pub(crate) login: RawLogin,
     pub(crate) session: RawSession,
     pub(crate) log: RawLog,
+    pub(crate) websocket: RawWebSocket,
     pub(crate) routes: Vec<RawRoute>,
 }
 
@@ -42,6 +43,34 @@ pub(crate) struct RawServer {
     pub(crate) max_connections: Option<Flex<usize>>,
     pub(crate) header_read_timeout_ms: Option<Flex<u64>>,
     pub(crate) shutdown_grace_secs: Option<Flex<u64>>,
+    pub(crate) max_header_bytes: Option<Flex<usize>>,
+    pub(crate) http2: Option<Flex<bool>>,
+    pub(crate) h2c: Option<Flex<bool>>,
+    pub(crate) redirect_http_listen: Option<String>,
+    pub(crate) tls: Option<RawTls>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) cert_file: Option<String>,
+    pub(crate) key_file: Option<String>,
+    pub(crate) handshake_timeout_ms: Option<Flex<u64>>,
+    pub(crate) reload_interval_ms: Option<Flex<u64>>,
+    pub(crate) certificates: Vec<RawCertificate>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert_file: Option<String>,
+    pub(crate) key_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawWebSocket {
+    pub(crate) token_query_param: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -102,6 +131,7 @@ pub(crate) struct RawRoute {
     pub(crate) strip_prefix: Option<Flex<bool>>,
     pub(crate) preserve_host: Option<Flex<bool>>,
     pub(crate) timeout_ms: Option<Flex<u64>>,
+    pub(crate) ca_file: Option<String>,
 }
 
 /// Parses the TOML text, applies the environment overlay, and deserializes the result.

@@ -12,22 +12,7 @@ const REDACTED: &str = "<redacted>";
 /// Renders the whole configuration; secrets never leave as anything but `<redacted>`.
 pub(crate) fn redacted_toml(config: &Config) -> String {
     let mut root = Table::new();
-    root.insert(
-        "server".into(),
-        table([
-            ("listen", text(config.server.listen)),
-            ("max_body_bytes", int(config.server.max_body_bytes)),
-            ("max_connections", int(config.server.max_connections)),
-            (
-                "header_read_timeout_ms",
-                ms(config.server.header_read_timeout),
-            ),
-            (
-                "shutdown_grace_secs",
-                int(config.server.shutdown_grace.as_secs()),
-            ),
-        ]),
-    );
+    root.insert("server".into(), server_table(config));
     root.insert(
         "upstream".into(),
         table([
@@ -78,12 +63,17 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         ]),
     );
     root.insert("log".into(), table([("level", text(&config.log.level))]));
+    let mut websocket = Table::new();
+    if let Some(param) = &config.websocket.token_query_param {
+        websocket.insert("token_query_param".into(), text(param));
+    }
+    root.insert("websocket".into(), Value::Table(websocket));
     let routes = config
         .routes
         .iter()
         .map(|route| {
             let upstream = &route.upstream;
-            table([
+            let mut entry = table([
                 ("prefix", text(&route.prefix)),
                 (
                     "upstream",
@@ -96,7 +86,11 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
                 ("strip_prefix", Value::Boolean(route.strip_prefix)),
                 ("preserve_host", Value::Boolean(route.preserve_host)),
                 ("timeout_ms", ms(route.timeout)),
-            ])
+            ]);
+            if let (Value::Table(entry), Some(ca)) = (&mut entry, &upstream.ca) {
+                entry.insert("ca_file".into(), text(ca.file.display()));
+            }
+            entry
         })
         .collect();
     root.insert("routes".into(), Value::Array(routes));
@@ -122,4 +116,45 @@ fn int(value: impl TryInto<i64>) -> Value {
 
 fn ms(duration: Duration) -> Value {
     int(duration.as_millis())
+}
+
+/// `[server]`, with `[server.tls]` when configured.
+fn server_table(config: &Config) -> Value {
+    let server = &config.server;
+    let mut entries = Table::new();
+    entries.insert("listen".into(), text(server.listen));
+    entries.insert("max_body_bytes".into(), int(server.max_body_bytes));
+    entries.insert("max_connections".into(), int(server.max_connections));
+    entries.insert(
+        "header_read_timeout_ms".into(),
+        ms(server.header_read_timeout),
+    );
+    entries.insert(
+        "shutdown_grace_secs".into(),
+        int(server.shutdown_grace.as_secs()),
+    );
+    entries.insert("max_header_bytes".into(), int(server.max_header_bytes));
+    entries.insert("http2".into(), Value::Boolean(server.http2));
+    entries.insert("h2c".into(), Value::Boolean(server.h2c));
+    if let Some(address) = server.redirect_http_listen {
+        entries.insert("redirect_http_listen".into(), text(address));
+    }
+    if let Some(tls) = &server.tls {
+        let mut tls_entries = Table::new();
+        if let Some((default, extra)) = tls.certificates.split_first() {
+            tls_entries.insert("cert_file".into(), text(default.cert_file.display()));
+            tls_entries.insert("key_file".into(), text(default.key_file.display()));
+            let extra = extra.iter().map(|files| {
+                table([
+                    ("cert_file", text(files.cert_file.display())),
+                    ("key_file", text(files.key_file.display())),
+                ])
+            });
+            tls_entries.insert("certificates".into(), Value::Array(extra.collect()));
+        }
+        tls_entries.insert("handshake_timeout_ms".into(), ms(tls.handshake_timeout));
+        tls_entries.insert("reload_interval_ms".into(), ms(tls.reload_interval));
+        entries.insert("tls".into(), Value::Table(tls_entries));
+    }
+    Value::Table(entries)
 }

@@ -86,7 +86,7 @@ fn environment_overrides_any_key_with_string_values() {
 
 #[test]
 fn errors_name_the_key_at_fault() {
-    let cases: [RefusalCase; 12] = [
+    let cases: [RefusalCase; 16] = [
         ("[server]\nlisten = \"nope\"", &[], "server.listen"),
         ("[server]\nlisen = \"0.0.0.0:1\"", &[], "server"),
         ("[server]\nmax_body_bytes = 0", &[], "server.max_body_bytes"),
@@ -109,9 +109,21 @@ fn errors_name_the_key_at_fault() {
             "routes[0].auth",
         ),
         (
-            "[[routes]]\nprefix = \"/a\"\nupstream = \"https://h:1\"\nauth = \"none\"",
+            "[[routes]]\nprefix = \"/a\"\nupstream = \"ftp://h:1\"\nauth = \"none\"",
             &[],
             "routes[0].upstream",
+        ),
+        (
+            "[[routes]]\nprefix = \"/a\"\nupstream = \"http://h:1\"\nauth = \"none\"\nca_file = \"x.pem\"",
+            &[],
+            "routes[0].ca_file",
+        ),
+        ("[server]\nredirect_http_listen = \"127.0.0.1:80\"", &[], "server.redirect_http_listen"),
+        ("[server.tls]\ncert_file = \"/nonexistent.pem\"", &[], "server.tls.key_file"),
+        (
+            "[server.tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent.pem\"",
+            &[],
+            "server.tls",
         ),
         (
             "[[routes]]\nprefix = \"a\"\nupstream = \"http://h:1\"\nauth = \"none\"",

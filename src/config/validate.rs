@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::raw::{self, RawConfig, RawJwt, RawRoute};
+use super::raw::{self, RawConfig, RawJwt, RawRoute, RawTls};
 use super::{
     Config, ConfigError, JwtConfig, LogConfig, LoginConfig, Secret, ServerConfig, SessionConfig,
-    UpstreamConfig, WeChatConfig,
+    UpstreamConfig, WeChatConfig, WebSocketConfig,
 };
-use crate::routes::{AuthMode, Route, Upstream};
+use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
+use crate::tls::{CertificateFiles, TlsConfig};
+
+/// hyper's smallest read buffer: request heads up to this size are always accepted.
+const MIN_HEADER_BYTES: usize = 8192;
 use crate::token::{KeyMaterial, TokenKeys, TokenSettings};
 
 impl RawConfig {
@@ -32,7 +36,30 @@ impl RawConfig {
                 &server.shutdown_grace_secs,
                 20,
             )?,
+            max_header_bytes: positive(
+                "server.max_header_bytes",
+                &server.max_header_bytes,
+                32 * 1024,
+            )?
+            .max(MIN_HEADER_BYTES),
+            http2: raw::number("server.http2", &server.http2, true)?,
+            h2c: raw::number("server.h2c", &server.h2c, false)?,
+            redirect_http_listen: match server.redirect_http_listen.as_deref() {
+                Some(address) => Some(raw::parse_value(
+                    "server.redirect_http_listen",
+                    Some(address),
+                    "",
+                )?),
+                None => None,
+            },
+            tls: server.tls.as_ref().map(RawTls::validate).transpose()?,
         };
+        if server.redirect_http_listen.is_some() && server.tls.is_none() {
+            return Err(ConfigError::new(
+                "server.redirect_http_listen",
+                "redirects to HTTPS need [server.tls]",
+            ));
+        }
         let upstream = &self.upstream;
         let upstream = UpstreamConfig {
             connect_timeout: millis(
@@ -86,6 +113,13 @@ impl RawConfig {
             }
             routes.push(route);
         }
+        let websocket = WebSocketConfig {
+            token_query_param: self
+                .websocket
+                .token_query_param
+                .clone()
+                .filter(|name| !name.is_empty()),
+        };
         Ok(Config {
             server,
             upstream,
@@ -94,6 +128,7 @@ impl RawConfig {
             login,
             session,
             log,
+            websocket,
             routes,
         })
     }
@@ -204,7 +239,24 @@ impl RawRoute {
             }
         };
         let upstream_key = format!("{key}.upstream");
-        let upstream = upstream(&upstream_key, &required(&upstream_key, &self.upstream)?)?;
+        let mut upstream = upstream(&upstream_key, &required(&upstream_key, &self.upstream)?)?;
+        if let Some(file) = &self.ca_file {
+            let ca_key = format!("{key}.ca_file");
+            if upstream.scheme != http::uri::Scheme::HTTPS {
+                return Err(ConfigError::new(
+                    ca_key,
+                    "only https upstreams use a CA file",
+                ));
+            }
+            let certificates = crate::tls::read_certificates(std::path::Path::new(file))
+                .map_err(|message| ConfigError::new(&ca_key, message))?;
+            crate::tls::upstream_client_config(&certificates)
+                .map_err(|message| ConfigError::new(&ca_key, message))?;
+            upstream.ca = Some(UpstreamCa {
+                file: PathBuf::from(file),
+                certificates: Arc::new(certificates),
+            });
+        }
         Ok(Route {
             prefix,
             upstream,
@@ -298,20 +350,11 @@ fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
     let uri: http::Uri = text
         .parse()
         .map_err(|error| ConfigError::new(key, format!("{text:?} is not a URL: {error}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ConfigError::new(
-                key,
-                "https upstreams are not supported yet; use http",
-            ))
-        }
-        _ => {
-            return Err(ConfigError::new(
-                key,
-                format!("{text:?} must start with http://"),
-            ))
-        }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(ConfigError::new(
+            key,
+            format!("{text:?} must start with http:// or https://"),
+        ));
     }
     let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
         return Err(ConfigError::new(key, format!("{text:?} has no host")));
@@ -329,5 +372,47 @@ fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
         scheme,
         authority,
         base_path,
+        ca: None,
+    })
+}
+
+impl RawTls {
+    fn validate(&self) -> Result<TlsConfig, ConfigError> {
+        let mut certificates = vec![certificate_files(
+            "server.tls",
+            &self.cert_file,
+            &self.key_file,
+        )?];
+        for (index, extra) in self.certificates.iter().enumerate() {
+            let key = format!("server.tls.certificates[{index}]");
+            certificates.push(certificate_files(&key, &extra.cert_file, &extra.key_file)?);
+        }
+        crate::tls::CertResolver::load(certificates.clone())
+            .map_err(|message| ConfigError::new("server.tls", message))?;
+        Ok(TlsConfig {
+            certificates,
+            handshake_timeout: millis(
+                "server.tls.handshake_timeout_ms",
+                &self.handshake_timeout_ms,
+                10_000,
+            )?,
+            reload_interval: millis(
+                "server.tls.reload_interval_ms",
+                &self.reload_interval_ms,
+                5_000,
+            )?,
+        })
+    }
+}
+
+/// A cert_file / key_file pair, both required.
+fn certificate_files(
+    key: &str,
+    cert_file: &Option<String>,
+    key_file: &Option<String>,
+) -> Result<CertificateFiles, ConfigError> {
+    Ok(CertificateFiles {
+        cert_file: PathBuf::from(required(&format!("{key}.cert_file"), cert_file)?),
+        key_file: PathBuf::from(required(&format!("{key}.key_file"), key_file)?),
     })
 }
