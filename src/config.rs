@@ -114,6 +114,17 @@ pub struct ServerConfig {
     pub tls: Option<crate::tls::TlsConfig>,
 }
 
+impl ServerConfig {
+    /// Whether clients may speak HTTP/2: over TLS when `http2` is on, in plain text when `h2c` is.
+    pub fn http2_enabled(&self) -> bool {
+        if self.tls.is_some() {
+            self.http2
+        } else {
+            self.h2c
+        }
+    }
+}
+
 /// `[websocket]` settings.
 #[derive(Clone, Debug)]
 pub struct WebSocketConfig {

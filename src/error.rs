@@ -95,6 +95,9 @@ pub enum GatewayError {
     /// The upstream broke the exchange after the connection was made.
     #[error("the upstream service failed to answer")]
     UpstreamFailed,
+    /// HTTP/2 on a listener where it is not enabled (`server.http2` / `server.h2c`).
+    #[error("HTTP/2 is not enabled on this listener; use HTTP/1.1")]
+    HttpVersionNotSupported,
     /// Something that should not fail did (no randomness, signing failed); details are logged.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -123,6 +126,7 @@ impl GatewayError {
             | UpstreamFailed => StatusCode::BAD_GATEWAY,
             WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
 
@@ -152,6 +156,7 @@ impl GatewayError {
             UpstreamTimeout => "upstream_timeout",
             UpstreamFailed => "upstream_error",
             Internal(_) => "internal_error",
+            HttpVersionNotSupported => "http_version_not_supported",
         }
     }
 

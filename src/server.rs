@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -170,16 +170,9 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
-    let speaks_h2 = if server.tls.is_some() {
-        server.http2
-    } else {
-        server.h2c
-    };
-    if speaks_h2 {
-        builder
-    } else {
-        builder.http1_only()
-    }
+    // `http1_only()` would be ignored: it does nothing with `serve_connection_with_upgrades`, which
+    // WebSockets need. HTTP/2 where it is not enabled is refused per request in `handle`.
+    builder
 }
 
 impl Listener {
@@ -229,7 +222,14 @@ async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
+    let http2_refused =
+        request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
     let (response, logged_path, identity) = match path::normalize(request.uri().path()) {
+        Ok(_) if http2_refused => (
+            GatewayError::HttpVersionNotSupported.into_response(),
+            request.uri().path().to_string(),
+            None,
+        ),
         Ok(path) => match dispatch(state, &path, &client, request).await {
             Ok((response, identity)) => (response, path, identity),
             Err(error) => (error.into_response(), path, None),

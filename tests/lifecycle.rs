@@ -121,3 +121,127 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
         .unwrap();
     assert_eq!(response.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_during_steady_load_fails_no_request() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::{Arc, Mutex};
+
+    let (slow, _) = common::slow_upstream(Duration::from_millis(100)).await;
+    let mut gateway = Harness::start_with(Setup {
+        extra_routes: format!(
+            "[[routes]]\nprefix = \"/work\"\nupstream = \"http://{slow}\"\nauth = \"none\"\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for worker in 0..32 {
+        let (client, stop, served, failures) = (
+            client.clone(),
+            stop.clone(),
+            served.clone(),
+            failures.clone(),
+        );
+        let uri: http::Uri = format!("http://{}/work/{worker}", gateway.addr)
+            .parse()
+            .unwrap();
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match client.get(uri.clone()).await {
+                    Ok(response) if response.status() == 200 => {
+                        let body = response
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|body| body.to_bytes());
+                        match body {
+                            Ok(body) if body == "slow" => served.fetch_add(1, Ordering::SeqCst),
+                            other => {
+                                failures.lock().unwrap().push(format!("body {other:?}"));
+                                0
+                            }
+                        };
+                    }
+                    Ok(response) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", response.status())),
+                    Err(error) => failures.lock().unwrap().push(format!("{error:?}")),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Clients issue nothing new from here on; everything already sent must complete.
+    stop.store(true, Ordering::SeqCst);
+    let server = gateway.begin_shutdown();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let result = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("run returns");
+    assert!(result.unwrap().is_ok());
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "failed: {:?}",
+        failures.lock().unwrap()
+    );
+    assert!(
+        served.load(Ordering::SeqCst) >= 64,
+        "steady load: {}",
+        served.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn request_heads_over_the_limit_are_431() {
+    let gateway = Harness::start_with(Setup {
+        server: "max_header_bytes = 16384".into(),
+        ..Setup::default()
+    })
+    .await;
+    let big = "a".repeat(20_000);
+    let response = common::request(gateway.addr, "GET", "/public/x", &[("X-Big", &big)], b"").await;
+    assert_eq!(response.status, 431);
+    let fits = "a".repeat(8_000);
+    let response =
+        common::request(gateway.addr, "GET", "/public/x", &[("X-Fits", &fits)], b"").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(gateway.echo.requests(), 1);
+}
+
+#[tokio::test]
+async fn the_redirect_listener_sends_every_request_to_https() {
+    let listener = common::bind().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(wxgate::server::redirect_to_https(
+        listener,
+        8443,
+        std::future::pending(),
+    ));
+    let response = common::request(addr, "POST", "/api/x?a=1", &[], b"{}").await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("https://gateway.test:8443/api/x?a=1")
+    );
+    let listener = common::bind().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(wxgate::server::redirect_to_https(
+        listener,
+        443,
+        std::future::pending(),
+    ));
+    let response = common::request(addr, "GET", "/", &[], b"").await;
+    assert_eq!(response.header("location"), Some("https://gateway.test/"));
+}

@@ -4,7 +4,9 @@
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod raw_http;
+pub mod tls;
 pub mod tokens;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,8 +44,10 @@ pub struct Setup {
     pub api_base: Option<String>,
     /// The AppSecret the gateway is configured with (the mock always expects `APP_SECRET`).
     pub app_secret: String,
-    /// Extra `[[routes]]` appended after the defaults.
+    /// Extra `[[routes]]` appended after the defaults; `{echo}` stands for the echo upstream.
     pub extra_routes: String,
+    /// Extra top-level sections (e.g. `[websocket]`).
+    pub sections: String,
 }
 
 impl Default for Setup {
@@ -57,6 +61,7 @@ impl Default for Setup {
             api_base: None,
             app_secret: APP_SECRET.to_string(),
             extra_routes: String::new(),
+            sections: String::new(),
         }
     }
 }
@@ -117,6 +122,8 @@ api_base = "{api_base}"
 
 {jwt}
 
+{sections}
+
 [[routes]]
 prefix = "/api"
 upstream = "http://{echo_addr}"
@@ -148,8 +155,9 @@ timeout_ms = 300
             server = setup.server,
             wechat_extra = setup.wechat,
             jwt = setup.jwt,
-            extra_routes = setup.extra_routes,
+            extra_routes = setup.extra_routes.replace("{echo}", &echo_addr.to_string()),
             app_secret = setup.app_secret,
+            sections = setup.sections,
         );
         let config = Config::from_toml(&text, std::iter::empty()).expect("test config is valid");
         Harness::serve(config, wechat, echo, echo_addr).await

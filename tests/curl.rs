@@ -1,0 +1,84 @@
+//! The TLS gateway as a real third-party client sees it: curl over HTTP/2 and HTTP/1.1, trusting
+//! a development CA written by `wxgate gen-cert`. Skips (saying why) when curl is missing, unless
+//! WXGATE_REQUIRE_EXTERNAL=1, where a missing curl fails the test.
+
+mod common;
+
+use std::process::Command;
+
+use common::tokens::{claims, hs256};
+use common::{Harness, Setup};
+
+fn curl_available() -> bool {
+    let found = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        assert!(
+            std::env::var("WXGATE_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "curl is required (WXGATE_REQUIRE_EXTERNAL=1) but not installed"
+        );
+        eprintln!(
+            "skipping: curl is not installed (set WXGATE_REQUIRE_EXTERNAL=1 to make this fail)"
+        );
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reaches_the_upstream_over_http2_and_http1_with_the_gen_cert_ca() {
+    if !curl_available() {
+        return;
+    }
+    let dir = common::tls::temp_dir("curl");
+    let output = Command::new(env!("CARGO_BIN_EXE_wxgate"))
+        .args([
+            "gen-cert",
+            "--out",
+            dir.to_str().unwrap(),
+            "--hosts",
+            "localhost,127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let gateway = Harness::start_with(Setup {
+        server: common::tls::tls_section(&dir.join("server.pem"), &dir.join("server-key.pem"), ""),
+        ..Setup::default()
+    })
+    .await;
+    let authorization = format!("Authorization: Bearer {}", hs256(&claims("o-curl")));
+    let url = format!("https://localhost:{}/api/hello", gateway.addr.port());
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let output = tokio::process::Command::new("curl")
+            .args(["-sS", flag, "--cacert"])
+            .arg(dir.join("dev-ca.pem"))
+            .args([
+                "-H",
+                &authorization,
+                "-H",
+                "X-OpenId: o-spoofed",
+                "-w",
+                "\n%{http_version} %{http_code}",
+                &url,
+            ])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (body, summary) = stdout.rsplit_once('\n').unwrap();
+        assert_eq!(summary, format!("{version} 200"));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["headers"]["x-openid"], serde_json::json!(["o-curl"]));
+    }
+}
