@@ -35,6 +35,10 @@ use crate::{login, path, proxy};
 mod redirect;
 pub use redirect::redirect_to_https;
 
+/// How often a quiet HTTP/2 connection is pinged, and how long the answer may take.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -166,9 +170,12 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(server.header_read_timeout)
         .max_buf_size(server.max_header_bytes)
         .keep_alive(true);
+    // HTTP/2 connections are pinged when quiet, and closed when the peer stops answering.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT)
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     // `http1_only()` would be ignored: it does nothing with `serve_connection_with_upgrades`, which
     // WebSockets need. HTTP/2 where it is not enabled is refused per request in `handle`.

@@ -81,4 +81,24 @@ async fn curl_reaches_the_upstream_over_http2_and_http1_with_the_gen_cert_ca() {
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["headers"]["x-openid"], serde_json::json!(["o-curl"]));
     }
+    // TLS 1.2 and 1.3 only.
+    for (flags, accepted) in [
+        (["--tlsv1.2", "--tls-max", "1.2"], true),
+        (["--tlsv1.1", "--tls-max", "1.1"], false),
+    ] {
+        let output = tokio::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "--cacert"])
+            .arg(dir.join("dev-ca.pem"))
+            .args(flags)
+            .arg(&url)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            output.status.success(),
+            accepted,
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

@@ -245,3 +245,31 @@ async fn the_redirect_listener_sends_every_request_to_https() {
     let response = common::request(addr, "GET", "/", &[], b"").await;
     assert_eq!(response.header("location"), Some("https://gateway.test/"));
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = Harness::start_with(Setup {
+        server: "header_read_timeout_ms = 300".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
+    connection
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"}") {
+        let mut chunk = [0u8; 4096];
+        let read = connection.read(&mut chunk).await.unwrap();
+        assert!(read > 0);
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(3), connection.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was closed");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
