@@ -245,13 +245,6 @@ async fn run_serves_with_a_mock_wechat_process_and_exits_zero_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_steady_load_fails_no_request_and_exits_zero() {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-
     let (slow, _) = common::slow_upstream(Duration::from_millis(150)).await;
     let port = common::closed_port().await;
     let gateway = wxgate(&["run", "--config", EXAMPLE_CONFIG])
@@ -269,55 +262,13 @@ async fn sigterm_during_steady_load_fails_no_request_and_exits_zero() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut workers = Vec::new();
-    for worker in 0..24 {
-        let (client, stop, served, failures) = (
-            client.clone(),
-            stop.clone(),
-            served.clone(),
-            failures.clone(),
-        );
-        let uri: http::Uri = format!("http://{port}/public/{worker}").parse().unwrap();
-        workers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                match client.get(uri.clone()).await {
-                    Ok(response) if response.status() == 200 => {
-                        match response.into_body().collect().await {
-                            Ok(_) => {
-                                served.fetch_add(1, Ordering::SeqCst);
-                            }
-                            Err(error) => failures.lock().unwrap().push(format!("body: {error}")),
-                        }
-                    }
-                    Ok(response) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("status {}", response.status())),
-                    Err(error) => failures.lock().unwrap().push(format!("{error:?}")),
-                }
-            }
-        }));
-    }
+    let load = common::load::SteadyLoad::start(&format!("http://{port}/public"), 24);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // The load balancer has stopped sending: nothing new from here on, and then the SIGTERM.
-    stop.store(true, Ordering::SeqCst);
+    load.stop_sending();
     sigterm(&gateway);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    let (served, failures) = load.finish().await;
     assert!(wait_exit(gateway).success(), "exit 0 after SIGTERM");
-    assert!(
-        failures.lock().unwrap().is_empty(),
-        "failed: {:?}",
-        failures.lock().unwrap()
-    );
-    assert!(
-        served.load(Ordering::SeqCst) >= 48,
-        "steady load: {}",
-        served.load(Ordering::SeqCst)
-    );
+    assert!(failures.is_empty(), "failed: {failures:?}");
+    assert!(served >= 48, "steady load: {served}");
 }

@@ -87,7 +87,7 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected_while_others_are_
 
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_for_a_free_slot() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let gateway = Harness::start_with(Setup {
         server: "max_connections = 1".into(),
         ..Setup::default()
@@ -99,13 +99,7 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
         .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    while !answer.ends_with(b"}") {
-        let mut chunk = [0u8; 4096];
-        let read = holder.read(&mut chunk).await.unwrap();
-        assert!(read > 0, "keep-alive connection stays open");
-        answer.extend_from_slice(&chunk[..read]);
-    }
+    common::raw_http::read_echo_response(&mut holder).await;
     let addr = gateway.addr;
     let waiting =
         tokio::spawn(async move { common::request(addr, "GET", "/public/x", &[], b"").await });
@@ -124,13 +118,6 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_during_steady_load_fails_no_request() {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
-    use std::sync::{Arc, Mutex};
-
     let (slow, _) = common::slow_upstream(Duration::from_millis(100)).await;
     let mut gateway = Harness::start_with(Setup {
         extra_routes: format!(
@@ -139,68 +126,18 @@ async fn shutdown_during_steady_load_fails_no_request() {
         ..Setup::default()
     })
     .await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut workers = Vec::new();
-    for worker in 0..32 {
-        let (client, stop, served, failures) = (
-            client.clone(),
-            stop.clone(),
-            served.clone(),
-            failures.clone(),
-        );
-        let uri: http::Uri = format!("http://{}/work/{worker}", gateway.addr)
-            .parse()
-            .unwrap();
-        workers.push(tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                match client.get(uri.clone()).await {
-                    Ok(response) if response.status() == 200 => {
-                        let body = response
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|body| body.to_bytes());
-                        match body {
-                            Ok(body) if body == "slow" => served.fetch_add(1, Ordering::SeqCst),
-                            other => {
-                                failures.lock().unwrap().push(format!("body {other:?}"));
-                                0
-                            }
-                        };
-                    }
-                    Ok(response) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("status {}", response.status())),
-                    Err(error) => failures.lock().unwrap().push(format!("{error:?}")),
-                }
-            }
-        }));
-    }
+    let load = common::load::SteadyLoad::start(&format!("http://{}/work", gateway.addr), 32);
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Clients issue nothing new from here on; everything already sent must complete.
-    stop.store(true, Ordering::SeqCst);
+    load.stop_sending();
     let server = gateway.begin_shutdown();
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    let (served, failures) = load.finish().await;
     let result = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("run returns");
     assert!(result.unwrap().is_ok());
-    assert!(
-        failures.lock().unwrap().is_empty(),
-        "failed: {:?}",
-        failures.lock().unwrap()
-    );
-    assert!(
-        served.load(Ordering::SeqCst) >= 64,
-        "steady load: {}",
-        served.load(Ordering::SeqCst)
-    );
+    assert!(failures.is_empty(), "failed: {failures:?}");
+    assert!(served >= 64, "steady load: {served}");
 }
 
 #[tokio::test]
@@ -259,13 +196,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
         .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    while !answer.ends_with(b"}") {
-        let mut chunk = [0u8; 4096];
-        let read = connection.read(&mut chunk).await.unwrap();
-        assert!(read > 0);
-        answer.extend_from_slice(&chunk[..read]);
-    }
+    common::raw_http::read_echo_response(&mut connection).await;
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
     let closed =

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::raw_http::echoed_header;
 use common::tls::{https_get, leaf_of, temp_dir, tls_section, write_cert};
 use common::tokens::{claims, hs256};
 use common::{Harness, Setup};
@@ -19,17 +20,16 @@ fn tls_setup(section: String) -> Setup {
     }
 }
 
-fn upstream_header(body: &[u8], name: &str) -> Vec<String> {
-    let json: serde_json::Value = serde_json::from_slice(body).unwrap();
-    json["headers"][name]
-        .as_array()
-        .map(|values| {
-            values
-                .iter()
-                .map(|value| value.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The certificate a fresh HTTP/2 connection to `localhost` is served, after a 200 on /public/x.
+async fn served_leaf(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+) -> rustls::pki_types::CertificateDer<'static> {
+    let exchange = https_get(addr, "localhost", ca_pem, &[b"h2"], "/public/x", &[])
+        .await
+        .unwrap();
+    assert_eq!(exchange.status, 200);
+    exchange.leaf
 }
 
 #[tokio::test]
@@ -54,9 +54,9 @@ async fn https_speaks_http2_or_http1_as_alpn_decides() {
     assert_eq!(h2.alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(h2.version, http::Version::HTTP_2);
     assert_eq!(h2.status, 200);
-    assert_eq!(upstream_header(&h2.body, "x-openid"), ["o-tls"]);
-    assert_eq!(upstream_header(&h2.body, "x-forwarded-proto"), ["https"]);
-    assert_eq!(upstream_header(&h2.body, "x-forwarded-host"), ["localhost"]);
+    assert_eq!(echoed_header(&h2.body, "x-openid"), ["o-tls"]);
+    assert_eq!(echoed_header(&h2.body, "x-forwarded-proto"), ["https"]);
+    assert_eq!(echoed_header(&h2.body, "x-forwarded-host"), ["localhost"]);
 
     for alpn in [&[&b"http/1.1"[..]][..], &[]] {
         let h1 = https_get(
@@ -71,7 +71,7 @@ async fn https_speaks_http2_or_http1_as_alpn_decides() {
         .unwrap();
         assert_eq!(h1.version, http::Version::HTTP_11);
         assert_eq!(h1.status, 200);
-        assert_eq!(upstream_header(&h1.body, "x-openid"), ["o-tls"]);
+        assert_eq!(echoed_header(&h1.body, "x-openid"), ["o-tls"]);
     }
 }
 
@@ -231,17 +231,7 @@ async fn a_certificate_reloads_while_serving_and_no_request_fails() {
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let exchange = https_get(
-        gateway.addr,
-        "localhost",
-        &ca.cert_pem,
-        &[b"h2"],
-        "/public/x",
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(exchange.leaf, second_leaf);
+    assert_eq!(served_leaf(gateway.addr, &ca.cert_pem).await, second_leaf);
 }
 
 #[tokio::test]
@@ -267,25 +257,16 @@ async fn sighup_reloads_certificates_at_once() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut leaf = None;
+    let renewed_leaf = leaf_of(&cert);
+    let mut reloaded = false;
     for _ in 0..50 {
-        let exchange = https_get(
-            gateway.addr,
-            "localhost",
-            &ca.cert_pem,
-            &[b"h2"],
-            "/public/x",
-            &[],
-        )
-        .await
-        .unwrap();
-        if exchange.leaf == leaf_of(&cert) {
-            leaf = Some(exchange.leaf);
+        if served_leaf(gateway.addr, &ca.cert_pem).await == renewed_leaf {
+            reloaded = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(leaf.is_some(), "SIGHUP reloaded the certificate");
+    assert!(reloaded, "SIGHUP reloaded the certificate");
 }
 
 #[tokio::test]
@@ -301,17 +282,7 @@ async fn a_client_that_never_completes_the_handshake_is_disconnected() {
     )))
     .await;
     let mut silent = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    let exchange = https_get(
-        gateway.addr,
-        "localhost",
-        &ca.cert_pem,
-        &[b"h2"],
-        "/public/x",
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(exchange.status, 200, "others are served meanwhile");
+    served_leaf(gateway.addr, &ca.cert_pem).await; // others are served meanwhile
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "closed by the handshake timeout");

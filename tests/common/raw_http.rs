@@ -47,16 +47,7 @@ impl Response {
 
     /// The values of a header the echo upstream says it received.
     pub fn upstream_header(&self, name: &str) -> Vec<String> {
-        let json = self.json();
-        json["headers"][name.to_ascii_lowercase()]
-            .as_array()
-            .map(|values| {
-                values
-                    .iter()
-                    .map(|value| value.as_str().unwrap().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+        echoed_header(&self.body, name)
     }
 
     /// The request URI the echo upstream says it received.
@@ -152,4 +143,30 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         body.extend_from_slice(&data[start..start + size]);
         data = &data[start + size + 2..];
     }
+}
+
+/// The values of a header, from an echo upstream's JSON description of what it received.
+pub fn echoed_header(echo_body: &[u8], name: &str) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_slice(echo_body).expect("echo JSON");
+    json["headers"][name.to_ascii_lowercase()]
+        .as_array()
+        .map(|values| {
+            values
+                .iter()
+                .map(|value| value.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads one echo response (its JSON body ends in `}`) from a kept-alive connection.
+pub async fn read_echo_response(connection: &mut TcpStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"}") {
+        let mut chunk = [0u8; 4096];
+        let read = connection.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the keep-alive connection stays open");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    answer
 }
