@@ -94,6 +94,7 @@ fn help_lists_every_subcommand() {
         "run",
         "check",
         "mock-wechat",
+        "gen-cert",
         "demo",
         "--config",
         "WXGATE_CONFIG",
