@@ -2,6 +2,7 @@
 //! or a route's private CA), request and response rewriting, WebSocket upgrades, and the body
 //! limit applied while the body streams (never buffered whole).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -115,14 +116,17 @@ where
     headers::remove_hop_by_hop(&mut parts.headers);
     headers::remove_gateway_owned(&mut parts.headers);
 
-    let mut query = parts.uri.query().map(str::to_string);
+    // Borrowed unless the WebSocket token parameter has to be cut out of it.
+    let mut query = parts.uri.query().map(Cow::Borrowed);
     let mut query_token = None;
-    if let (Some(_), Some(param), Some(text)) =
-        (&upgrade, &state.config.websocket.token_query_param, &query)
-    {
+    if let (Some(_), Some(param), Some(text)) = (
+        &upgrade,
+        &state.config.websocket.token_query_param,
+        parts.uri.query(),
+    ) {
         let (token, rest) = websocket::take_query_token(text, param)?;
         query_token = token;
-        query = (!rest.is_empty()).then_some(rest);
+        query = (!rest.is_empty()).then_some(Cow::Owned(rest));
     }
     let identity = auth::authenticate(
         &parts.headers,
