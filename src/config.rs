@@ -15,6 +15,7 @@ use jsonwebtoken::Algorithm;
 use crate::routes::Route;
 use crate::token::TokenKeys;
 
+mod jwt;
 mod raw;
 mod render;
 mod validate;
@@ -172,10 +173,36 @@ pub struct JwtConfig {
     pub ttl_secs: u64,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway_secs: u64,
-    /// Where the private key came from (RS256, ES256, EdDSA).
+    /// Where the signing key came from (RS256, ES256, EdDSA).
     pub private_key_file: Option<PathBuf>,
+    /// The signing key's kid, written into every issued token's header.
+    pub kid: String,
+    /// `[[jwt.verify_keys]]`: keys that verify but never sign (a rotation's old or next key).
+    pub verify_keys: Vec<JwtKeyInfo>,
     /// The loaded signing and verification keys.
     pub keys: Arc<TokenKeys>,
+}
+
+/// A verify-only key as configured: what `wxgate check` shows of it.
+#[derive(Clone, Debug)]
+pub struct JwtKeyInfo {
+    /// The algorithm this key verifies, and only this one.
+    pub algorithm: Algorithm,
+    /// The key id tokens name it by (configured, or derived from the key).
+    pub kid: String,
+    /// Where the key came from.
+    pub source: KeySource,
+}
+
+/// Where a JWT key came from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// An HS256 secret (never shown).
+    Secret,
+    /// A PEM private key file.
+    PrivateKeyFile(PathBuf),
+    /// A PEM public key file (verify-only keys).
+    PublicKeyFile(PathBuf),
 }
 
 /// `[login]` settings.

@@ -1,8 +1,9 @@
-//! The gateway's tokens: loading the signing key, issuing a JWT at login, and verifying one on every
-//! request with the algorithm pinned.
+//! The gateway's tokens: issuing a JWT at login, and verifying one on every request with the
+//! algorithm pinned to the key (key loading, key ids and JWKs are in `token/keys.rs`).
 //!
-//! A token is valid if and only if its signature verifies with the configured key and algorithm
-//! (`none`, any other algorithm and HS/RS key confusion are refused), `exp` is present and not
+//! A token is valid if and only if its header names a configured key (or names none, for the
+//! signing key), its signature verifies with that key and that key's algorithm (`none`, any other
+//! algorithm and HS/RS key confusion are refused), `exp` is present and not
 //! passed, `nbf` (if present) has passed, `iss` equals the configured issuer, `aud` matches when an
 //! audience is configured, and `sub` (the openid) is present. Leeway applies to the time checks.
 //! Nothing else is required, so tokens minted by a user's own tooling with the same key work.
@@ -10,8 +11,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use bytes::Bytes;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -19,27 +19,14 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Identity;
 use crate::error::GatewayError;
 
+mod keys;
+pub(crate) use keys::{KeyMaterial, KeySpec, LoadedKey};
+
 /// Tokens longer than this are refused before any parsing: nothing we issue comes close.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash output size).
-pub(crate) const MIN_HS256_SECRET_BYTES: usize = 32;
-/// The smallest RSA modulus accepted for RS256.
-const MIN_RSA_BITS: usize = 2048;
 
-/// What the key configuration provides.
-pub(crate) enum KeyMaterial<'a> {
-    /// The shared HS256 secret.
-    Secret(&'a [u8]),
-    /// A PEM private key (PKCS#8, or PKCS#1 for RSA, or SEC1 for EC) for RS256, ES256 or EdDSA.
-    PrivateKeyPem(&'a str),
-}
-
-/// The settings `TokenKeys` is built from, as validated by the config.
+/// The settings every key shares, as validated by the config.
 pub(crate) struct TokenSettings<'a> {
-    /// The one algorithm tokens are signed and accepted with.
-    pub(crate) algorithm: Algorithm,
-    /// The key, as configured.
-    pub(crate) material: KeyMaterial<'a>,
     /// Required `iss`.
     pub(crate) issuer: &'a str,
     /// Required `aud`, when configured.
@@ -50,12 +37,26 @@ pub(crate) struct TokenSettings<'a> {
     pub(crate) leeway_secs: u64,
 }
 
+/// One key that verifies: tokens whose header names its kid are checked with it, and with its
+/// algorithm only.
+struct VerificationKey {
+    kid: String,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
 /// Signs and verifies the gateway's tokens; built once at start from the `[jwt]` config.
+///
+/// One key signs, and every issued token names it in its `kid` header. Every configured key
+/// verifies the tokens that name it, so a rotation keeps old tokens valid until the old key is
+/// removed from the config. A token without a kid is checked against the signing key only.
 pub struct TokenKeys {
     header: Header,
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    /// The signing key first, then the verify-only keys.
+    verifying: Vec<VerificationKey>,
+    /// `{"keys": [...]}` with the public JWK of every asymmetric key, serialized once.
+    jwks: Bytes,
     issuer: String,
     audience: Option<String>,
     ttl_secs: u64,
@@ -63,8 +64,10 @@ pub struct TokenKeys {
 
 impl fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kids: Vec<&str> = self.verifying.iter().map(|key| key.kid.as_str()).collect();
         f.debug_struct("TokenKeys")
             .field("algorithm", &self.header.alg)
+            .field("kids", &kids)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("ttl_secs", &self.ttl_secs)
@@ -108,32 +111,57 @@ struct VerifiedClaims {
 }
 
 impl TokenKeys {
-    /// Loads and checks the key; errors are sentences naming what is wrong with it.
-    pub(crate) fn new(settings: TokenSettings<'_>) -> Result<Self, String> {
-        let (encoding, decoding) = key_pair(settings.algorithm, &settings.material)?;
-        let mut validation = Validation::new(settings.algorithm);
-        validation.leeway = settings.leeway_secs;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[settings.issuer]);
-        let mut required = vec!["exp", "iss", "sub"];
-        match settings.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                required.push("aud");
+    /// Puts the loaded keys together: `signing` signs (and verifies), `verify_only` verify. Refuses
+    /// a signing key without a private part and two keys with the same kid.
+    pub(crate) fn new(
+        settings: TokenSettings<'_>,
+        signing: LoadedKey,
+        verify_only: Vec<LoadedKey>,
+    ) -> Result<Self, String> {
+        let Some(encoding) = signing.encoding.clone() else {
+            return Err("the signing key must be a private key or a secret".into());
+        };
+        let mut header = Header::new(signing.algorithm);
+        header.kid = Some(signing.kid.clone());
+        let all = std::iter::once(signing).chain(verify_only);
+        let mut verifying: Vec<VerificationKey> = Vec::new();
+        let mut published = Vec::new();
+        for key in all {
+            if verifying.iter().any(|seen| seen.kid == key.kid) {
+                return Err(format!(
+                    "two keys have the kid {:?}; every key needs its own",
+                    key.kid
+                ));
             }
-            None => validation.validate_aud = false,
+            published.extend(key.jwk);
+            verifying.push(VerificationKey {
+                validation: validation(key.algorithm, &settings),
+                kid: key.kid,
+                decoding: key.decoding,
+            });
         }
-        validation.set_required_spec_claims(&required);
+        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": published }))
+            .map_err(|_| "the public keys could not be serialized".to_string())?;
         Ok(TokenKeys {
-            header: Header::new(settings.algorithm),
+            header,
             encoding,
-            decoding,
-            validation,
+            verifying,
+            jwks: Bytes::from(jwks),
             issuer: settings.issuer.to_string(),
             audience: settings.audience.map(str::to_string),
             ttl_secs: settings.ttl_secs,
         })
+    }
+
+    /// The JSON Web Key Set of the public keys (empty for HS256 only), for
+    /// `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Bytes {
+        self.jwks.clone()
+    }
+
+    /// The kid written into newly issued tokens.
+    pub fn signing_kid(&self) -> &str {
+        self.header.kid.as_deref().unwrap_or_default()
     }
 
     /// Signs a token for a user who just logged in.
@@ -162,8 +190,20 @@ impl TokenKeys {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(GatewayError::InvalidToken("token too large"));
         }
-        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.decoding, &self.validation)
-            .map_err(|error| GatewayError::InvalidToken(rejection_reason(error.kind())))?;
+        let refused = |error: jsonwebtoken::errors::Error| {
+            GatewayError::InvalidToken(rejection_reason(error.kind()))
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(refused)?;
+        let key = match header.kid.as_deref() {
+            Some(kid) => self
+                .verifying
+                .iter()
+                .find(|key| key.kid == kid)
+                .ok_or(GatewayError::InvalidToken("unknown key id"))?,
+            None => &self.verifying[0],
+        };
+        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &key.decoding, &key.validation)
+            .map_err(refused)?;
         let claims = data.claims;
         if claims.sub.is_empty() {
             return Err(GatewayError::InvalidToken("empty subject"));
@@ -190,75 +230,23 @@ fn rejection_reason(kind: &ErrorKind) -> &'static str {
     }
 }
 
-/// Builds the signing key and the matching verification key (derived from the private key, so
-/// the two can never disagree).
-fn key_pair(
-    algorithm: Algorithm,
-    material: &KeyMaterial<'_>,
-) -> Result<(EncodingKey, DecodingKey), String> {
-    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-    use rsa::traits::PublicKeyParts;
-
-    let invalid = |what: &str| format!("is not a valid {what} private key in PEM form");
-    match (algorithm, material) {
-        (Algorithm::HS256, KeyMaterial::Secret(secret)) => {
-            if secret.len() < MIN_HS256_SECRET_BYTES {
-                return Err(format!(
-                    "must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"
-                ));
-            }
-            Ok((
-                EncodingKey::from_secret(secret),
-                DecodingKey::from_secret(secret),
-            ))
+/// The checks for tokens naming a key: its algorithm only, and the shared claim rules.
+fn validation(algorithm: Algorithm, settings: &TokenSettings<'_>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = settings.leeway_secs;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[settings.issuer]);
+    let mut required = vec!["exp", "iss", "sub"];
+    match settings.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
         }
-        (Algorithm::RS256, KeyMaterial::PrivateKeyPem(pem)) => {
-            let private = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-                .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
-                .map_err(|_| invalid("RSA"))?;
-            if private.size() * 8 < MIN_RSA_BITS {
-                return Err(format!("is an RSA key under {MIN_RSA_BITS} bits"));
-            }
-            let der = private.to_pkcs1_der().map_err(|_| invalid("RSA"))?;
-            let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
-            let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
-            let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|_| invalid("RSA"))?;
-            Ok((EncodingKey::from_rsa_der(der.as_bytes()), decoding))
-        }
-        (Algorithm::ES256, KeyMaterial::PrivateKeyPem(pem)) => {
-            let secret = p256::SecretKey::from_pkcs8_pem(pem)
-                .or_else(|_| p256::SecretKey::from_sec1_pem(pem))
-                .map_err(|_| invalid("P-256 EC"))?;
-            let der = secret.to_pkcs8_der().map_err(|_| invalid("P-256 EC"))?;
-            let point = secret.public_key().to_encoded_point(false);
-            let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                return Err(invalid("P-256 EC"));
-            };
-            let decoding = DecodingKey::from_ec_components(
-                &URL_SAFE_NO_PAD.encode(x),
-                &URL_SAFE_NO_PAD.encode(y),
-            )
-            .map_err(|_| invalid("P-256 EC"))?;
-            Ok((EncodingKey::from_ec_der(der.as_bytes()), decoding))
-        }
-        (Algorithm::EdDSA, KeyMaterial::PrivateKeyPem(pem)) => {
-            let signing =
-                ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|_| invalid("Ed25519"))?;
-            let der = signing.to_pkcs8_der().map_err(|_| invalid("Ed25519"))?;
-            let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
-            let decoding = DecodingKey::from_ed_components(&x).map_err(|_| invalid("Ed25519"))?;
-            Ok((EncodingKey::from_ed_der(der.as_bytes()), decoding))
-        }
-        (Algorithm::HS256, KeyMaterial::PrivateKeyPem(_)) => {
-            Err("HS256 takes jwt.secret, not a private key file".into())
-        }
-        (_, KeyMaterial::Secret(_)) => {
-            Err("this algorithm takes jwt.private_key_file, not a shared secret".into())
-        }
-        (other, _) => Err(format!("algorithm {other:?} is not supported")),
+        None => validation.validate_aud = false,
     }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 /// Seconds since the Unix epoch.

@@ -101,6 +101,18 @@ pub(crate) struct RawJwt {
     pub(crate) audience: Option<String>,
     pub(crate) ttl_secs: Option<Flex<u64>>,
     pub(crate) leeway_secs: Option<Flex<u64>>,
+    pub(crate) kid: Option<String>,
+    pub(crate) verify_keys: Vec<RawJwtKey>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawJwtKey {
+    pub(crate) algorithm: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) private_key_file: Option<String>,
+    pub(crate) public_key_file: Option<String>,
+    pub(crate) kid: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -143,6 +155,9 @@ pub(crate) fn parse(
         .parse()
         .map_err(|error: toml::de::Error| ConfigError::new("config file", error.to_string()))?;
     let mut root = toml::Value::Table(table);
+    // Sorted, so entries appended by index (`..__0__..` before `..__1__..`) come in order.
+    let mut env: Vec<(String, String)> = env.into_iter().collect();
+    env.sort();
     for (name, value) in env {
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -166,7 +181,7 @@ pub(crate) fn parse(
 }
 
 /// Sets `path` inside `node` to the string `value`, creating tables on the way; a number segment
-/// indexes an existing array entry (`WXGATE_ROUTES__0__UPSTREAM`).
+/// indexes an array entry (`WXGATE_ROUTES__0__UPSTREAM`), one past the last adds an entry.
 fn set_path(node: &mut toml::Value, path: &[String], value: String) -> Result<(), String> {
     let Some((first, rest)) = path.split_first() else {
         *node = toml::Value::String(value);
@@ -191,9 +206,12 @@ fn set_path(node: &mut toml::Value, path: &[String], value: String) -> Result<()
                 .parse()
                 .map_err(|_| format!("`{first}` should be an index into an array"))?;
             let len = items.len();
-            let child = items
-                .get_mut(index)
-                .ok_or_else(|| format!("index {index} is past the {len} entries in the file"))?;
+            if index == len {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            let child = items.get_mut(index).ok_or_else(|| {
+                format!("index {index} skips entries: there are {len}, so the next is {len}")
+            })?;
             set_path(child, rest, value)
         }
         _ => Err(format!(

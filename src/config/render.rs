@@ -52,6 +52,9 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         if let Some(audience) = &jwt.audience {
             jwt_table.insert("audience".into(), text(audience));
         }
+        jwt_table.insert("kid".into(), text(&jwt.kid));
+        let verify_keys = jwt.verify_keys.iter().map(verify_key).collect();
+        jwt_table.insert("verify_keys".into(), Value::Array(verify_keys));
     }
     root.insert("jwt".into(), jwt_table);
     root.insert("login".into(), table([("path", text(&config.login.path))]));
@@ -157,4 +160,18 @@ fn server_table(config: &Config) -> Value {
         entries.insert("tls".into(), Value::Table(tls_entries));
     }
     Value::Table(entries)
+}
+
+/// One `[[jwt.verify_keys]]` entry, its secret hidden.
+fn verify_key(key: &super::JwtKeyInfo) -> Value {
+    let (field, value) = match &key.source {
+        super::KeySource::Secret => ("secret", text(REDACTED)),
+        super::KeySource::PrivateKeyFile(file) => ("private_key_file", text(file.display())),
+        super::KeySource::PublicKeyFile(file) => ("public_key_file", text(file.display())),
+    };
+    table([
+        ("algorithm", text(format!("{:?}", key.algorithm))),
+        ("kid", text(&key.kid)),
+        (field, value),
+    ])
 }

@@ -189,3 +189,66 @@ fn route_prefixes_and_upstream_base_paths_are_normalized_forms() {
     assert_eq!(route.upstream.base_path, "/base");
     assert_eq!(route.timeout, Duration::from_millis(250));
 }
+
+#[test]
+fn verify_keys_come_from_the_file_or_the_environment() {
+    let old_secret = "the-previous-jwt-secret-of-32-bytes!!";
+    let config = load(
+        &config_text("kid = \"current\"\n"),
+        &[
+            ("WXGATE_JWT__VERIFY_KEYS__0__SECRET", old_secret),
+            ("WXGATE_JWT__VERIFY_KEYS__0__KID", "previous"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.jwt.kid, "current");
+    assert_eq!(config.jwt.verify_keys.len(), 1);
+    assert_eq!(config.jwt.verify_keys[0].kid, "previous");
+    for rendered in [format!("{config:?}"), config.to_redacted_toml()] {
+        assert!(!rendered.contains(old_secret), "{rendered}");
+    }
+    assert!(config.to_redacted_toml().contains("previous"));
+}
+
+#[test]
+fn bad_verify_keys_are_refused_naming_the_entry() {
+    let cases: &[RefusalCase] = &[
+        ("[[jwt.verify_keys]]\nkid = \"x\"", &[], "jwt.verify_keys[0].secret"),
+        (
+            "[[jwt.verify_keys]]\nsecret = \"short\"",
+            &[],
+            "jwt.verify_keys[0].secret",
+        ),
+        (
+            "[[jwt.verify_keys]]\nalgorithm = \"ES256\"\npublic_key_file = \"/nonexistent.pem\"",
+            &[],
+            "jwt.verify_keys[0].public_key_file",
+        ),
+        (
+            "[[jwt.verify_keys]]\nalgorithm = \"ES256\"\nsecret = \"x\"",
+            &[],
+            "jwt.verify_keys[0].secret",
+        ),
+        (
+            "[[jwt.verify_keys]]\nalgorithm = \"PS256\"",
+            &[],
+            "jwt.verify_keys[0].algorithm",
+        ),
+        ("kid = \"../../etc/passwd\"", &[], "jwt.kid"),
+        (
+            "kid = \"same\"\n[[jwt.verify_keys]]\nkid = \"same\"\nsecret = \"another-secret-that-is-32-bytes-long\"",
+            &[],
+            "jwt.verify_keys",
+        ),
+        (
+            "",
+            &[("WXGATE_JWT__VERIFY_KEYS__1__SECRET", "x")],
+            "WXGATE_JWT__VERIFY_KEYS__1__SECRET",
+        ),
+    ];
+    for (extra, env, key) in cases {
+        let text = config_text(extra);
+        let got = error_key(&text, env);
+        assert_eq!(&got, key, "{extra:?}");
+    }
+}

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
-
-use super::raw::{self, RawConfig, RawJwt, RawRoute, RawTls};
+use super::raw::{self, RawConfig, RawRoute, RawTls};
 use super::{
-    Config, ConfigError, JwtConfig, LogConfig, LoginConfig, Secret, ServerConfig, SessionConfig,
+    Config, ConfigError, LogConfig, LoginConfig, Secret, ServerConfig, SessionConfig,
     UpstreamConfig, WeChatConfig, WebSocketConfig,
 };
 use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
@@ -16,7 +14,6 @@ use crate::tls::{CertificateFiles, TlsConfig};
 
 /// hyper's smallest read buffer: request heads up to this size are always accepted.
 const MIN_HEADER_BYTES: usize = 8192;
-use crate::token::{KeyMaterial, TokenKeys, TokenSettings};
 
 impl RawConfig {
     /// Checks every value and builds the typed configuration.
@@ -134,91 +131,6 @@ impl RawConfig {
     }
 }
 
-impl RawJwt {
-    fn validate(&self) -> Result<JwtConfig, ConfigError> {
-        let algorithm = match self.algorithm.as_deref().unwrap_or("HS256") {
-            "HS256" => Algorithm::HS256,
-            "RS256" => Algorithm::RS256,
-            "ES256" => Algorithm::ES256,
-            "EdDSA" => Algorithm::EdDSA,
-            other => {
-                return Err(ConfigError::new(
-                    "jwt.algorithm",
-                    format!("{other:?} is not one of HS256, RS256, ES256, EdDSA"),
-                ))
-            }
-        };
-        let issuer = self.issuer.clone().unwrap_or_else(|| "wxgate".to_string());
-        if issuer.is_empty() {
-            return Err(ConfigError::new("jwt.issuer", "must not be empty"));
-        }
-        let audience = self
-            .audience
-            .clone()
-            .filter(|audience| !audience.is_empty());
-        let ttl_secs = positive("jwt.ttl_secs", &self.ttl_secs, 7200)?;
-        let leeway_secs = raw::number("jwt.leeway_secs", &self.leeway_secs, 30)?;
-        let private_key_file = self.private_key_file.as_ref().map(PathBuf::from);
-        let pem;
-        let (key, material) = match (algorithm, &self.secret, &private_key_file) {
-            (Algorithm::HS256, Some(secret), None) => {
-                ("jwt.secret", KeyMaterial::Secret(secret.as_bytes()))
-            }
-            (Algorithm::HS256, None, _) => {
-                return Err(ConfigError::new(
-                    "jwt.secret",
-                    "HS256 needs a secret of at least 32 bytes (set WXGATE_JWT__SECRET)",
-                ))
-            }
-            (Algorithm::HS256, Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "jwt.private_key_file",
-                    "HS256 uses jwt.secret; remove the private key file",
-                ))
-            }
-            (_, Some(_), _) => {
-                return Err(ConfigError::new(
-                    "jwt.secret",
-                    "only HS256 uses a shared secret; use jwt.private_key_file",
-                ))
-            }
-            (_, None, None) => {
-                return Err(ConfigError::new(
-                    "jwt.private_key_file",
-                    "RS256, ES256 and EdDSA need a PEM private key file",
-                ))
-            }
-            (_, None, Some(file)) => {
-                pem = std::fs::read_to_string(file).map_err(|error| {
-                    ConfigError::new(
-                        "jwt.private_key_file",
-                        format!("cannot read {}: {error}", file.display()),
-                    )
-                })?;
-                ("jwt.private_key_file", KeyMaterial::PrivateKeyPem(&pem))
-            }
-        };
-        let keys = TokenKeys::new(TokenSettings {
-            algorithm,
-            material,
-            issuer: &issuer,
-            audience: audience.as_deref(),
-            ttl_secs,
-            leeway_secs,
-        })
-        .map_err(|message| ConfigError::new(key, message))?;
-        Ok(JwtConfig {
-            algorithm,
-            issuer,
-            audience,
-            ttl_secs,
-            leeway_secs,
-            private_key_file,
-            keys: Arc::new(keys),
-        })
-    }
-}
-
 impl RawRoute {
     fn validate(&self, key: &str, default_timeout: Duration) -> Result<Route, ConfigError> {
         let prefix_key = format!("{key}.prefix");
@@ -284,7 +196,11 @@ fn required(key: &str, value: &Option<String>) -> Result<String, ConfigError> {
 }
 
 /// A number that must be above zero.
-fn positive<T>(key: &str, value: &Option<raw::Flex<T>>, default: T) -> Result<T, ConfigError>
+pub(super) fn positive<T>(
+    key: &str,
+    value: &Option<raw::Flex<T>>,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T: Copy + Default + PartialOrd + std::str::FromStr,
 {

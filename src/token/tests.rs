@@ -10,15 +10,25 @@ fn identity() -> Identity {
     }
 }
 
-fn keys(algorithm: Algorithm, material: KeyMaterial<'_>) -> Result<TokenKeys, String> {
-    TokenKeys::new(TokenSettings {
-        algorithm,
-        material,
+fn settings() -> TokenSettings<'static> {
+    TokenSettings {
         issuer: "iss",
         audience: None,
         ttl_secs: 60,
         leeway_secs: 0,
+    }
+}
+
+fn load(algorithm: Algorithm, material: KeyMaterial<'_>) -> Result<LoadedKey, String> {
+    LoadedKey::load(&KeySpec {
+        algorithm,
+        material,
+        kid: None,
     })
+}
+
+fn keys(algorithm: Algorithm, material: KeyMaterial<'_>) -> Result<TokenKeys, String> {
+    TokenKeys::new(settings(), load(algorithm, material)?, Vec::new())
 }
 
 #[test]
@@ -97,4 +107,125 @@ fn issued_tokens_have_unique_ids() {
     let first = keys.issue(&identity()).unwrap().token;
     let second = keys.issue(&identity()).unwrap().token;
     assert_ne!(first, second);
+}
+
+fn ec_pem() -> String {
+    use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
+    let ec = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    ec.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
+}
+
+fn header_kid(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).unwrap().kid
+}
+
+#[test]
+fn every_issued_token_names_the_signing_key() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let token = keys.issue(&identity()).unwrap().token;
+    assert_eq!(header_kid(&token).as_deref(), Some(keys.signing_kid()));
+    assert!(keys.signing_kid().starts_with("hs256-"));
+}
+
+#[test]
+fn rotation_keeps_old_tokens_until_the_old_key_is_removed() {
+    let old_secret = b"the-old-secret-that-is-32-bytes-long!!";
+    let old_only = keys(Algorithm::HS256, KeyMaterial::Secret(old_secret)).unwrap();
+    let old_token = old_only.issue(&identity()).unwrap().token;
+
+    let old = load(Algorithm::HS256, KeyMaterial::Secret(old_secret)).unwrap();
+    let new = load(Algorithm::ES256, KeyMaterial::PrivateKeyPem(&ec_pem())).unwrap();
+    let new_kid = new.kid.clone();
+    let rotated = TokenKeys::new(settings(), new, vec![old]).unwrap();
+    assert_eq!(rotated.verify(&old_token).unwrap(), identity());
+    let new_token = rotated.issue(&identity()).unwrap().token;
+    assert_eq!(header_kid(&new_token), Some(new_kid));
+    assert_eq!(
+        jsonwebtoken::decode_header(&new_token).unwrap().alg,
+        Algorithm::ES256
+    );
+
+    let new_only = TokenKeys::new(
+        settings(),
+        load(Algorithm::ES256, KeyMaterial::PrivateKeyPem(&ec_pem())).unwrap(),
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        new_only.verify(&old_token),
+        Err(GatewayError::InvalidToken("unknown key id"))
+    );
+}
+
+#[test]
+fn a_key_verifies_only_its_own_algorithm() {
+    // An HS384 token naming the HS256 key's kid, signed with the same secret.
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let mut header = Header::new(Algorithm::HS384);
+    header.kid = Some(keys.signing_kid().to_string());
+    let claims = serde_json::json!({ "sub": "o1", "iss": "iss", "exp": unix_now() + 60 });
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+    assert!(keys.verify(&token).is_err());
+}
+
+#[test]
+fn tokens_without_a_kid_are_checked_against_the_signing_key_only() {
+    let verify_secret = b"a-verify-only-secret-of-32-bytes-long!";
+    let keys = TokenKeys::new(
+        settings(),
+        load(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap(),
+        vec![load(Algorithm::HS256, KeyMaterial::Secret(verify_secret)).unwrap()],
+    )
+    .unwrap();
+    let claims = serde_json::json!({ "sub": "o1", "iss": "iss", "exp": unix_now() + 60 });
+    let sign = |secret: &[u8]| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    assert_eq!(keys.verify(&sign(SECRET)).unwrap().openid, "o1");
+    assert!(keys.verify(&sign(verify_secret)).is_err());
+}
+
+#[test]
+fn duplicate_kids_and_public_signing_keys_are_refused() {
+    let same = || load(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    assert!(TokenKeys::new(settings(), same(), vec![same()]).is_err());
+
+    let pem = ec_pem();
+    let public_pem = {
+        use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _, LineEnding};
+        let secret = p256::SecretKey::from_pkcs8_pem(&pem).unwrap();
+        secret
+            .public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap()
+    };
+    let public = load(Algorithm::ES256, KeyMaterial::PublicKeyPem(&public_pem)).unwrap();
+    let private = load(Algorithm::ES256, KeyMaterial::PrivateKeyPem(&pem)).unwrap();
+    assert_eq!(
+        public.kid, private.kid,
+        "the kid is derived from the public half"
+    );
+    assert!(TokenKeys::new(settings(), public, Vec::new()).is_err());
+}
+
+#[test]
+fn jwks_publishes_asymmetric_keys_only() {
+    let keys = TokenKeys::new(
+        settings(),
+        load(Algorithm::ES256, KeyMaterial::PrivateKeyPem(&ec_pem())).unwrap(),
+        vec![load(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap()],
+    )
+    .unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&keys.jwks()).unwrap();
+    let published = jwks["keys"].as_array().unwrap();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["kid"], keys.signing_kid());
+    assert_eq!(published[0]["kty"], "EC");
+    assert_eq!(published[0]["alg"], "ES256");
+    assert!(!String::from_utf8_lossy(&keys.jwks()).contains("unit-test-secret"));
 }
