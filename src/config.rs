@@ -86,6 +86,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[websocket]`: upgrade requests.
     pub websocket: WebSocketConfig,
+    /// `[forward_auth]`: the auth-decision endpoint for ingress controllers.
+    pub forward_auth: ForwardAuthConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
     pub routes: Vec<Route>,
 }
@@ -111,6 +113,8 @@ pub struct ServerConfig {
     pub h2c: bool,
     /// A plain-HTTP listener that redirects every request to HTTPS (TLS only).
     pub redirect_http_listen: Option<SocketAddr>,
+    /// Peers allowed to describe the original request (X-Forwarded-*, X-Original-*).
+    pub trusted_proxies: crate::trust::TrustedProxies,
     /// `[server.tls]`: terminate TLS on the public listener.
     pub tls: Option<crate::tls::TlsConfig>,
 }
@@ -132,6 +136,26 @@ pub struct WebSocketConfig {
     /// A query parameter that may carry the bearer token on upgrade requests, for clients that
     /// cannot set headers; removed before forwarding. Unset: header only.
     pub token_query_param: Option<String>,
+}
+
+/// `[forward_auth]` settings.
+#[derive(Clone, Debug)]
+pub struct ForwardAuthConfig {
+    /// Whether the endpoint answers at all.
+    pub enabled: bool,
+    /// The endpoint's path; everything under it is the endpoint too (Envoy appends the original
+    /// path).
+    pub path: String,
+}
+
+impl ForwardAuthConfig {
+    /// Whether the normalized `path` is the forward-auth endpoint.
+    pub fn covers(&self, path: &str) -> bool {
+        self.enabled
+            && path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 /// `[upstream]` settings, shared by all routes.

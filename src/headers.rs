@@ -103,18 +103,75 @@ pub(crate) fn set_identity(headers: &mut HeaderMap, identity: &Identity) {
     }
 }
 
-/// Adds `X-Forwarded-For/-Proto/-Host` describing the client connection.
+/// What a trusted proxy in front of the gateway said about the original request, read after the
+/// hop-by-hop headers are gone and before the gateway-owned ones are stripped.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct ProxyForwarding {
+    /// The `X-Forwarded-For` chain so far, all values joined.
+    chain: Option<String>,
+    /// `X-Forwarded-Proto`, when it is exactly `http` or `https`.
+    proto: Option<HeaderValue>,
+    /// `X-Forwarded-Host`, when there is exactly one.
+    host: Option<HeaderValue>,
+}
+
+impl ProxyForwarding {
+    /// Reads the forwarding headers a trusted proxy set (exact names only: a `_` spelling is not
+    /// what a proxy writes).
+    pub(crate) fn read(headers: &HeaderMap) -> Self {
+        let chain: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .collect();
+        let proto = single(headers, &X_FORWARDED_PROTO).and_then(|value| {
+            let value = value.to_str().ok()?.trim().to_ascii_lowercase();
+            match value.as_str() {
+                "http" => Some(HeaderValue::from_static("http")),
+                "https" => Some(HeaderValue::from_static("https")),
+                _ => None,
+            }
+        });
+        ProxyForwarding {
+            chain: (!chain.is_empty()).then(|| chain.join(", ")),
+            proto,
+            host: single(headers, &X_FORWARDED_HOST).cloned(),
+        }
+    }
+}
+
+/// The value of a header that must appear exactly once.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
+}
+
+/// Adds `X-Forwarded-For/-Proto/-Host` describing the client connection. Behind a trusted proxy
+/// (`from_proxy`), the peer is appended to the proxy's chain and the proxy's scheme and host are
+/// kept; otherwise the peer is the whole chain.
 pub(crate) fn set_forwarding(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
     proto: &'static str,
     host: Option<HeaderValue>,
+    from_proxy: Option<ProxyForwarding>,
 ) {
-    if let Ok(value) = HeaderValue::from_str(&client_ip.to_string()) {
+    let from_proxy = from_proxy.unwrap_or_default();
+    let chain = match from_proxy.chain {
+        Some(chain) => format!("{chain}, {client_ip}"),
+        None => client_ip.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = host {
+    let proto = from_proxy
+        .proto
+        .unwrap_or_else(|| HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_PROTO, proto);
+    if let Some(host) = from_proxy.host.or(host) {
         headers.insert(X_FORWARDED_HOST, host);
     }
 }
@@ -198,5 +255,39 @@ mod tests {
         assert_eq!(map.get_all(X_OPENID).iter().count(), 1);
         assert_eq!(map[X_OPENID], "o-real");
         assert!(!map.contains_key(X_UNIONID));
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_extended_and_its_scheme_kept() {
+        let incoming = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "HTTPS"),
+            ("x-forwarded-host", "shop.example"),
+        ]);
+        let from_proxy = ProxyForwarding::read(&incoming);
+        let mut map = HeaderMap::new();
+        let peer: IpAddr = "10.0.0.3".parse().unwrap();
+        set_forwarding(&mut map, peer, "http", None, Some(from_proxy));
+        assert_eq!(map[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.2, 10.0.0.3");
+        assert_eq!(map[X_FORWARDED_PROTO], "https");
+        assert_eq!(map[X_FORWARDED_HOST], "shop.example");
+    }
+
+    #[test]
+    fn odd_proxy_values_fall_back_to_the_connection() {
+        let incoming = headers(&[
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "a.example"),
+            ("x-forwarded-host", "b.example"),
+        ]);
+        let mut map = HeaderMap::new();
+        let peer: IpAddr = "10.0.0.3".parse().unwrap();
+        let host = HeaderValue::from_static("gw.example");
+        let from_proxy = Some(ProxyForwarding::read(&incoming));
+        set_forwarding(&mut map, peer, "https", Some(host), from_proxy);
+        assert_eq!(map[X_FORWARDED_FOR], "10.0.0.3");
+        assert_eq!(map[X_FORWARDED_PROTO], "https");
+        assert_eq!(map[X_FORWARDED_HOST], "gw.example");
     }
 }

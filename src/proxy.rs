@@ -22,7 +22,7 @@ use crate::auth::{self, Identity};
 use crate::config::UpstreamConfig;
 use crate::error::{Body, BoxError, GatewayError};
 use crate::headers;
-use crate::routes::{Route, UpstreamCa};
+use crate::routes::{Route, Upstream, UpstreamCa};
 use crate::server::AppState;
 use crate::websocket;
 
@@ -40,7 +40,8 @@ impl UpstreamClients {
     /// Builds the clients the routes need.
     pub(crate) fn new(config: &UpstreamConfig, routes: &[Route]) -> Result<Self, String> {
         let mut by_ca = HashMap::new();
-        for ca in routes.iter().filter_map(|route| route.upstream.ca.as_ref()) {
+        let upstreams = routes.iter().filter_map(|route| route.upstream.as_ref());
+        for ca in upstreams.filter_map(|upstream| upstream.ca.as_ref()) {
             if !by_ca.contains_key(&ca.file) {
                 by_ca.insert(ca.file.clone(), upstream_client(config, Some(ca))?);
             }
@@ -51,9 +52,8 @@ impl UpstreamClients {
         })
     }
 
-    fn for_route(&self, route: &Route) -> &UpstreamClient {
-        route
-            .upstream
+    fn for_upstream(&self, upstream: &Upstream) -> &UpstreamClient {
+        upstream
             .ca
             .as_ref()
             .and_then(|ca| self.by_ca.get(&ca.file))
@@ -104,6 +104,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let upstream = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
     let upgrade = websocket::requested_protocol(request.headers())
         .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (mut parts, body) = request.into_parts();
@@ -114,6 +115,12 @@ where
             .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
     });
     headers::remove_hop_by_hop(&mut parts.headers);
+    let from_proxy = state
+        .config
+        .server
+        .trusted_proxies
+        .contains(client.peer.ip())
+        .then(|| headers::ProxyForwarding::read(&parts.headers));
     headers::remove_gateway_owned(&mut parts.headers);
 
     // Borrowed unless the WebSocket token parameter has to be cut out of it.
@@ -140,17 +147,18 @@ where
         return Err(GatewayError::PayloadTooLarge { limit });
     }
 
-    parts.uri = upstream_uri(route, path, query.as_deref())?;
+    parts.uri = upstream_uri(route, upstream, path, query.as_deref())?;
     parts.version = Version::HTTP_11;
     match (&client_host, route.preserve_host) {
         (Some(host), true) => parts.headers.insert(HOST, host.clone()),
-        _ => parts.headers.insert(HOST, authority_header(route)?),
+        _ => parts.headers.insert(HOST, authority_header(upstream)?),
     };
     headers::set_forwarding(
         &mut parts.headers,
         client.peer.ip(),
         client.proto,
         client_host,
+        from_proxy,
     );
     if let Some(identity) = &identity {
         headers::set_identity(&mut parts.headers, identity);
@@ -161,7 +169,7 @@ where
 
     let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
     let upstream_request = Request::from_parts(parts, body);
-    let client_for_route = state.upstreams.for_route(route);
+    let client_for_route = state.upstreams.for_upstream(upstream);
     let mut response =
         match tokio::time::timeout(route.timeout, client_for_route.request(upstream_request)).await
         {
@@ -214,7 +222,12 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 /// The upstream URI: the route's upstream, with the normalized path and the original query.
-fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+fn upstream_uri(
+    route: &Route,
+    upstream: &Upstream,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, GatewayError> {
     let mut path_and_query = route.upstream_path(path);
     if let Some(query) = query {
         path_and_query.push('?');
@@ -223,16 +236,16 @@ fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, G
     let path_and_query = PathAndQuery::try_from(path_and_query)
         .map_err(|_| GatewayError::InvalidPath("the path cannot be forwarded"))?;
     Uri::builder()
-        .scheme(route.upstream.scheme.clone())
-        .authority(route.upstream.authority.clone())
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
         .path_and_query(path_and_query)
         .build()
         .map_err(|_| GatewayError::InvalidPath("the path cannot be forwarded"))
 }
 
 /// The Host header for the upstream, from its configured authority.
-fn authority_header(route: &Route) -> Result<HeaderValue, GatewayError> {
-    HeaderValue::from_str(route.upstream.authority.as_str())
+fn authority_header(upstream: &Upstream) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(upstream.authority.as_str())
         .map_err(|_| GatewayError::Internal("the upstream authority is not a valid Host"))
 }
 

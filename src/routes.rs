@@ -57,8 +57,9 @@ pub struct UpstreamCa {
 pub struct Route {
     /// The normalized prefix (no trailing slash, except the root `/`).
     pub prefix: String,
-    /// Where matching requests go.
-    pub upstream: Upstream,
+    /// Where matching requests go; `None` for a rule that only decides forward-auth checks (the
+    /// proxy answers 404 for it).
+    pub upstream: Option<Upstream>,
     /// How the bearer token is treated.
     pub auth: AuthMode,
     /// Remove the prefix from the path before forwarding.
@@ -100,7 +101,11 @@ impl Route {
         } else {
             path
         };
-        format!("{}{}", self.upstream.base_path, kept)
+        let base = self
+            .upstream
+            .as_ref()
+            .map_or("", |upstream| &upstream.base_path);
+        format!("{base}{kept}")
     }
 }
 
@@ -130,12 +135,12 @@ mod tests {
     fn route(prefix: &str, auth: AuthMode, strip_prefix: bool, base_path: &str) -> Route {
         Route {
             prefix: prefix.to_string(),
-            upstream: Upstream {
+            upstream: Some(Upstream {
                 scheme: Scheme::HTTP,
                 authority: Authority::from_static("127.0.0.1:1"),
                 base_path: base_path.to_string(),
                 ca: None,
-            },
+            }),
             auth,
             strip_prefix,
             preserve_host: false,

@@ -30,7 +30,7 @@ use crate::routes::RouteTable;
 use crate::session::SessionStore;
 use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
-use crate::{login, path, proxy};
+use crate::{forward_auth, jwks, login, path, proxy};
 
 mod redirect;
 pub use redirect::redirect_to_https;
@@ -258,7 +258,8 @@ async fn handle(
     response
 }
 
-/// Picks the gateway endpoint or route for a normalized path and runs it.
+/// Picks the gateway endpoint (login, forward-auth, JWKS) or the route for a normalized path and
+/// runs it.
 async fn dispatch(
     state: &AppState,
     path: &str,
@@ -268,6 +269,15 @@ async fn dispatch(
     if path == state.config.login.path {
         let (response, identity) = login::handle(state, request).await?;
         return Ok((response, Some(identity)));
+    }
+    if state.config.forward_auth.covers(path) {
+        return forward_auth::handle(state, path, client, request).await;
+    }
+    if path == jwks::PATH {
+        return Ok((
+            jwks::handle(request.method(), &state.config.jwt.keys)?,
+            None,
+        ));
     }
     let route = state.routes.find(path).ok_or(GatewayError::NotFound)?;
     proxy::forward(state, route, path, client, request).await

@@ -13,6 +13,29 @@ const ENV_PREFIX: &str = "WXGATE_";
 /// What separates path segments in such a variable: `WXGATE_WECHAT__SECRET` is `wechat.secret`.
 const ENV_SEPARATOR: &str = "__";
 
+/// A list of strings written as a TOML array, or as one comma-separated string (from the
+/// environment).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum StringList {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl StringList {
+    /// The entries, empty ones dropped.
+    pub(crate) fn entries(&self) -> Vec<&str> {
+        let all: Vec<&str> = match self {
+            StringList::List(items) => items.iter().map(String::as_str).collect(),
+            StringList::Text(text) => text.split(',').collect(),
+        };
+        all.into_iter()
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .collect()
+    }
+}
+
 /// A number or boolean written natively in TOML, or as a string (from the environment).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -32,7 +55,15 @@ pub(crate) struct RawConfig {
     pub(crate) session: RawSession,
     pub(crate) log: RawLog,
     pub(crate) websocket: RawWebSocket,
+    pub(crate) forward_auth: RawForwardAuth,
     pub(crate) routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawForwardAuth {
+    pub(crate) enabled: Option<Flex<bool>>,
+    pub(crate) path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,6 +78,7 @@ pub(crate) struct RawServer {
     pub(crate) http2: Option<Flex<bool>>,
     pub(crate) h2c: Option<Flex<bool>>,
     pub(crate) redirect_http_listen: Option<String>,
+    pub(crate) trusted_proxies: Option<StringList>,
     pub(crate) tls: Option<RawTls>,
 }
 

@@ -71,29 +71,34 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         websocket.insert("token_query_param".into(), text(param));
     }
     root.insert("websocket".into(), Value::Table(websocket));
+    root.insert(
+        "forward_auth".into(),
+        table([
+            ("enabled", Value::Boolean(config.forward_auth.enabled)),
+            ("path", text(&config.forward_auth.path)),
+        ]),
+    );
     let routes = config
         .routes
         .iter()
         .map(|route| {
-            let upstream = &route.upstream;
-            let mut entry = table([
-                ("prefix", text(&route.prefix)),
-                (
-                    "upstream",
-                    text(format!(
-                        "{}://{}{}",
-                        upstream.scheme, upstream.authority, upstream.base_path
-                    )),
-                ),
-                ("auth", text(route.auth.as_str())),
-                ("strip_prefix", Value::Boolean(route.strip_prefix)),
-                ("preserve_host", Value::Boolean(route.preserve_host)),
-                ("timeout_ms", ms(route.timeout)),
-            ]);
-            if let (Value::Table(entry), Some(ca)) = (&mut entry, &upstream.ca) {
-                entry.insert("ca_file".into(), text(ca.file.display()));
+            let mut entry = Table::new();
+            entry.insert("prefix".into(), text(&route.prefix));
+            if let Some(upstream) = &route.upstream {
+                let url = format!(
+                    "{}://{}{}",
+                    upstream.scheme, upstream.authority, upstream.base_path
+                );
+                entry.insert("upstream".into(), text(url));
+                if let Some(ca) = &upstream.ca {
+                    entry.insert("ca_file".into(), text(ca.file.display()));
+                }
             }
-            entry
+            entry.insert("auth".into(), text(route.auth.as_str()));
+            entry.insert("strip_prefix".into(), Value::Boolean(route.strip_prefix));
+            entry.insert("preserve_host".into(), Value::Boolean(route.preserve_host));
+            entry.insert("timeout_ms".into(), ms(route.timeout));
+            Value::Table(entry)
         })
         .collect();
     root.insert("routes".into(), Value::Array(routes));
@@ -142,6 +147,8 @@ fn server_table(config: &Config) -> Value {
     if let Some(address) = server.redirect_http_listen {
         entries.insert("redirect_http_listen".into(), text(address));
     }
+    let trusted = server.trusted_proxies.networks().map(text).collect();
+    entries.insert("trusted_proxies".into(), Value::Array(trusted));
     if let Some(tls) = &server.tls {
         let mut tls_entries = Table::new();
         if let Some((default, extra)) = tls.certificates.split_first() {

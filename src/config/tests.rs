@@ -186,7 +186,7 @@ fn route_prefixes_and_upstream_base_paths_are_normalized_forms() {
     );
     let route = &load(&text, &[]).unwrap().routes[0];
     assert_eq!(route.prefix, "/api");
-    assert_eq!(route.upstream.base_path, "/base");
+    assert_eq!(route.upstream.as_ref().unwrap().base_path, "/base");
     assert_eq!(route.timeout, Duration::from_millis(250));
 }
 
@@ -249,6 +249,82 @@ fn bad_verify_keys_are_refused_naming_the_entry() {
     for (extra, env, key) in cases {
         let text = config_text(extra);
         let got = error_key(&text, env);
+        assert_eq!(&got, key, "{extra:?}");
+    }
+}
+
+#[test]
+fn forward_auth_and_trusted_proxies() {
+    let config = load(&config_text(""), &[]).unwrap();
+    assert!(config.forward_auth.covers("/auth"));
+    assert!(config.forward_auth.covers("/auth/api/x"));
+    assert!(!config.forward_auth.covers("/authx"));
+    assert!(!config
+        .server
+        .trusted_proxies
+        .contains("127.0.0.1".parse().unwrap()));
+
+    let config = load(
+        &config_text(
+            "[forward_auth]\nenabled = false\n[[routes]]\nprefix = \"/\"\nauth = \"required\"\n",
+        ),
+        &[("WXGATE_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")],
+    )
+    .unwrap();
+    assert!(!config.forward_auth.covers("/auth"));
+    assert!(config
+        .server
+        .trusted_proxies
+        .contains("10.1.2.3".parse().unwrap()));
+    assert!(config
+        .server
+        .trusted_proxies
+        .contains("127.0.0.1".parse().unwrap()));
+    assert!(
+        config.routes[0].upstream.is_none(),
+        "a forward-auth-only rule"
+    );
+    let rendered = config.to_redacted_toml();
+    assert!(rendered.contains("\"127.0.0.1/32\""), "{rendered}");
+}
+
+#[test]
+fn forward_auth_conflicts_are_refused() {
+    let cases: &[RefusalCase] = &[
+        ("[forward_auth]\npath = \"/\"", &[], "forward_auth.path"),
+        (
+            "[forward_auth]\npath = \"/login\"",
+            &[],
+            "forward_auth.path",
+        ),
+        (
+            "[forward_auth]\npath = \"/.well-known\"",
+            &[],
+            "forward_auth.path",
+        ),
+        (
+            "[forward_auth]\npath = \"/a/../auth\"",
+            &[],
+            "forward_auth.path",
+        ),
+        (
+            "[[routes]]\nprefix = \"/auth/x\"\nauth = \"none\"",
+            &[],
+            "routes[0].prefix",
+        ),
+        (
+            "[[routes]]\nprefix = \"/x\"\nauth = \"none\"\nca_file = \"/nonexistent.pem\"",
+            &[],
+            "routes[0].ca_file",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"everyone\"]",
+            &[],
+            "server.trusted_proxies",
+        ),
+    ];
+    for (extra, env, key) in cases {
+        let got = error_key(&config_text(extra), env);
         assert_eq!(&got, key, "{extra:?}");
     }
 }

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use super::raw::{self, RawConfig, RawRoute, RawTls};
 use super::{
-    Config, ConfigError, LogConfig, LoginConfig, Secret, ServerConfig, SessionConfig,
-    UpstreamConfig, WeChatConfig, WebSocketConfig,
+    Config, ConfigError, ForwardAuthConfig, LogConfig, LoginConfig, Secret, ServerConfig,
+    SessionConfig, UpstreamConfig, WeChatConfig, WebSocketConfig,
 };
 use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
 use crate::tls::{CertificateFiles, TlsConfig};
+use crate::trust::TrustedProxies;
 
 /// hyper's smallest read buffer: request heads up to this size are always accepted.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -49,6 +50,11 @@ impl RawConfig {
                 )?),
                 None => None,
             },
+            trusted_proxies: match &server.trusted_proxies {
+                Some(list) => TrustedProxies::parse(list.entries())
+                    .map_err(|message| ConfigError::new("server.trusted_proxies", message))?,
+                None => TrustedProxies::default(),
+            },
             tls: server.tls.as_ref().map(RawTls::validate).transpose()?,
         };
         if server.redirect_http_listen.is_some() && server.tls.is_none() {
@@ -86,6 +92,28 @@ impl RawConfig {
         let login = LoginConfig {
             path: endpoint_path("login.path", self.login.path.as_deref(), "/login")?,
         };
+        let forward_auth = ForwardAuthConfig {
+            enabled: raw::number("forward_auth.enabled", &self.forward_auth.enabled, true)?,
+            path: endpoint_path(
+                "forward_auth.path",
+                self.forward_auth.path.as_deref(),
+                "/auth",
+            )?,
+        };
+        if forward_auth.path == "/" {
+            return Err(ConfigError::new(
+                "forward_auth.path",
+                "\"/\" would take every path; use a path of its own such as \"/auth\"",
+            ));
+        }
+        for endpoint in [login.path.as_str(), crate::jwks::PATH] {
+            if forward_auth.covers(endpoint) {
+                return Err(ConfigError::new(
+                    "forward_auth.path",
+                    format!("{} would hide the {endpoint} endpoint", forward_auth.path),
+                ));
+            }
+        }
         let session = SessionConfig {
             ttl: secs(
                 "session.ttl_secs",
@@ -102,6 +130,15 @@ impl RawConfig {
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let route = route.validate(&format!("routes[{index}]"), upstream.timeout)?;
+            if forward_auth.covers(&route.prefix) {
+                return Err(ConfigError::new(
+                    format!("routes[{index}].prefix"),
+                    format!(
+                        "{} is under forward_auth.path {}, which answers first",
+                        route.prefix, forward_auth.path
+                    ),
+                ));
+            }
             if routes.iter().any(|seen| seen.prefix == route.prefix) {
                 return Err(ConfigError::new(
                     format!("routes[{index}].prefix"),
@@ -126,6 +163,7 @@ impl RawConfig {
             session,
             log,
             websocket,
+            forward_auth,
             routes,
         })
     }
@@ -151,9 +189,15 @@ impl RawRoute {
             }
         };
         let upstream_key = format!("{key}.upstream");
-        let mut upstream = upstream(&upstream_key, &required(&upstream_key, &self.upstream)?)?;
+        let mut upstream = match self.upstream.as_deref() {
+            Some(text) => Some(upstream(&upstream_key, text)?),
+            None => None,
+        };
         if let Some(file) = &self.ca_file {
             let ca_key = format!("{key}.ca_file");
+            let Some(upstream) = upstream.as_mut() else {
+                return Err(ConfigError::new(ca_key, "is for a route with an upstream"));
+            };
             if upstream.scheme != http::uri::Scheme::HTTPS {
                 return Err(ConfigError::new(
                     ca_key,
