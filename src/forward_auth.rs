@@ -165,17 +165,7 @@ fn normalize_original(value: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::headers::tests::headers;
 
     fn judged(suffix: &str, pairs: &[(&str, &str)]) -> Result<String, &'static str> {
         original_request("GET", suffix, &headers(pairs), true).path

@@ -10,20 +10,7 @@ use common::tokens::{claims, hs256};
 use common::{Harness, Setup};
 
 fn curl_available() -> bool {
-    let found = Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !found {
-        assert!(
-            std::env::var("WXGATE_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "curl is required (WXGATE_REQUIRE_EXTERNAL=1) but not installed"
-        );
-        eprintln!(
-            "skipping: curl is not installed (set WXGATE_REQUIRE_EXTERNAL=1 to make this fail)"
-        );
-    }
-    found
+    common::external::available("curl", Command::new("curl").arg("--version"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! exactly as written (attack paths must not be normalized by a client library first).
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
+pub mod external;
 pub mod load;
 pub mod raw_http;
 pub mod tls;

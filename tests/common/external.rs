@@ -1,0 +1,23 @@
+//! External programs some tests drive (curl, nginx, PyJWT): present, or the test skips saying
+//! why, unless WXGATE_REQUIRE_EXTERNAL=1 (set by `.ci/run`), where a missing one fails the test.
+
+use std::process::{Command, Stdio};
+
+/// Whether `probe` runs successfully; `what` names the program and how to install it.
+pub fn available(what: &str, probe: &mut Command) -> bool {
+    let found = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var("WXGATE_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "{what} is required (WXGATE_REQUIRE_EXTERNAL=1) but not installed"
+        );
+        eprintln!(
+            "skipping: {what} is not installed (set WXGATE_REQUIRE_EXTERNAL=1 to make this fail)"
+        );
+    }
+    found
+}
