@@ -9,6 +9,8 @@
 //! ```text
 //! accept, limits, timeouts (server) -> normalize the path (path)         unsafe -> 400
 //!   -> login endpoint? (login -> wechat -> token, session)
+//!   -> forward-auth endpoint? (forward_auth -> routes -> auth; trust)   200 + X-OpenId / 401
+//!   -> JWKS? (jwks -> token)
 //!   -> pick the route (routes)                                          none -> 404
 //!   -> strip hop-by-hop and gateway-owned headers (headers)
 //!   -> authenticate per the route's mode (auth -> token)               bad token -> 401
@@ -27,8 +29,11 @@
 //! | `path` | path normalization |
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
 //! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers |
-//! | [`token`] | key loading, issuing and verifying JWTs with a pinned algorithm |
+//! | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm |
 //! | [`auth`] | bearer extraction and the per-mode decision |
+//! | `forward_auth` | the auth-decision endpoint for ingress controllers |
+//! | `jwks` | `/.well-known/jwks.json` |
+//! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
 //! | `wechat` | the code2session client |
 //! | `login` | the login endpoint |
 //! | [`session`] | server-side sessions holding the session_key |

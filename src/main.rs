@@ -12,7 +12,7 @@ use wxgate::mock_wechat::MockWeChat;
 /// Authentication gateway for WeChat mini-programs: wx.login() code -> signed JWT -> reverse proxy
 /// that hands upstreams a trustworthy X-OpenId.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = ENDPOINTS)]
 struct Cli {
     /// The TOML config file; every key can be overridden by WXGATE_<SECTION>__<KEY>
     /// (e.g. WXGATE_WECHAT__SECRET, WXGATE_JWT__SECRET).
@@ -27,6 +27,15 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// The gateway's own endpoints, listed under `--help`.
+const ENDPOINTS: &str = "\
+Endpoints (paths configurable):
+  POST /login                   wx.login() code -> {token, openid, ...}          [login] path
+  ANY  /auth[/<original path>]  forward-auth check for nginx, Traefik, Envoy     [forward_auth] path
+  GET  /.well-known/jwks.json   public keys of RS256/ES256/EdDSA tokens
+  every other path              proxied per [[routes]], X-OpenId from a valid bearer token
+Full reference: README.md and the commented config/wxgate.toml.";
 
 #[derive(Subcommand)]
 enum Command {

@@ -98,6 +98,9 @@ fn help_lists_every_subcommand() {
         "demo",
         "--config",
         "WXGATE_CONFIG",
+        "/login",
+        "/auth",
+        "/.well-known/jwks.json",
     ] {
         assert!(stdout.contains(subcommand), "{subcommand} in {stdout}");
     }
