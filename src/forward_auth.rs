@@ -18,7 +18,7 @@
 //! sets `X-Forwarded-Uri` says something else than the proxy does), and when no route covers it.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 
 use crate::auth::{self, Identity};
 use crate::error::{json_response, GatewayError};
@@ -147,19 +147,35 @@ fn original_path(suffix: &str, headers: &HeaderMap) -> Result<String, &'static s
 /// (`https://host/a/b?x=1`).
 fn normalize_original(value: &str) -> Result<String, &'static str> {
     let value = value.trim();
-    let raw_path = if value.starts_with('/') {
-        // Not parsed as a URI: `//host/x` is a path here, as nginx's $request_uri means it.
-        value.split(['?', '#']).next().unwrap_or_default()
+    // A path is not parsed as a URI: `//host/x` is a path here, as nginx's $request_uri means it.
+    let path_and_query = if value.starts_with('/') {
+        value
     } else {
-        let uri: Uri = value
-            .parse()
-            .map_err(|_| "the original URI is neither a path nor a URL")?;
-        if uri.scheme().is_none() {
-            return Err("the original URI is neither a path nor a URL");
-        }
-        return path::normalize(uri.path()).map_err(|_| "the original path cannot be normalized");
+        url_path(value)?
     };
+    let raw_path = path_and_query.split(['?', '#']).next().unwrap_or_default();
     path::normalize(raw_path).map_err(|_| "the original path cannot be normalized")
+}
+
+/// The path-and-query of an `http(s)://host[:port]/...` URL. ingress-nginx builds X-Original-URL
+/// from the client's Host header, which nginx lets carry `?` and `#`: with `Host: x?` the URL of
+/// a request for `/api/secret` reads `https://x?/api/secret`, which a URL parser takes for the
+/// root path. So the host must be a plain host, and the path is what follows its first `/`.
+fn url_path(url: &str) -> Result<&str, &'static str> {
+    let not_a_url = "the original URI is neither a path nor an http(s) URL";
+    let (scheme, rest) = url.split_once("://").ok_or(not_a_url)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(not_a_url);
+    }
+    let (authority, path_and_query) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, "/"),
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if authority.is_empty() || !authority.chars().all(plain) {
+        return Err("the original URL's host is not a plain host");
+    }
+    Ok(path_and_query)
 }
 
 #[cfg(test)]
@@ -214,6 +230,7 @@ mod tests {
         assert!(judged("", &[("x-original-uri", "/a/%2f/b")]).is_err());
         assert!(judged("", &[("x-original-uri", "/../x")]).is_err());
         assert!(judged("", &[("x-original-uri", "public")]).is_err());
+        assert!(judged("", &[("x-original-url", "ftp://h/public")]).is_err());
         assert!(judged("", &[]).is_err());
     }
 
@@ -232,5 +249,28 @@ mod tests {
         let original = original_request("POST", "/public", &pairs, false);
         assert!(original.path.is_err());
         assert_eq!(original.method, "POST");
+    }
+
+    /// Catches trusting a URL parser with ingress-nginx's `$scheme://$http_host$request_uri`: a
+    /// client-chosen Host ending in `?` or `#` would turn any path into the root path.
+    #[test]
+    fn a_host_that_swallows_the_path_is_judged_protected() {
+        for url in [
+            "https://evil?/api/secret",
+            "https://evil?x=/api/secret",
+            "https://evil#/api/secret",
+            "https://user@evil/public",
+            "https:///public",
+        ] {
+            assert!(judged("", &[("x-original-url", url)]).is_err(), "{url}");
+        }
+        assert_eq!(
+            judged("", &[("x-original-url", "http://shop.example:8443")]),
+            Ok("/".into())
+        );
+        assert_eq!(
+            judged("", &[("x-original-url", "HTTPS://[::1]:443/a?b")]),
+            Ok("/a".into())
+        );
     }
 }

@@ -146,6 +146,14 @@ async fn ingress_nginx_shape_is_judged_by_x_original_url() {
         Some("oMock_bob"),
     );
 
+    // ingress-nginx builds X-Original-URL from the client's Host: a Host ending in `?` must not
+    // turn /api/me into the root path.
+    let swallowed = [("X-Original-URL", "https://evil?/api/me")];
+    assert_denied(
+        &check(&gateway, "GET", "/auth", &swallowed).await,
+        "missing_token",
+    );
+
     // A rule without an upstream decides forward-auth checks; the proxy itself has nothing there.
     let docs = [("X-Original-URI", "/docs/intro")];
     assert_allowed_as(&check(&gateway, "GET", "/auth", &docs).await, None);
