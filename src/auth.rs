@@ -3,9 +3,11 @@
 
 use http::header::{HeaderMap, AUTHORIZATION};
 
+use crate::config::StoreErrorPolicy;
 use crate::error::GatewayError;
 use crate::routes::AuthMode;
-use crate::token::TokenKeys;
+use crate::server::AppState;
+use crate::token::VerifiedToken;
 
 /// Who a verified token says the caller is; the gateway forwards this and nothing else.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,12 +22,12 @@ pub struct Identity {
 
 /// Applies the route's auth mode to the request: `Ok(None)` means forward without identity.
 /// `query_token` is a token from the WebSocket query parameter; with a header token too, the
-/// request is ambiguous and refused.
-pub(crate) fn authenticate(
+/// request is ambiguous and refused. A verified token is also checked against the revocations.
+pub(crate) async fn authenticate(
+    state: &AppState,
     headers: &HeaderMap,
     query_token: Option<&str>,
     mode: AuthMode,
-    keys: &TokenKeys,
 ) -> Result<Option<Identity>, GatewayError> {
     if mode == AuthMode::None {
         return Ok(None);
@@ -40,9 +42,51 @@ pub(crate) fn authenticate(
         (None, None) => None,
     };
     match token {
-        Some(token) => keys.verify(token).map(Some),
+        Some(token) => {
+            let verified = state.config.jwt.keys.verify(token)?;
+            ensure_not_revoked(state, &verified).await?;
+            Ok(Some(verified.identity))
+        }
         None if mode == AuthMode::Required => Err(GatewayError::MissingToken),
         None => Ok(None),
+    }
+}
+
+/// The bearer token of a request to the gateway's own token endpoints (header only).
+pub(crate) fn required_bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
+    bearer_token(headers)?.ok_or(GatewayError::MissingToken)
+}
+
+/// The deny-list entries that would refuse this token: its login and its own id.
+pub(crate) fn revocation_ids(verified: &VerifiedToken) -> Vec<String> {
+    let sid = verified.sid.iter().map(|sid| format!("sid:{sid}"));
+    let jti = verified.jti.iter().map(|jti| format!("jti:{jti}"));
+    sid.chain(jti).collect()
+}
+
+/// Refuses a token whose login or own id was revoked (logout). When the store cannot tell,
+/// `session.on_store_error` decides: refuse (503) or trust the signature alone.
+async fn ensure_not_revoked(
+    state: &AppState,
+    verified: &VerifiedToken,
+) -> Result<(), GatewayError> {
+    let ids = revocation_ids(verified);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    match state.sessions.any_revoked(&ids).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(GatewayError::InvalidToken("token revoked by a logout")),
+        Err(error) => match state.config.session.on_store_error {
+            StoreErrorPolicy::Refuse => {
+                tracing::warn!(%error, "revocation check failed; refusing (session.on_store_error)");
+                Err(GatewayError::SessionStoreUnavailable)
+            }
+            StoreErrorPolicy::Signature => {
+                tracing::warn!(%error, "revocation check failed; trusting the signature (session.on_store_error)");
+                Ok(())
+            }
+        },
     }
 }
 

@@ -18,6 +18,7 @@ use crate::token::TokenKeys;
 mod jwt;
 mod raw;
 mod render;
+mod session;
 mod validate;
 
 /// A value that must never be printed: its `Debug` and `Display` say `<redacted>`.
@@ -199,6 +200,8 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
     /// Where the signing key came from (RS256, ES256, EdDSA).
     pub private_key_file: Option<PathBuf>,
+    /// How long after expiry a token may still be refreshed.
+    pub refresh_window_secs: u64,
     /// The signing key's kid, written into every issued token's header.
     pub kid: String,
     /// `[[jwt.verify_keys]]`: keys that verify but never sign (a rotation's old or next key).
@@ -234,6 +237,10 @@ pub enum KeySource {
 pub struct LoginConfig {
     /// The login endpoint's path.
     pub path: String,
+    /// The token refresh endpoint's path.
+    pub refresh_path: String,
+    /// The logout endpoint's path.
+    pub logout_path: String,
 }
 
 /// `[session]` settings.
@@ -243,6 +250,41 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// Most sessions kept in memory; the least used go first.
     pub max_entries: u64,
+    /// The shared Redis store (`store = "redis"`); `None`: in memory.
+    pub redis: Option<RedisConfig>,
+    /// What a request gets when the store cannot say whether its token was revoked.
+    pub on_store_error: StoreErrorPolicy,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ttl: crate::session::DEFAULT_TTL,
+            max_entries: 100_000,
+            redis: None,
+            on_store_error: StoreErrorPolicy::Refuse,
+        }
+    }
+}
+
+/// `[session] store = "redis"` settings.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port/db`; secret, since it may carry a password.
+    pub url: Secret,
+    /// Prefix of every key the gateway writes.
+    pub key_prefix: String,
+    /// Time allowed for connecting and for each exchange.
+    pub timeout: Duration,
+}
+
+/// `[session] on_store_error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorPolicy {
+    /// Fail closed: 503 until the store answers again.
+    Refuse,
+    /// Keep serving on the token signature alone (revocations are not seen meanwhile).
+    Signature,
 }
 
 /// `[log]` settings.

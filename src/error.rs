@@ -95,6 +95,13 @@ pub enum GatewayError {
     /// The upstream broke the exchange after the connection was made.
     #[error("the upstream service failed to answer")]
     UpstreamFailed,
+    /// The token is fine but its login session is gone (logged out, expired, or forgotten by a
+    /// restarted in-memory gateway): refresh and decryption need it.
+    #[error("the login session has ended (logged out or expired); log in again with wx.login()")]
+    SessionExpired,
+    /// The session store cannot be reached and the policy is to refuse.
+    #[error("the session store is unavailable; try again shortly")]
+    SessionStoreUnavailable,
     /// HTTP/2 on a listener where it is not enabled (`server.http2` / `server.h2c`).
     #[error("HTTP/2 is not enabled on this listener; use HTTP/1.1")]
     HttpVersionNotSupported,
@@ -112,9 +119,8 @@ impl GatewayError {
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingToken | InvalidToken(_) | WeChatInvalidCode | WeChatCodeUsed => {
-                StatusCode::UNAUTHORIZED
-            }
+            MissingToken | InvalidToken(_) | SessionExpired | WeChatInvalidCode
+            | WeChatCodeUsed => StatusCode::UNAUTHORIZED,
             WeChatUserBlocked => StatusCode::FORBIDDEN,
             WeChatRateLimited => StatusCode::TOO_MANY_REQUESTS,
             WeChatBusy
@@ -125,6 +131,7 @@ impl GatewayError {
             | UpstreamUnreachable
             | UpstreamFailed => StatusCode::BAD_GATEWAY,
             WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            SessionStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
@@ -155,6 +162,8 @@ impl GatewayError {
             UpstreamUnreachable => "upstream_unreachable",
             UpstreamTimeout => "upstream_timeout",
             UpstreamFailed => "upstream_error",
+            SessionExpired => "session_expired",
+            SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",
             HttpVersionNotSupported => "http_version_not_supported",
         }
@@ -173,7 +182,7 @@ impl GatewayError {
                     HeaderValue::from_static(r#"Bearer realm="wxgate""#),
                 );
             }
-            GatewayError::InvalidToken(_) => {
+            GatewayError::InvalidToken(_) | GatewayError::SessionExpired => {
                 headers.insert(
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="wxgate", error="invalid_token""#),

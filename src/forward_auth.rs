@@ -71,7 +71,7 @@ pub(crate) async fn handle<B>(
             AuthMode::Required
         }
     };
-    let identity = auth::authenticate(request.headers(), None, mode, &config.jwt.keys)?;
+    let identity = auth::authenticate(state, request.headers(), None, mode).await?;
     tracing::debug!(
         method = %original.method,
         path = ?original.path,

@@ -9,11 +9,12 @@
 //! ```text
 //! accept, limits, timeouts (server) -> normalize the path (path)         unsafe -> 400
 //!   -> login endpoint? (login -> wechat -> token, session)
+//!   -> refresh / logout? (token_lifecycle -> token, session)
 //!   -> forward-auth endpoint? (forward_auth -> routes -> auth; trust)   200 + X-OpenId / 401
 //!   -> JWKS? (jwks -> token)
 //!   -> pick the route (routes)                                          none -> 404
 //!   -> strip hop-by-hop and gateway-owned headers (headers)
-//!   -> authenticate per the route's mode (auth -> token)               bad token -> 401
+//!   -> authenticate per the route's mode (auth -> token, session revocations)  bad token -> 401
 //!   -> add identity and X-Forwarded-* (headers)
 //!   -> forward, streaming, with the body limit (proxy)         unreachable -> 502, slow -> 504
 //! every failure -> GatewayError (error) -> one JSON response builder
@@ -36,7 +37,8 @@
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
 //! | `wechat` | the code2session client |
 //! | `login` | the login endpoint |
-//! | [`session`] | server-side sessions holding the session_key |
+//! | [`session`] | the session store trait: in memory or Redis; sessions (session_key) and revocations |
+//! | `token_lifecycle` | refresh and logout |
 //! | `proxy` | the pooled upstream clients (http, https) and request/response rewriting |
 //! | `websocket` | upgrade detection and the authenticated byte relay |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
@@ -64,6 +66,7 @@ pub mod server;
 pub mod session;
 pub mod tls;
 pub mod token;
+mod token_lifecycle;
 pub mod trust;
 mod websocket;
 mod wechat;

@@ -1,8 +1,6 @@
 //! The login endpoint: POST `{"code": "..."}` (JSON or form-encoded) -> code2session -> the
 //! session_key stored server-side -> a signed token for the client.
 
-use std::time::SystemTime;
-
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use http::{Method, Request, Response, StatusCode};
 
@@ -42,14 +40,20 @@ where
         unionid: wechat.unionid,
         appid: Some(state.config.wechat.appid.clone()),
     };
-    let issued = state.config.jwt.keys.issue(&identity)?;
+    let sid = crate::token::random_id()?;
+    let now = crate::session::unix_now();
     let session = Session {
+        sid: sid.clone(),
+        openid: identity.openid.clone(),
         unionid: identity.unionid.clone(),
         appid: state.config.wechat.appid.clone(),
         session_key: wechat.session_key,
-        created_at: SystemTime::now(),
+        created_at: now,
+        last_seen: now,
     };
-    state.sessions.put(&identity.openid, session).await;
+    // Stored before the token exists: no token for a session the store does not have.
+    state.sessions.save(&session).await.map_err(store_failed)?;
+    let issued = state.config.jwt.keys.issue(&identity, Some(&sid))?;
 
     let mut answer = serde_json::json!({
         "token": issued.token,
@@ -65,6 +69,13 @@ where
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     Ok((response, identity))
+}
+
+/// A store failure while logging in: the login cannot complete whatever the policy, since the
+/// session_key would be lost.
+pub(crate) fn store_failed(error: crate::session::StoreError) -> GatewayError {
+    tracing::warn!(%error, "session store failed");
+    GatewayError::SessionStoreUnavailable
 }
 
 /// Extracts the code from a JSON object or a form-encoded body (a body opening with `{` is JSON

@@ -135,12 +135,8 @@ where
         query_token = token;
         query = (!rest.is_empty()).then_some(Cow::Owned(rest));
     }
-    let identity = auth::authenticate(
-        &parts.headers,
-        query_token.as_deref(),
-        route.auth,
-        &state.config.jwt.keys,
-    )?;
+    let identity =
+        auth::authenticate(state, &parts.headers, query_token.as_deref(), route.auth).await?;
 
     let limit = state.config.server.max_body_bytes;
     if declared_length(&parts.headers).is_some_and(|length| length > limit) {

@@ -30,7 +30,7 @@ use crate::routes::RouteTable;
 use crate::session::SessionStore;
 use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
-use crate::{forward_auth, jwks, login, path, proxy};
+use crate::{forward_auth, jwks, login, path, proxy, token_lifecycle};
 
 mod redirect;
 pub use redirect::redirect_to_https;
@@ -48,7 +48,7 @@ pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) routes: RouteTable,
     pub(crate) wechat: WeChatClient,
-    pub(crate) sessions: SessionStore,
+    pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) upstreams: UpstreamClients,
     relays: DrainGuard,
 }
@@ -58,7 +58,8 @@ impl AppState {
         Ok(AppState {
             routes: RouteTable::new(config.routes.clone()),
             wechat: WeChatClient::new(&config.wechat).map_err(std::io::Error::other)?,
-            sessions: SessionStore::in_memory(&config.session),
+            sessions: crate::session::from_config(&config.session)
+                .map_err(std::io::Error::other)?,
             upstreams: UpstreamClients::new(&config.upstream, &config.routes)
                 .map_err(std::io::Error::other)?,
             config,
@@ -258,7 +259,7 @@ async fn handle(
     response
 }
 
-/// Picks the gateway endpoint (login, forward-auth, JWKS) or the route for a normalized path and
+/// Picks the gateway endpoint (login, refresh, logout, forward-auth, JWKS) or the route for a normalized path and
 /// runs it.
 async fn dispatch(
     state: &AppState,
@@ -268,6 +269,14 @@ async fn dispatch(
 ) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
     if path == state.config.login.path {
         let (response, identity) = login::handle(state, request).await?;
+        return Ok((response, Some(identity)));
+    }
+    if path == state.config.login.refresh_path {
+        let (response, identity) = token_lifecycle::refresh(state, request).await?;
+        return Ok((response, Some(identity)));
+    }
+    if path == state.config.login.logout_path {
+        let (response, identity) = token_lifecycle::logout(state, request).await?;
         return Ok((response, Some(identity)));
     }
     if state.config.forward_auth.covers(path) {

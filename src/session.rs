@@ -1,102 +1,267 @@
-//! Server-side sessions: what WeChat gave at login and the client must never see, above all the
-//! `session_key` that decrypts the user's data. Kept in memory (moka: bounded, expiring); keyed by
-//! openid, because WeChat keeps one valid session_key per user and a new login replaces it.
+//! Server-side login sessions and token revocation, behind one trait with two stores: in memory
+//! (moka: bounded, expiring; one gateway) and Redis (`session/redis.rs`: shared by every replica).
+//!
+//! A session is per user and app: a new login replaces it, and with it the `session_key` (WeChat
+//! keeps one valid key per user). It records the login's `sid`, which every token of that login
+//! carries. Requests are checked against a deny-list of revoked `sid`s and `jti`s (logout), not
+//! against the session itself, so tokens stay valid across a restart of an in-memory gateway;
+//! refresh and decryption need the live session.
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moka::ops::compute::Op;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, SessionConfig};
 
-/// One user's login state as held by the gateway.
-#[derive(Debug)]
+mod redis;
+pub(crate) use redis::RedisStore;
+
+/// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One user's login, as the gateway holds it; never sent to a client.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Session {
+    /// The login's id, carried by its tokens as `sid`.
+    pub sid: String,
+    /// The user's openid.
+    pub openid: String,
     /// The user's unionid, when known.
     pub unionid: Option<String>,
     /// The mini-program the user logged in to.
     pub appid: String,
     /// WeChat's key for this user's encrypted data; never leaves the gateway.
+    #[serde(with = "secret_text")]
     pub session_key: Secret,
-    /// When the login happened.
-    pub created_at: SystemTime,
+    /// When the login happened, in Unix seconds.
+    pub created_at: u64,
+    /// When the session was last used (login, refresh, decryption), in Unix seconds.
+    pub last_seen: u64,
 }
 
-/// Holds sessions by openid; cheap to clone, shared by every connection.
-#[derive(Clone)]
-pub struct SessionStore {
-    sessions: moka::future::Cache<String, Arc<Session>>,
+/// The session store could not be reached or answered nonsense; the request is answered per
+/// `session.on_store_error`.
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Where sessions and revocations live.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// Records a login, replacing the user's previous session (and its session_key).
+    async fn save(&self, session: &Session) -> Result<(), StoreError>;
+    /// The user's current session, its `last_seen` set to now; `None` once it has expired or
+    /// ended.
+    async fn touch(&self, appid: &str, openid: &str) -> Result<Option<Session>, StoreError>;
+    /// Ends the user's session if it is still login `sid` (a newer login is left alone).
+    async fn end(&self, appid: &str, openid: &str, sid: &str) -> Result<(), StoreError>;
+    /// Refuses the given ids (`sid:...`, `jti:...`) for `ttl`.
+    async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError>;
+    /// Whether any of the given ids is revoked.
+    async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
 }
 
-impl SessionStore {
-    /// An in-memory store bounded by `max_entries`, forgetting a session `ttl` after its login.
-    pub fn in_memory(config: &SessionConfig) -> Self {
-        SessionStore {
+/// Builds the configured store.
+pub(crate) fn from_config(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, String> {
+    Ok(match &config.redis {
+        Some(redis) => Arc::new(RedisStore::new(redis, config.ttl)?),
+        None => Arc::new(MemoryStore::new(config)),
+    })
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// The store of a single gateway: sessions bounded by `max_entries` and forgotten `ttl` after
+/// login; revocations kept for as long as each was asked for. Both are lost on restart.
+pub(crate) struct MemoryStore {
+    sessions: moka::future::Cache<(String, String), Arc<Session>>,
+    revoked: moka::future::Cache<String, Duration>,
+}
+
+/// Each revocation expires after its own time to live (the value).
+struct RevocationExpiry;
+
+impl moka::Expiry<String, Duration> for RevocationExpiry {
+    fn expire_after_create(&self, _: &String, ttl: &Duration, _: Instant) -> Option<Duration> {
+        Some(*ttl)
+    }
+}
+
+impl MemoryStore {
+    pub(crate) fn new(config: &SessionConfig) -> Self {
+        MemoryStore {
             sessions: moka::future::Cache::builder()
                 .max_capacity(config.max_entries)
                 .time_to_live(config.ttl)
                 .build(),
+            revoked: moka::future::Cache::builder()
+                .max_capacity(config.max_entries.saturating_mul(4))
+                .expire_after(RevocationExpiry)
+                .build(),
         }
-    }
-
-    /// Records a login, replacing the user's previous session.
-    pub async fn put(&self, openid: &str, session: Session) {
-        self.sessions
-            .insert(openid.to_string(), Arc::new(session))
-            .await;
-    }
-
-    /// The user's current session, if it has not expired.
-    pub async fn get(&self, openid: &str) -> Option<Arc<Session>> {
-        self.sessions.get(openid).await
     }
 }
 
-impl std::fmt::Debug for SessionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionStore")
-            .field("entries", &self.sessions.entry_count())
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("sessions", &self.sessions.entry_count())
+            .field("revoked", &self.revoked.entry_count())
             .finish()
     }
 }
 
-/// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+fn user_key(appid: &str, openid: &str) -> (String, String) {
+    (appid.to_string(), openid.to_string())
+}
+
+#[async_trait::async_trait]
+impl SessionStore for MemoryStore {
+    async fn save(&self, session: &Session) -> Result<(), StoreError> {
+        let key = user_key(&session.appid, &session.openid);
+        self.sessions.insert(key, Arc::new(session.clone())).await;
+        Ok(())
+    }
+
+    async fn touch(&self, appid: &str, openid: &str) -> Result<Option<Session>, StoreError> {
+        let now = unix_now();
+        let result = self
+            .sessions
+            .entry(user_key(appid, openid))
+            .and_compute_with(|entry| async move {
+                match entry {
+                    Some(entry) => {
+                        let mut session = Session::clone(&entry.into_value());
+                        session.last_seen = now;
+                        Op::Put(Arc::new(session))
+                    }
+                    None => Op::Nop,
+                }
+            })
+            .await;
+        Ok(result
+            .into_entry()
+            .map(|entry| Session::clone(&entry.into_value())))
+    }
+
+    async fn end(&self, appid: &str, openid: &str, sid: &str) -> Result<(), StoreError> {
+        self.sessions
+            .entry(user_key(appid, openid))
+            .and_compute_with(|entry| async move {
+                match entry {
+                    Some(entry) if entry.value().sid == sid => Op::Remove,
+                    _ => Op::Nop,
+                }
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError> {
+        for id in ids {
+            self.revoked.insert(id.clone(), ttl).await;
+        }
+        Ok(())
+    }
+
+    async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError> {
+        for id in ids {
+            if self.revoked.contains_key(id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// `Secret` as a plain string in the stored form (the store is the one place that keeps it).
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::config::Secret;
+
+    pub(super) fn serialize<S: Serializer>(secret: &Secret, to: S) -> Result<S::Ok, S::Error> {
+        to.serialize_str(secret.expose())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Secret, D::Error> {
+        String::deserialize(from).map(Secret::new)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn session(key: &str) -> Session {
+    pub(crate) fn session(sid: &str, key: &str) -> Session {
         Session {
+            sid: sid.into(),
+            openid: "o1".into(),
             unionid: None,
             appid: "wxapp".into(),
             session_key: Secret::new(key),
-            created_at: SystemTime::now(),
+            created_at: 1,
+            last_seen: 1,
         }
+    }
+
+    fn store(ttl: Duration) -> MemoryStore {
+        MemoryStore::new(&SessionConfig {
+            ttl,
+            max_entries: 10,
+            ..SessionConfig::default()
+        })
     }
 
     #[tokio::test]
     async fn a_new_login_replaces_the_session_key() {
-        let store = SessionStore::in_memory(&SessionConfig {
-            ttl: DEFAULT_TTL,
-            max_entries: 10,
-        });
-        store.put("o1", session("first")).await;
-        store.put("o1", session("second")).await;
+        let store = store(DEFAULT_TTL);
+        store.save(&session("s1", "first")).await.unwrap();
+        store.save(&session("s2", "second")).await.unwrap();
+        let current = store.touch("wxapp", "o1").await.unwrap().unwrap();
         assert_eq!(
-            store.get("o1").await.unwrap().session_key.expose(),
-            "second"
+            (current.sid.as_str(), current.session_key.expose()),
+            ("s2", "second")
         );
-        assert!(store.get("o2").await.is_none());
+        assert!(current.last_seen > 1, "touched");
+        assert!(store.touch("wxapp", "o2").await.unwrap().is_none());
+        assert!(store.touch("other", "o1").await.unwrap().is_none());
     }
 
     #[tokio::test]
-    async fn sessions_expire_after_their_ttl() {
-        let store = SessionStore::in_memory(&SessionConfig {
-            ttl: Duration::from_millis(50),
-            max_entries: 10,
-        });
-        store.put("o1", session("k")).await;
+    async fn ending_an_older_login_leaves_the_newer_one() {
+        let store = store(DEFAULT_TTL);
+        store.save(&session("s2", "k")).await.unwrap();
+        store.end("wxapp", "o1", "s1").await.unwrap();
+        assert!(store.touch("wxapp", "o1").await.unwrap().is_some());
+        store.end("wxapp", "o1", "s2").await.unwrap();
+        assert!(store.touch("wxapp", "o1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_and_revocations_expire() {
+        let store = store(Duration::from_millis(50));
+        store.save(&session("s1", "k")).await.unwrap();
+        let ids = ["sid:s1".to_string()];
+        store.revoke(&ids, Duration::from_millis(50)).await.unwrap();
+        assert!(store.any_revoked(&ids).await.unwrap());
+        assert!(!store.any_revoked(&["sid:s2".into()]).await.unwrap());
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(store.get("o1").await.is_none());
+        assert!(store.touch("wxapp", "o1").await.unwrap().is_none());
+        assert!(!store.any_revoked(&ids).await.unwrap());
+    }
+
+    #[test]
+    fn debug_output_hides_the_session_key() {
+        let debug = format!("{:?}", session("s1", "very-secret-key"));
+        assert!(!debug.contains("very-secret-key"));
     }
 }

@@ -43,6 +43,8 @@ struct VerificationKey {
     kid: String,
     decoding: DecodingKey,
     validation: Validation,
+    /// The same checks but `exp`, which a refresh checks itself against its window.
+    refresh_validation: Validation,
 }
 
 /// Signs and verifies the gateway's tokens; built once at start from the `[jwt]` config.
@@ -98,6 +100,9 @@ struct IssuedClaims<'a> {
     unionid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     appid: Option<&'a str>,
+    /// The login session the token belongs to (refresh, logout, revocation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 /// Claims the gateway reads back; standard time claims are checked by `Validation`.
@@ -108,6 +113,24 @@ struct VerifiedClaims {
     sub: String,
     unionid: Option<String>,
     appid: Option<String>,
+    sid: Option<String>,
+    jti: Option<String>,
+    #[serde(default)]
+    exp: u64,
+}
+
+/// What a verified token says: who the caller is, and which login and token it is (for refresh,
+/// logout and the revocation check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The caller.
+    pub identity: Identity,
+    /// The login session (`sid`), absent from tokens minted by other tooling.
+    pub sid: Option<String>,
+    /// The token's own id (`jti`).
+    pub jti: Option<String>,
+    /// When the token expires, in Unix seconds.
+    pub exp: u64,
 }
 
 impl TokenKeys {
@@ -134,8 +157,12 @@ impl TokenKeys {
                 ));
             }
             published.extend(key.jwk);
+            let validation = validation(key.algorithm, &settings);
+            let mut refresh_validation = validation.clone();
+            refresh_validation.validate_exp = false;
             verifying.push(VerificationKey {
-                validation: validation(key.algorithm, &settings),
+                validation,
+                refresh_validation,
                 kid: key.kid,
                 decoding: key.decoding,
             });
@@ -164,8 +191,12 @@ impl TokenKeys {
         self.header.kid.as_deref().unwrap_or_default()
     }
 
-    /// Signs a token for a user who just logged in.
-    pub fn issue(&self, identity: &Identity) -> Result<IssuedToken, GatewayError> {
+    /// Signs a token for a user of login session `sid`.
+    pub fn issue(
+        &self,
+        identity: &Identity,
+        sid: Option<&str>,
+    ) -> Result<IssuedToken, GatewayError> {
         let now = unix_now();
         let claims = IssuedClaims {
             sub: &identity.openid,
@@ -176,6 +207,7 @@ impl TokenKeys {
             jti: random_id()?,
             unionid: identity.unionid.as_deref(),
             appid: identity.appid.as_deref(),
+            sid,
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
             .map_err(|_| GatewayError::Internal("the token could not be signed"))?;
@@ -186,7 +218,25 @@ impl TokenKeys {
     }
 
     /// Verifies a presented token; the error names the reason in words safe to show the client.
-    pub fn verify(&self, token: &str) -> Result<Identity, GatewayError> {
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, GatewayError> {
+        self.check(token, None)
+    }
+
+    /// Verifies a token presented for a refresh: like `verify`, but a token expired less than
+    /// `window_secs` ago (beyond the leeway) is still accepted.
+    pub fn verify_for_refresh(
+        &self,
+        token: &str,
+        window_secs: u64,
+    ) -> Result<VerifiedToken, GatewayError> {
+        self.check(token, Some(window_secs))
+    }
+
+    fn check(
+        &self,
+        token: &str,
+        refresh_window: Option<u64>,
+    ) -> Result<VerifiedToken, GatewayError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(GatewayError::InvalidToken("token too large"));
         }
@@ -202,16 +252,33 @@ impl TokenKeys {
                 .ok_or(GatewayError::InvalidToken("unknown key id"))?,
             None => &self.verifying[0],
         };
-        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &key.decoding, &key.validation)
-            .map_err(refused)?;
-        let claims = data.claims;
+        let validation = match refresh_window {
+            Some(_) => &key.refresh_validation,
+            None => &key.validation,
+        };
+        let claims = jsonwebtoken::decode::<VerifiedClaims>(token, &key.decoding, validation)
+            .map_err(refused)?
+            .claims;
+        if let Some(window) = refresh_window {
+            let leeway = key.validation.leeway;
+            if claims.exp.saturating_add(leeway).saturating_add(window) < unix_now() {
+                return Err(GatewayError::InvalidToken(
+                    "token expired too long ago to refresh",
+                ));
+            }
+        }
         if claims.sub.is_empty() {
             return Err(GatewayError::InvalidToken("empty subject"));
         }
-        Ok(Identity {
-            openid: claims.sub,
-            unionid: claims.unionid,
-            appid: claims.appid,
+        Ok(VerifiedToken {
+            identity: Identity {
+                openid: claims.sub,
+                unionid: claims.unionid,
+                appid: claims.appid,
+            },
+            sid: claims.sid,
+            jti: claims.jti,
+            exp: claims.exp,
         })
     }
 }
@@ -256,8 +323,8 @@ fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// 128 random bits, hex-encoded: the token's `jti`.
-fn random_id() -> Result<String, GatewayError> {
+/// 128 random bits, hex-encoded: a token's `jti`, a login's `sid`.
+pub(crate) fn random_id() -> Result<String, GatewayError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|_| GatewayError::Internal("no randomness available"))?;
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())

@@ -39,6 +39,8 @@ impl RawJwt {
             .filter(|audience| !audience.is_empty());
         let ttl_secs = positive("jwt.ttl_secs", &self.ttl_secs, 7200)?;
         let leeway_secs = raw::number("jwt.leeway_secs", &self.leeway_secs, 30)?;
+        let refresh_window_secs =
+            raw::number("jwt.refresh_window_secs", &self.refresh_window_secs, 86_400)?;
 
         let signing_entry = KeyEntry {
             prefix: "jwt".into(),
@@ -71,6 +73,7 @@ impl RawJwt {
             audience,
             ttl_secs,
             leeway_secs,
+            refresh_window_secs,
             private_key_file: self.private_key_file.as_ref().map(PathBuf::from),
             kid,
             verify_keys,

@@ -134,6 +134,7 @@ pub(crate) struct RawJwt {
     pub(crate) ttl_secs: Option<Flex<u64>>,
     pub(crate) leeway_secs: Option<Flex<u64>>,
     pub(crate) kid: Option<String>,
+    pub(crate) refresh_window_secs: Option<Flex<u64>>,
     pub(crate) verify_keys: Vec<RawJwtKey>,
 }
 
@@ -151,6 +152,8 @@ pub(crate) struct RawJwtKey {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawLogin {
     pub(crate) path: Option<String>,
+    pub(crate) refresh_path: Option<String>,
+    pub(crate) logout_path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +161,11 @@ pub(crate) struct RawLogin {
 pub(crate) struct RawSession {
     pub(crate) ttl_secs: Option<Flex<u64>>,
     pub(crate) max_entries: Option<Flex<u64>>,
+    pub(crate) store: Option<String>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) redis_key_prefix: Option<String>,
+    pub(crate) redis_timeout_ms: Option<Flex<u64>>,
+    pub(crate) on_store_error: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -53,18 +53,21 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             jwt_table.insert("audience".into(), text(audience));
         }
         jwt_table.insert("kid".into(), text(&jwt.kid));
+        jwt_table.insert("refresh_window_secs".into(), int(jwt.refresh_window_secs));
         let verify_keys = jwt.verify_keys.iter().map(verify_key).collect();
         jwt_table.insert("verify_keys".into(), Value::Array(verify_keys));
     }
     root.insert("jwt".into(), jwt_table);
-    root.insert("login".into(), table([("path", text(&config.login.path))]));
+    let login = &config.login;
     root.insert(
-        "session".into(),
+        "login".into(),
         table([
-            ("ttl_secs", int(config.session.ttl.as_secs())),
-            ("max_entries", int(config.session.max_entries)),
+            ("path", text(&login.path)),
+            ("refresh_path", text(&login.refresh_path)),
+            ("logout_path", text(&login.logout_path)),
         ]),
     );
+    root.insert("session".into(), session_table(&config.session));
     root.insert("log".into(), table([("level", text(&config.log.level))]));
     let mut websocket = Table::new();
     if let Some(param) = &config.websocket.token_query_param {
@@ -181,4 +184,28 @@ fn verify_key(key: &super::JwtKeyInfo) -> Value {
         ("kid", text(&key.kid)),
         (field, value),
     ])
+}
+
+/// `[session]`; the Redis URL is redacted whole (it may carry a password).
+fn session_table(session: &super::SessionConfig) -> Value {
+    let mut entries = Table::new();
+    entries.insert("ttl_secs".into(), int(session.ttl.as_secs()));
+    entries.insert("max_entries".into(), int(session.max_entries));
+    let policy = match session.on_store_error {
+        super::StoreErrorPolicy::Refuse => "refuse",
+        super::StoreErrorPolicy::Signature => "signature",
+    };
+    entries.insert("on_store_error".into(), text(policy));
+    match &session.redis {
+        Some(redis) => {
+            entries.insert("store".into(), text("redis"));
+            entries.insert("redis_url".into(), text(REDACTED));
+            entries.insert("redis_key_prefix".into(), text(&redis.key_prefix));
+            entries.insert("redis_timeout_ms".into(), ms(redis.timeout));
+        }
+        None => {
+            entries.insert("store".into(), text("memory"));
+        }
+    }
+    Value::Table(entries)
 }

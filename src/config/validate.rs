@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::raw::{self, RawConfig, RawRoute, RawTls};
 use super::{
     Config, ConfigError, ForwardAuthConfig, LogConfig, LoginConfig, Secret, ServerConfig,
-    SessionConfig, UpstreamConfig, WeChatConfig, WebSocketConfig,
+    UpstreamConfig, WeChatConfig, WebSocketConfig,
 };
 use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
 use crate::tls::{CertificateFiles, TlsConfig};
@@ -89,8 +89,19 @@ impl RawConfig {
             timeout: millis("wechat.timeout_ms", &self.wechat.timeout_ms, 5_000)?,
         };
         let jwt = self.jwt.validate()?;
+        let login = &self.login;
         let login = LoginConfig {
-            path: endpoint_path("login.path", self.login.path.as_deref(), "/login")?,
+            path: endpoint_path("login.path", login.path.as_deref(), "/login")?,
+            refresh_path: endpoint_path(
+                "login.refresh_path",
+                login.refresh_path.as_deref(),
+                "/token/refresh",
+            )?,
+            logout_path: endpoint_path(
+                "login.logout_path",
+                login.logout_path.as_deref(),
+                "/logout",
+            )?,
         };
         let forward_auth = ForwardAuthConfig {
             enabled: raw::number("forward_auth.enabled", &self.forward_auth.enabled, true)?,
@@ -106,7 +117,18 @@ impl RawConfig {
                 "\"/\" would take every path; use a path of its own such as \"/auth\"",
             ));
         }
-        for endpoint in [login.path.as_str(), crate::jwks::PATH] {
+        let endpoints = [&login.path, &login.refresh_path, &login.logout_path];
+        for (index, path) in endpoints.iter().enumerate() {
+            if endpoints[..index].contains(path) {
+                return Err(ConfigError::new("login", format!("{path} is used twice")));
+            }
+        }
+        for endpoint in [
+            login.path.as_str(),
+            &login.refresh_path,
+            &login.logout_path,
+            crate::jwks::PATH,
+        ] {
             if forward_auth.covers(endpoint) {
                 return Err(ConfigError::new(
                     "forward_auth.path",
@@ -114,14 +136,7 @@ impl RawConfig {
                 ));
             }
         }
-        let session = SessionConfig {
-            ttl: secs(
-                "session.ttl_secs",
-                &self.session.ttl_secs,
-                crate::session::DEFAULT_TTL.as_secs(),
-            )?,
-            max_entries: positive("session.max_entries", &self.session.max_entries, 100_000)?,
-        };
+        let session = self.session.validate()?;
         let log = LogConfig {
             level: self.log.level.clone().unwrap_or_else(|| "info".to_string()),
         };
@@ -232,7 +247,7 @@ impl RawRoute {
 }
 
 /// A value that must be present and non-empty.
-fn required(key: &str, value: &Option<String>) -> Result<String, ConfigError> {
+pub(super) fn required(key: &str, value: &Option<String>) -> Result<String, ConfigError> {
     match value.as_deref() {
         Some(value) if !value.is_empty() => Ok(value.to_string()),
         _ => Err(ConfigError::new(key, "is required")),
@@ -256,7 +271,7 @@ where
 }
 
 /// A positive duration given in milliseconds.
-fn millis(
+pub(super) fn millis(
     key: &str,
     value: &Option<raw::Flex<u64>>,
     default: u64,
@@ -265,7 +280,11 @@ fn millis(
 }
 
 /// A positive duration given in seconds.
-fn secs(key: &str, value: &Option<raw::Flex<u64>>, default: u64) -> Result<Duration, ConfigError> {
+pub(super) fn secs(
+    key: &str,
+    value: &Option<raw::Flex<u64>>,
+    default: u64,
+) -> Result<Duration, ConfigError> {
     positive(key, value, default).map(Duration::from_secs)
 }
 

@@ -34,9 +34,9 @@ fn keys(algorithm: Algorithm, material: KeyMaterial<'_>) -> Result<TokenKeys, St
 #[test]
 fn hs256_round_trip_carries_identity() {
     let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
-    let issued = keys.issue(&identity()).unwrap();
+    let issued = keys.issue(&identity(), None).unwrap();
     assert_eq!(issued.expires_in, 60);
-    assert_eq!(keys.verify(&issued.token).unwrap(), identity());
+    assert_eq!(keys.verify(&issued.token).unwrap().identity, identity());
 }
 
 #[test]
@@ -73,8 +73,12 @@ fn every_asymmetric_key_format_loads_and_round_trips() {
     for (algorithm, pem) in pems {
         let keys = keys(algorithm, KeyMaterial::PrivateKeyPem(&pem))
             .unwrap_or_else(|error| panic!("{algorithm:?}: {error}"));
-        let token = keys.issue(&identity()).unwrap().token;
-        assert_eq!(keys.verify(&token).unwrap().openid, "o1", "{algorithm:?}");
+        let token = keys.issue(&identity(), None).unwrap().token;
+        assert_eq!(
+            keys.verify(&token).unwrap().identity.openid,
+            "o1",
+            "{algorithm:?}"
+        );
     }
 }
 
@@ -104,8 +108,8 @@ fn debug_output_hides_the_keys() {
 #[test]
 fn issued_tokens_have_unique_ids() {
     let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
-    let first = keys.issue(&identity()).unwrap().token;
-    let second = keys.issue(&identity()).unwrap().token;
+    let first = keys.issue(&identity(), None).unwrap().token;
+    let second = keys.issue(&identity(), None).unwrap().token;
     assert_ne!(first, second);
 }
 
@@ -122,7 +126,7 @@ fn header_kid(token: &str) -> Option<String> {
 #[test]
 fn every_issued_token_names_the_signing_key() {
     let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
-    let token = keys.issue(&identity()).unwrap().token;
+    let token = keys.issue(&identity(), None).unwrap().token;
     assert_eq!(header_kid(&token).as_deref(), Some(keys.signing_kid()));
     assert!(keys.signing_kid().starts_with("hs256-"));
 }
@@ -131,14 +135,14 @@ fn every_issued_token_names_the_signing_key() {
 fn rotation_keeps_old_tokens_until_the_old_key_is_removed() {
     let old_secret = b"the-old-secret-that-is-32-bytes-long!!";
     let old_only = keys(Algorithm::HS256, KeyMaterial::Secret(old_secret)).unwrap();
-    let old_token = old_only.issue(&identity()).unwrap().token;
+    let old_token = old_only.issue(&identity(), None).unwrap().token;
 
     let old = load(Algorithm::HS256, KeyMaterial::Secret(old_secret)).unwrap();
     let new = load(Algorithm::ES256, KeyMaterial::PrivateKeyPem(&ec_pem())).unwrap();
     let new_kid = new.kid.clone();
     let rotated = TokenKeys::new(settings(), new, vec![old]).unwrap();
-    assert_eq!(rotated.verify(&old_token).unwrap(), identity());
-    let new_token = rotated.issue(&identity()).unwrap().token;
+    assert_eq!(rotated.verify(&old_token).unwrap().identity, identity());
+    let new_token = rotated.issue(&identity(), None).unwrap().token;
     assert_eq!(header_kid(&new_token), Some(new_kid));
     assert_eq!(
         jsonwebtoken::decode_header(&new_token).unwrap().alg,
@@ -186,7 +190,7 @@ fn tokens_without_a_kid_are_checked_against_the_signing_key_only() {
         )
         .unwrap()
     };
-    assert_eq!(keys.verify(&sign(SECRET)).unwrap().openid, "o1");
+    assert_eq!(keys.verify(&sign(SECRET)).unwrap().identity.openid, "o1");
     assert!(keys.verify(&sign(verify_secret)).is_err());
 }
 
@@ -228,4 +232,37 @@ fn jwks_publishes_asymmetric_keys_only() {
     assert_eq!(published[0]["kty"], "EC");
     assert_eq!(published[0]["alg"], "ES256");
     assert!(!String::from_utf8_lossy(&keys.jwks()).contains("unit-test-secret"));
+}
+
+#[test]
+fn refresh_accepts_a_recently_expired_token_and_carries_the_session() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let issued = keys.issue(&identity(), Some("sid-1")).unwrap().token;
+    let verified = keys.verify(&issued).unwrap();
+    assert_eq!(verified.sid.as_deref(), Some("sid-1"));
+    assert_eq!(verified.jti.as_ref().map(String::len), Some(32));
+
+    let expired_at = |ago: u64| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(keys.signing_kid().to_string());
+        let claims = serde_json::json!({
+            "sub": "o1", "iss": "iss", "sid": "s", "exp": unix_now() - ago
+        });
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    };
+    let recent = expired_at(100);
+    assert!(keys.verify(&recent).is_err());
+    assert_eq!(
+        keys.verify_for_refresh(&recent, 3600)
+            .unwrap()
+            .sid
+            .as_deref(),
+        Some("s")
+    );
+    assert_eq!(
+        keys.verify_for_refresh(&expired_at(7200), 3600),
+        Err(GatewayError::InvalidToken(
+            "token expired too long ago to refresh"
+        ))
+    );
 }

@@ -1,0 +1,190 @@
+//! The Redis session store, shared by every gateway replica: a login on one replica is seen by all,
+//! and a logout on one is refused by all from the next request on.
+//!
+//! Keys, under `session.redis_key_prefix`: `session:<appid>:<openid>` (the session as JSON, expiring
+//! `session.ttl_secs` after login) and `revoked:<sid:..|jti:..>` (expiring when the revoked token
+//! could no longer be used anyway). The session JSON holds the session_key: protect the Redis
+//! server like the gateway's own secrets (network access, `requirepass`/ACL).
+//!
+//! The connection is made on first use and remade after a failure, so the gateway starts and
+//! serves while Redis is down; every call is bounded by `session.redis_timeout_ms`.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::sync::OnceCell;
+
+use super::{unix_now, Session, SessionStore, StoreError};
+use crate::config::RedisConfig;
+
+/// Sets `last_seen` of a session in place, keeping its expiry; answers the updated JSON or nil.
+const TOUCH: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if not stored then return false end
+local session = cjson.decode(stored)
+session['last_seen'] = tonumber(ARGV[1])
+local updated = cjson.encode(session)
+redis.call('SET', KEYS[1], updated, 'KEEPTTL')
+return updated
+";
+
+/// Deletes a session only if it still belongs to login ARGV[1].
+const END: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if stored and cjson.decode(stored)['sid'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+pub(crate) struct RedisStore {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    prefix: String,
+    session_ttl: Duration,
+    timeout: Duration,
+    touch: redis::Script,
+    end: redis::Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the client: its connection info would show a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("connected", &self.connection.initialized())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Checks the URL; does not connect yet.
+    pub(crate) fn new(config: &RedisConfig, session_ttl: Duration) -> Result<Self, String> {
+        let client = redis::Client::open(config.url.expose())
+            .map_err(|error| format!("is not a usable Redis URL: {}", error.category()))?;
+        Ok(RedisStore {
+            client,
+            connection: OnceCell::new(),
+            prefix: config.key_prefix.clone(),
+            session_ttl,
+            timeout: config.timeout,
+            touch: redis::Script::new(TOUCH),
+            end: redis::Script::new(END),
+        })
+    }
+
+    fn session_key(&self, appid: &str, openid: &str) -> String {
+        format!("{}session:{appid}:{openid}", self.prefix)
+    }
+
+    fn revoked_key(&self, id: &str) -> String {
+        format!("{}revoked:{id}", self.prefix)
+    }
+
+    /// Runs one exchange with Redis within the timeout, connecting first if need be.
+    async fn run<T, F, Fut>(&self, exchange: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let connection = self
+                .connection
+                .get_or_try_init(|| {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout))
+                        .set_number_of_retries(1);
+                    self.client.get_connection_manager_with_config(config)
+                })
+                .await?
+                .clone();
+            exchange(connection).await
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(StoreError(describe(&error))),
+            Err(_) => Err(StoreError("Redis did not answer in time".into())),
+        }
+    }
+}
+
+/// A Redis error in words that never carry the URL (or its password).
+fn describe(error: &redis::RedisError) -> String {
+    format!("Redis error ({})", error.category())
+}
+
+fn parse(stored: Option<String>) -> Result<Option<Session>, StoreError> {
+    stored
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(|_| StoreError("a stored session is not readable".into()))
+}
+
+#[async_trait::async_trait]
+impl SessionStore for RedisStore {
+    async fn save(&self, session: &Session) -> Result<(), StoreError> {
+        let key = self.session_key(&session.appid, &session.openid);
+        let json = serde_json::to_string(session)
+            .map_err(|_| StoreError("the session could not be serialized".into()))?;
+        let ttl = self.session_ttl.as_secs().max(1);
+        self.run(|mut redis| async move { redis.set_ex::<_, _, ()>(key, json, ttl).await })
+            .await
+    }
+
+    async fn touch(&self, appid: &str, openid: &str) -> Result<Option<Session>, StoreError> {
+        let key = self.session_key(appid, openid);
+        let stored: Option<String> = self
+            .run(|mut redis| async move {
+                self.touch
+                    .key(key)
+                    .arg(unix_now())
+                    .invoke_async(&mut redis)
+                    .await
+            })
+            .await?;
+        parse(stored)
+    }
+
+    async fn end(&self, appid: &str, openid: &str, sid: &str) -> Result<(), StoreError> {
+        let key = self.session_key(appid, openid);
+        self.run(|mut redis| async move {
+            self.end
+                .key(key)
+                .arg(sid)
+                .invoke_async::<i64>(&mut redis)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipeline = redis::pipe();
+        for id in ids {
+            pipeline
+                .cmd("SET")
+                .arg(self.revoked_key(id))
+                .arg(1)
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        self.run(|mut redis| async move { pipeline.query_async::<()>(&mut redis).await })
+            .await
+    }
+
+    async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError> {
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.revoked_key(id)).collect();
+        let found: u64 = self
+            .run(|mut redis| async move { redis.exists(keys).await })
+            .await?;
+        Ok(found > 0)
+    }
+}

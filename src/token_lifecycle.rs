@@ -1,0 +1,127 @@
+//! After login: `POST /token/refresh` trades a valid token (or one expired less than
+//! `jwt.refresh_window_secs` ago) of a live session for a new one; `POST /logout` ends the session
+//! and revokes the token, on every replica sharing the store.
+//!
+//! Both take the token in `Authorization: Bearer`. A store failure is always a 503 here: a refresh
+//! cannot check the session, and a logout that did not happen must not look as if it had.
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::auth::{self, Identity};
+use crate::error::{json_response, Body, GatewayError};
+use crate::login::store_failed;
+use crate::server::AppState;
+use crate::session::unix_now;
+use crate::token::VerifiedToken;
+
+/// Issues a new token for the session of the presented one.
+pub(crate) async fn refresh<B>(
+    state: &AppState,
+    request: Request<B>,
+) -> Result<(Response<Body>, Identity), GatewayError> {
+    let verified = presented(state, &request)?;
+    if state
+        .sessions
+        .any_revoked(&auth::revocation_ids(&verified))
+        .await
+        .map_err(store_failed)?
+    {
+        return Err(GatewayError::SessionExpired);
+    }
+    // Tokens minted by other tooling have no session to refresh.
+    let sid = verified
+        .sid
+        .as_deref()
+        .ok_or(GatewayError::SessionExpired)?;
+    let appid = app_of(state, &verified);
+    let session = state
+        .sessions
+        .touch(appid, &verified.identity.openid)
+        .await
+        .map_err(store_failed)?
+        .ok_or(GatewayError::SessionExpired)?;
+    let identity = Identity {
+        openid: session.openid,
+        unionid: session.unionid,
+        appid: Some(session.appid),
+    };
+    let issued = state.config.jwt.keys.issue(&identity, Some(sid))?;
+    let mut answer = serde_json::json!({
+        "token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "openid": identity.openid,
+    });
+    if let Some(unionid) = &identity.unionid {
+        answer["unionid"] = unionid.as_str().into();
+    }
+    Ok((no_store(json_response(StatusCode::OK, &answer)), identity))
+}
+
+/// Ends the session of the presented token and revokes its login and the token itself.
+pub(crate) async fn logout<B>(
+    state: &AppState,
+    request: Request<B>,
+) -> Result<(Response<Body>, Identity), GatewayError> {
+    let verified = presented(state, &request)?;
+    let jwt = &state.config.jwt;
+    // Long enough that no token of this login, nor this token, can outlive its revocation.
+    let grace = jwt.leeway_secs + jwt.refresh_window_secs;
+    let login_ttl = Duration::from_secs(jwt.ttl_secs + grace);
+    let token_ttl = Duration::from_secs(verified.exp.saturating_sub(unix_now()) + grace);
+    let sessions = &state.sessions;
+    if let Some(sid) = &verified.sid {
+        let ids = [format!("sid:{sid}")];
+        sessions
+            .revoke(&ids, login_ttl)
+            .await
+            .map_err(store_failed)?;
+        let appid = app_of(state, &verified);
+        let openid = &verified.identity.openid;
+        sessions
+            .end(appid, openid, sid)
+            .await
+            .map_err(store_failed)?;
+    }
+    if let Some(jti) = &verified.jti {
+        let ids = [format!("jti:{jti}")];
+        sessions
+            .revoke(&ids, token_ttl)
+            .await
+            .map_err(store_failed)?;
+    }
+    let answer = serde_json::json!({ "logged_out": true });
+    Ok((
+        no_store(json_response(StatusCode::OK, &answer)),
+        verified.identity,
+    ))
+}
+
+/// The POSTed bearer token, verified (expired within the refresh window is accepted).
+fn presented<B>(state: &AppState, request: &Request<B>) -> Result<VerifiedToken, GatewayError> {
+    if request.method() != Method::POST {
+        return Err(GatewayError::MethodNotAllowed { allow: "POST" });
+    }
+    let token = auth::required_bearer_token(request.headers())?;
+    let jwt = &state.config.jwt;
+    jwt.keys.verify_for_refresh(token, jwt.refresh_window_secs)
+}
+
+/// The app a token belongs to: its `appid` claim, or the configured app for tokens without one.
+fn app_of<'a>(state: &'a AppState, verified: &'a VerifiedToken) -> &'a str {
+    verified
+        .identity
+        .appid
+        .as_deref()
+        .unwrap_or(&state.config.wechat.appid)
+}
+
+fn no_store(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
