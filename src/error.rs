@@ -191,6 +191,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
+            GatewayError::SessionStoreUnavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             GatewayError::WeChatRateLimited => {
                 headers.insert(
                     RETRY_AFTER,

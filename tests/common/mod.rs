@@ -6,6 +6,7 @@
 pub mod external;
 pub mod load;
 pub mod raw_http;
+pub mod redis;
 pub mod tls;
 pub mod tokens;
 pub mod ws;
@@ -224,6 +225,12 @@ timeout_ms = 300
         let mut all = vec![("Authorization", authorization.as_str())];
         all.extend_from_slice(headers);
         request(self.addr, "GET", path, &all, b"").await
+    }
+
+    /// POSTs to `path` with a bearer token and no body (refresh, logout).
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Response {
+        let bearer = format!("Bearer {token}");
+        request(self.addr, "POST", path, &[("Authorization", &bearer)], b"").await
     }
 
     /// POSTs a JSON login with `code`.
