@@ -99,6 +99,9 @@ pub enum GatewayError {
     /// restarted in-memory gateway): refresh and decryption need it.
     #[error("the login session has ended (logged out or expired); log in again with wx.login()")]
     SessionExpired,
+    /// Encrypted user data could not be decrypted or verified; the message says what to do.
+    #[error("{0}")]
+    UndecryptableData(&'static str),
     /// The session store cannot be reached and the policy is to refuse.
     #[error("the session store is unavailable; try again shortly")]
     SessionStoreUnavailable,
@@ -115,7 +118,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath(_) | InvalidRequest(_) | MissingCode => StatusCode::BAD_REQUEST,
+            InvalidPath(_) | InvalidRequest(_) | MissingCode | UndecryptableData(_) => {
+                StatusCode::BAD_REQUEST
+            }
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -163,6 +168,7 @@ impl GatewayError {
             UpstreamTimeout => "upstream_timeout",
             UpstreamFailed => "upstream_error",
             SessionExpired => "session_expired",
+            UndecryptableData(_) => "decrypt_failed",
             SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",
             HttpVersionNotSupported => "http_version_not_supported",

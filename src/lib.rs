@@ -10,6 +10,7 @@
 //! accept, limits, timeouts (server) -> normalize the path (path)         unsafe -> 400
 //!   -> login endpoint? (login -> wechat -> token, session)
 //!   -> refresh / logout? (token_lifecycle -> token, session)
+//!   -> /wx/decrypt? (decrypt -> auth, session)
 //!   -> forward-auth endpoint? (forward_auth -> routes -> auth; trust)   200 + X-OpenId / 401
 //!   -> JWKS? (jwks -> token)
 //!   -> pick the route (routes)                                          none -> 404
@@ -39,6 +40,7 @@
 //! | `login` | the login endpoint |
 //! | [`session`] | the session store trait: in memory or Redis; sessions (session_key) and revocations |
 //! | `token_lifecycle` | refresh and logout |
+//! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
 //! | `proxy` | the pooled upstream clients (http, https) and request/response rewriting |
 //! | `websocket` | upgrade detection and the authenticated byte relay |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
@@ -50,6 +52,7 @@
 
 pub mod auth;
 pub mod config;
+mod decrypt;
 pub mod demo;
 pub mod echo;
 pub mod error;

@@ -34,6 +34,7 @@ Endpoints (paths configurable):
   POST /login                   wx.login() code -> {token, openid, ...}          [login] path
   POST /token/refresh           Bearer token -> a new token for the same login   [login] refresh_path
   POST /logout                  Bearer token -> login ended, its tokens revoked  [login] logout_path
+  POST /wx/decrypt              Bearer token + {encryptedData, iv} -> user data
   ANY  /auth[/<original path>]  forward-auth check for nginx, Traefik, Envoy     [forward_auth] path
   GET  /.well-known/jwks.json   public keys of RS256/ES256/EdDSA tokens
   every other path              proxied per [[routes]], X-OpenId from a valid bearer token

@@ -4,7 +4,8 @@
 //!
 //! Codes: any printable code logs a user in once; the part before the first `.` names the user, so
 //! `alice.1` and `alice.2` are two logins of the same user (openid `oMock_alice`, unionid
-//! `uMock_alice`; users whose name starts with `nounion` get no unionid). Reusing a code answers
+//! `uMock_alice`; users whose name starts with `nounion` get no unionid, users whose name starts
+//! with `samplekey` get the fixed [`SAMPLE_SESSION_KEY`], the others a random one). Reusing a code answers
 //! 40163. Magic codes: `mock-invalid` -> 40029, `mock-busy` -> -1, `mock-ratelimit` -> 45011,
 //! `mock-blocked` -> 40226, `mock-garbage` -> a body that is not JSON, `mock-slow` -> answers after
 //! 10 seconds.
@@ -24,6 +25,10 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::error::{full_body, Body};
+
+/// The session_key of users whose name starts with `samplekey`: the sample key of WeChat's
+/// documentation, so data encrypted with it can be decrypted offline.
+pub const SAMPLE_SESSION_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
 
 /// How long `mock-slow` makes the caller wait.
 const SLOW_ANSWER: Duration = Duration::from_secs(10);
@@ -133,11 +138,15 @@ impl MockWeChat {
             return error(40163, "code been used");
         }
         let user = code.split('.').next().unwrap_or_default();
-        let mut key = [0u8; 16];
-        if getrandom::fill(&mut key).is_err() {
-            return error(-1, "system error");
-        }
-        let session_key = STANDARD.encode(key);
+        let session_key = if user.starts_with("samplekey") {
+            SAMPLE_SESSION_KEY.to_string()
+        } else {
+            let mut key = [0u8; 16];
+            if getrandom::fill(&mut key).is_err() {
+                return error(-1, "system error");
+            }
+            STANDARD.encode(key)
+        };
         if let Ok(mut issued) = self.inner.issued_session_keys.lock() {
             issued.push(session_key.clone());
         }

@@ -30,7 +30,7 @@ use crate::routes::RouteTable;
 use crate::session::SessionStore;
 use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
-use crate::{forward_auth, jwks, login, path, proxy, token_lifecycle};
+use crate::{decrypt, forward_auth, jwks, login, path, proxy, token_lifecycle};
 
 mod redirect;
 pub use redirect::redirect_to_https;
@@ -259,7 +259,7 @@ async fn handle(
     response
 }
 
-/// Picks the gateway endpoint (login, refresh, logout, forward-auth, JWKS) or the route for a normalized path and
+/// Picks the gateway endpoint (login, refresh, logout, decryption, forward-auth, JWKS) or the route for a normalized path and
 /// runs it.
 async fn dispatch(
     state: &AppState,
@@ -277,6 +277,10 @@ async fn dispatch(
     }
     if path == state.config.login.logout_path {
         let (response, identity) = token_lifecycle::logout(state, request).await?;
+        return Ok((response, Some(identity)));
+    }
+    if path == decrypt::PATH {
+        let (response, identity) = decrypt::handle(state, request).await?;
         return Ok((response, Some(identity)));
     }
     if state.config.forward_auth.covers(path) {

@@ -128,6 +128,7 @@ impl RawConfig {
             &login.refresh_path,
             &login.logout_path,
             crate::jwks::PATH,
+            crate::decrypt::PATH,
         ] {
             if forward_auth.covers(endpoint) {
                 return Err(ConfigError::new(

@@ -1,0 +1,176 @@
+//! `POST /wx/decrypt`: the user data WeChat hands the client encrypted with the session_key
+//! (wx.getUserInfo, share tickets, run data...), decrypted by the gateway, the only holder of the
+//! key. See `shared/wechat-api.md`: AES-128-CBC with a strict PKCS#7 check, the watermark's appid
+//! must be the app's own, and `rawData` is checked against `signature` = sha1(rawData +
+//! session_key) in constant time when both are given.
+//!
+//! Every failure is a 4xx telling the client what to do; no message or log carries key material
+//! or plaintext.
+
+use aes::cipher::{BlockDecryptMut, KeyIvInit};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{self, Identity};
+use crate::error::{json_response, Body, BoxError, GatewayError};
+use crate::login::store_failed;
+use crate::routes::AuthMode;
+use crate::server::AppState;
+
+/// The endpoint's path.
+pub(crate) const PATH: &str = "/wx/decrypt";
+
+/// Encrypted user data is a few KiB; anything far larger is not WeChat's.
+const MAX_ENCRYPTED_BASE64: usize = 64 * 1024;
+
+type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
+
+/// What the client posts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DecryptRequest {
+    pub(crate) encrypted_data: String,
+    pub(crate) iv: String,
+    pub(crate) raw_data: Option<String>,
+    pub(crate) signature: Option<String>,
+}
+
+/// Why decryption failed, in words for the client.
+const STALE_KEY: &str = "the data does not decrypt with this user's current session_key \
+    (a newer wx.login replaced it); call wx.login, log in again, then fetch the data again";
+
+/// Handles a decryption request from an authenticated user.
+pub(crate) async fn handle<B>(
+    state: &AppState,
+    request: Request<B>,
+) -> Result<(Response<Body>, Identity), GatewayError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    if request.method() != Method::POST {
+        return Err(GatewayError::MethodNotAllowed { allow: "POST" });
+    }
+    let identity = auth::authenticate(state, request.headers(), None, AuthMode::Required)
+        .await?
+        .ok_or(GatewayError::MissingToken)?;
+    let body =
+        crate::proxy::read_limited(request.into_body(), state.config.server.max_body_bytes).await?;
+    let input: DecryptRequest = serde_json::from_slice(&body).map_err(|_| {
+        GatewayError::InvalidRequest(
+            "the body must be JSON {\"encryptedData\", \"iv\"[, \"rawData\", \"signature\"]}",
+        )
+    })?;
+    let appid = identity
+        .appid
+        .as_deref()
+        .unwrap_or(&state.config.wechat.appid);
+    let session = state
+        .sessions
+        .touch(appid, &identity.openid)
+        .await
+        .map_err(store_failed)?
+        .ok_or(GatewayError::SessionExpired)?;
+    let key = session.session_key.expose();
+    if let (Some(raw), Some(signature)) = (&input.raw_data, &input.signature) {
+        check_signature(raw, key, signature)?;
+    } else if input.raw_data.is_some() || input.signature.is_some() {
+        return Err(GatewayError::InvalidRequest(
+            "rawData and signature go together",
+        ));
+    }
+    let data = decrypt(key, &input.encrypted_data, &input.iv, appid)?;
+    Ok((json_response(StatusCode::OK, &data), identity))
+}
+
+/// Checks `signature` = hex(sha1(rawData + session_key)), in constant time.
+pub(crate) fn check_signature(
+    raw: &str,
+    session_key: &str,
+    signature: &str,
+) -> Result<(), GatewayError> {
+    let digest = Sha1::new()
+        .chain_update(raw.as_bytes())
+        .chain_update(session_key.as_bytes())
+        .finalize();
+    let expected: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let given = signature.trim().to_ascii_lowercase();
+    if expected.as_bytes().ct_eq(given.as_bytes()).into() {
+        Ok(())
+    } else {
+        Err(GatewayError::UndecryptableData(
+            "rawData does not match its signature (tampered, or signed with an older \
+             session_key: log in again)",
+        ))
+    }
+}
+
+/// Decrypts WeChat user data and checks its watermark; answers the decrypted JSON object.
+pub(crate) fn decrypt(
+    session_key: &str,
+    encrypted_data: &str,
+    iv: &str,
+    appid: &str,
+) -> Result<serde_json::Value, GatewayError> {
+    let refuse = GatewayError::UndecryptableData;
+    let key: [u8; 16] = STANDARD
+        .decode(session_key)
+        .ok()
+        .and_then(|key| key.try_into().ok())
+        .ok_or(GatewayError::SessionExpired)?;
+    let iv: [u8; 16] = STANDARD
+        .decode(iv.trim())
+        .map_err(|_| refuse("iv is not valid base64"))?
+        .try_into()
+        .map_err(|_| refuse("iv must decode to 16 bytes"))?;
+    if encrypted_data.len() > MAX_ENCRYPTED_BASE64 {
+        return Err(refuse("encryptedData is too large"));
+    }
+    let mut buffer = STANDARD
+        .decode(encrypted_data.trim())
+        .map_err(|_| refuse("encryptedData is not valid base64"))?;
+    if buffer.is_empty() || buffer.len() % 16 != 0 {
+        return Err(refuse(
+            "encryptedData must decode to a non-empty multiple of 16 bytes",
+        ));
+    }
+    let mut decryptor = Aes128CbcDec::new(&key.into(), &iv.into());
+    for block in buffer.chunks_exact_mut(16) {
+        decryptor.decrypt_block_mut(block.into());
+    }
+    let plaintext = strip_pkcs7(&buffer).ok_or(refuse(STALE_KEY))?;
+    let data: serde_json::Value =
+        serde_json::from_slice(plaintext).map_err(|_| refuse(STALE_KEY))?;
+    let watermark = data
+        .get("watermark")
+        .and_then(|watermark| watermark.get("appid"))
+        .and_then(serde_json::Value::as_str);
+    match watermark {
+        Some(owner) if owner == appid => Ok(data),
+        Some(_) => Err(refuse(
+            "the data was encrypted for another mini-program (watermark.appid)",
+        )),
+        None => Err(refuse("the decrypted data carries no watermark.appid")),
+    }
+}
+
+/// The plaintext without its PKCS#7 padding, checked strictly: 1 to 16 bytes, all equal to the
+/// count. Several SDKs accepted anything here, and so decrypted garbage with a stale key.
+fn strip_pkcs7(data: &[u8]) -> Option<&[u8]> {
+    let count = *data.last()?;
+    if !(1..=16).contains(&count) || usize::from(count) > data.len() {
+        return None;
+    }
+    let (plaintext, padding) = data.split_at(data.len() - usize::from(count));
+    padding
+        .iter()
+        .all(|&byte| byte == count)
+        .then_some(plaintext)
+}
+
+#[cfg(test)]
+mod tests;

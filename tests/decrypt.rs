@@ -1,0 +1,128 @@
+//! `POST /wx/decrypt` end to end: a user of the mock whose session_key is WeChat's documented
+//! sample key, and data encrypted for it by an independent AES implementation
+//! (`tests/support/make_decrypt_vectors.py`).
+
+mod common;
+
+use common::tokens::{claims, hs256};
+use common::{request, Harness, Response, APPID};
+use serde_json::json;
+use wxgate::mock_wechat::SAMPLE_SESSION_KEY;
+
+const IV: &str = "AAECAwQFBgcICQoLDA0ODw==";
+const USER: &str = "Lnyi8fMh3t2dWwcJFqQSEJ+qNlX1Kb7SO/gO9q9x1fnXavKKFYJ7yva54C4WatiAmEVXXNh/V77ZxfD5q+6M8Z/nySA5kpOoS9lh41MYtwXSGrKzSz4/0ErDrOM42sOn5EyOGYRvxBbAss6msa2A0PtE93n6qMRHe8d3X4b381t7QbBugS1kWlbDRC4eb55G";
+const BAD_PADDING: &str = "7LFQ4hyYHboQffP7p3keAw==";
+const RAW: &str = r#"{"nickName":"Olivia"}"#;
+const SIGNATURE: &str = "85e403ad064f238232ad46a131d2cd603b24d067";
+
+async fn decrypt(gateway: &Harness, token: &str, body: &serde_json::Value) -> Response {
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    request(
+        gateway.addr,
+        "POST",
+        "/wx/decrypt",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn decrypts_with_the_callers_session_key() {
+    let gateway = Harness::start().await;
+    let token = gateway.login("samplekey").await;
+    let body = json!({ "encryptedData": USER, "iv": IV, "rawData": RAW, "signature": SIGNATURE });
+    let response = decrypt(&gateway, &token, &body).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let data = response.json();
+    assert_eq!(data["openId"], "oMock_olivia");
+    assert_eq!(data["watermark"]["appid"], APPID);
+    assert!(!response.text().contains(SAMPLE_SESSION_KEY));
+    assert_eq!(gateway.echo.requests(), 0, "answered by the gateway itself");
+}
+
+#[tokio::test]
+async fn every_failure_is_a_clear_4xx() {
+    let gateway = Harness::start().await;
+    let token = gateway.login("samplekey").await;
+    let cases = [
+        (
+            json!({ "encryptedData": BAD_PADDING, "iv": IV }),
+            400,
+            "decrypt_failed",
+        ),
+        (
+            json!({ "encryptedData": "%%%", "iv": IV }),
+            400,
+            "decrypt_failed",
+        ),
+        (
+            json!({ "encryptedData": USER, "iv": "AAAA" }),
+            400,
+            "decrypt_failed",
+        ),
+        (
+            json!({ "encryptedData": USER, "iv": IV, "rawData": "{}", "signature": SIGNATURE }),
+            400,
+            "decrypt_failed",
+        ),
+        (
+            json!({ "encryptedData": USER, "iv": IV, "rawData": RAW }),
+            400,
+            "invalid_request",
+        ),
+        (json!({ "encryptedData": USER }), 400, "invalid_request"),
+        (
+            json!({ "encryptedData": USER, "iv": IV, "extra": 1 }),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let response = decrypt(&gateway, &token, &body).await;
+        assert_eq!(
+            (response.status, response.error_code().as_str()),
+            (status, code),
+            "{body}"
+        );
+        assert!(!response.text().contains(SAMPLE_SESSION_KEY));
+    }
+    let stale = decrypt(
+        &gateway,
+        &token,
+        &json!({ "encryptedData": BAD_PADDING, "iv": IV }),
+    )
+    .await;
+    assert!(stale.text().contains("log in again"), "{}", stale.text());
+
+    let anonymous = request(gateway.addr, "POST", "/wx/decrypt", &[], b"{}").await;
+    assert_eq!(anonymous.error_code(), "missing_token");
+    let get = request(gateway.addr, "GET", "/wx/decrypt", &[], b"").await;
+    assert_eq!(get.status, 405);
+}
+
+#[tokio::test]
+async fn no_live_session_means_log_in_again() {
+    let gateway = Harness::start().await;
+    let body = json!({ "encryptedData": USER, "iv": IV });
+    // A valid token with no session behind it (minted elsewhere, or the gateway restarted).
+    let mut sessionless = claims("oMock_samplekey");
+    sessionless["appid"] = APPID.into();
+    let response = decrypt(&gateway, &hs256(&sessionless), &body).await;
+    assert_eq!(
+        (response.status, response.error_code().as_str()),
+        (401, "session_expired")
+    );
+
+    let token = gateway.login("samplekey").await;
+    assert_eq!(gateway.post_with_token("/logout", &token).await.status, 200);
+    let response = decrypt(&gateway, &token, &body).await;
+    assert_eq!(
+        (response.status, response.error_code().as_str()),
+        (401, "invalid_token")
+    );
+}
