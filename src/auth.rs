@@ -22,12 +22,14 @@ pub struct Identity {
 
 /// Applies the route's auth mode to the request: `Ok(None)` means forward without identity.
 /// `query_token` is a token from the WebSocket query parameter; with a header token too, the
-/// request is ambiguous and refused. A verified token is also checked against the revocations.
+/// request is ambiguous and refused. A verified token is also checked against the revocations,
+/// and against `apps`, the appids the route serves (`None`: every app).
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query_token: Option<&str>,
     mode: AuthMode,
+    apps: Option<&[String]>,
 ) -> Result<Option<Identity>, GatewayError> {
     if mode == AuthMode::None {
         return Ok(None);
@@ -44,6 +46,13 @@ pub(crate) async fn authenticate(
     match token {
         Some(token) => {
             let verified = state.config.jwt.keys.verify(token)?;
+            if let Some(apps) = apps {
+                let appid = verified.identity.appid.as_deref();
+                let appid = appid.unwrap_or(&state.config.wechat.default_app().appid);
+                if !apps.iter().any(|allowed| allowed == appid) {
+                    return Err(GatewayError::AppNotAllowed);
+                }
+            }
             ensure_not_revoked(state, &verified).await?;
             Ok(Some(verified.identity))
         }

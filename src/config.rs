@@ -175,14 +175,36 @@ pub struct UpstreamConfig {
 /// `[wechat]` settings.
 #[derive(Clone, Debug)]
 pub struct WeChatConfig {
-    /// The mini-program's appid.
-    pub appid: String,
-    /// The mini-program's AppSecret.
-    pub secret: Secret,
+    /// Every mini-program served: `[wechat]` itself first (named "default"), then
+    /// `[wechat.apps.NAME]` in name order.
+    pub apps: Vec<WeChatApp>,
     /// Base URL of the WeChat API (regional or disaster-recovery hosts, or the mock).
     pub api_base: reqwest::Url,
     /// Time allowed for a whole WeChat call (504 beyond).
     pub timeout: Duration,
+}
+
+impl WeChatConfig {
+    /// The `[wechat]` app: logins that name no app, tokens that carry no appid.
+    pub fn default_app(&self) -> &WeChatApp {
+        &self.apps[0]
+    }
+
+    /// The app called `name`.
+    pub fn app_named(&self, name: &str) -> Option<&WeChatApp> {
+        self.apps.iter().find(|app| app.name == name)
+    }
+}
+
+/// One mini-program's credentials.
+#[derive(Clone, Debug)]
+pub struct WeChatApp {
+    /// "default" for `[wechat]`, NAME for `[wechat.apps.NAME]`.
+    pub name: String,
+    /// The mini-program's appid.
+    pub appid: String,
+    /// The mini-program's AppSecret.
+    pub secret: Secret,
 }
 
 /// `[jwt]` settings, with the keys already loaded and checked.
@@ -241,6 +263,18 @@ pub struct LoginConfig {
     pub refresh_path: String,
     /// The logout endpoint's path.
     pub logout_path: String,
+}
+
+impl LoginConfig {
+    /// Whether the normalized `path` is the login endpoint: `path` itself, or `path/<app name>`.
+    pub fn covers(&self, path: &str) -> bool {
+        path.strip_prefix(self.path.as_str()).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('/')
+                    .is_some_and(|name| !name.contains('/'))
+        })
+    }
 }
 
 /// `[session]` settings.

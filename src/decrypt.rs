@@ -55,7 +55,7 @@ where
     if request.method() != Method::POST {
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });
     }
-    let identity = auth::authenticate(state, request.headers(), None, AuthMode::Required)
+    let identity = auth::authenticate(state, request.headers(), None, AuthMode::Required, None)
         .await?
         .ok_or(GatewayError::MissingToken)?;
     let body =
@@ -68,7 +68,7 @@ where
     let appid = identity
         .appid
         .as_deref()
-        .unwrap_or(&state.config.wechat.appid);
+        .unwrap_or(&state.config.wechat.default_app().appid);
     let session = state
         .sessions
         .touch(appid, &identity.openid)

@@ -102,6 +102,12 @@ pub enum GatewayError {
     /// Encrypted user data could not be decrypted or verified; the message says what to do.
     #[error("{0}")]
     UndecryptableData(&'static str),
+    /// The login names an app that is not configured.
+    #[error("no mini-program of that name is configured")]
+    UnknownApp,
+    /// The token belongs to a mini-program this route does not serve.
+    #[error("this path does not serve the mini-program the token was issued for")]
+    AppNotAllowed,
     /// The session store cannot be reached and the policy is to refuse.
     #[error("the session store is unavailable; try again shortly")]
     SessionStoreUnavailable,
@@ -121,7 +127,8 @@ impl GatewayError {
             InvalidPath(_) | InvalidRequest(_) | MissingCode | UndecryptableData(_) => {
                 StatusCode::BAD_REQUEST
             }
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | UnknownApp => StatusCode::NOT_FOUND,
+            AppNotAllowed => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingToken | InvalidToken(_) | SessionExpired | WeChatInvalidCode
@@ -168,6 +175,8 @@ impl GatewayError {
             UpstreamTimeout => "upstream_timeout",
             UpstreamFailed => "upstream_error",
             SessionExpired => "session_expired",
+            UnknownApp => "unknown_app",
+            AppNotAllowed => "app_not_allowed",
             UndecryptableData(_) => "decrypt_failed",
             SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",

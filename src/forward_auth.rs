@@ -61,17 +61,16 @@ pub(crate) async fn handle<B>(
         request.headers(),
         trusted,
     );
-    let mode = match &original.path {
-        Ok(original_path) => state
-            .routes
-            .find(original_path)
-            .map_or(AuthMode::Required, |route| route.auth),
+    let route = match &original.path {
+        Ok(original_path) => state.routes.find(original_path),
         Err(reason) => {
             tracing::debug!(%reason, peer = %client.peer, "forward-auth: judged as a protected path");
-            AuthMode::Required
+            None
         }
     };
-    let identity = auth::authenticate(state, request.headers(), None, mode).await?;
+    let mode = route.map_or(AuthMode::Required, |route| route.auth);
+    let apps = route.and_then(|route| route.apps.as_deref());
+    let identity = auth::authenticate(state, request.headers(), None, mode, apps).await?;
     tracing::debug!(
         method = %original.method,
         path = ?original.path,

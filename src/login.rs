@@ -12,9 +12,11 @@ use crate::session::Session;
 /// wx.login() codes are short; anything much longer is not one.
 const MAX_CODE_LEN: usize = 256;
 
-/// Handles a request to the login path; answers with the token and the identity it carries.
+/// Handles a request to the login path, or to `<login path>/<app name>`; answers with the token
+/// and the identity it carries.
 pub(crate) async fn handle<B>(
     state: &AppState,
+    path: &str,
     request: Request<B>,
 ) -> Result<(Response<Body>, Identity), GatewayError>
 where
@@ -32,13 +34,30 @@ where
         .to_ascii_lowercase();
     let body =
         crate::proxy::read_limited(request.into_body(), state.config.server.max_body_bytes).await?;
-    let code = login_code(&content_type, &body)?;
+    let LoginBody { code, app } = login_body(&content_type, &body)?;
+    let from_path = path
+        .strip_prefix(state.config.login.path.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|name| !name.is_empty());
+    let app = match (from_path, app.as_deref()) {
+        (Some(from_path), Some(from_body)) if from_path != from_body => {
+            return Err(GatewayError::InvalidRequest(
+                "the app in the path and the app in the body differ",
+            ))
+        }
+        (Some(name), _) | (None, Some(name)) => state
+            .config
+            .wechat
+            .app_named(name)
+            .ok_or(GatewayError::UnknownApp)?,
+        (None, None) => state.config.wechat.default_app(),
+    };
 
-    let wechat = state.wechat.code2session(&code).await?;
+    let wechat = state.wechat.code2session(app, &code).await?;
     let identity = Identity {
         openid: wechat.openid,
         unionid: wechat.unionid,
-        appid: Some(state.config.wechat.appid.clone()),
+        appid: Some(app.appid.clone()),
     };
     let sid = crate::token::random_id()?;
     let now = crate::session::unix_now();
@@ -46,7 +65,7 @@ where
         sid: sid.clone(),
         openid: identity.openid.clone(),
         unionid: identity.unionid.clone(),
-        appid: state.config.wechat.appid.clone(),
+        appid: app.appid.clone(),
         session_key: wechat.session_key,
         created_at: now,
         last_seen: now,
@@ -78,37 +97,52 @@ pub(crate) fn store_failed(error: crate::session::StoreError) -> GatewayError {
     GatewayError::SessionStoreUnavailable
 }
 
-/// Extracts the code from a JSON object or a form-encoded body (a body opening with `{` is JSON
-/// whatever its Content-Type says).
-fn login_code(content_type: &str, body: &[u8]) -> Result<String, GatewayError> {
+/// What a login body carries.
+#[derive(Debug, PartialEq)]
+struct LoginBody {
+    /// The wx.login() code.
+    code: String,
+    /// The app's name, when the body names one.
+    app: Option<String>,
+}
+
+/// Reads `code` (and `app`) from a JSON object or a form-encoded body (a body opening with `{` is
+/// JSON whatever its Content-Type says).
+fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, GatewayError> {
     let looks_like_json = body.trim_ascii_start().starts_with(b"{");
-    let code = if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json
-    {
-        let mut codes = form_urlencoded::parse(body).filter(|(name, _)| name == "code");
-        let code = codes.next().map(|(_, value)| value.into_owned());
-        if codes.next().is_some() {
-            return Err(GatewayError::InvalidRequest(
-                "the form has more than one code",
-            ));
-        }
-        code
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
-            GatewayError::InvalidRequest(
-                "the body must be JSON {\"code\": \"...\"} or a form with code=...",
-            )
-        })?;
-        let serde_json::Value::Object(mut object) = value else {
-            return Err(GatewayError::InvalidRequest(
-                "the JSON body must be an object",
-            ));
+    let (code, app) =
+        if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {
+            let field = |wanted: &str| {
+                let mut values = form_urlencoded::parse(body).filter(|(name, _)| name == wanted);
+                let value = values.next().map(|(_, value)| value.into_owned());
+                match values.next() {
+                    Some(_) => Err(GatewayError::InvalidRequest(
+                        "the form repeats a field (code or app)",
+                    )),
+                    None => Ok(value),
+                }
+            };
+            (field("code")?, field("app")?)
+        } else {
+            let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+                GatewayError::InvalidRequest(
+                    "the body must be JSON {\"code\": \"...\"} or a form with code=...",
+                )
+            })?;
+            let serde_json::Value::Object(mut object) = value else {
+                return Err(GatewayError::InvalidRequest(
+                    "the JSON body must be an object",
+                ));
+            };
+            let mut field = |name: &str| match object.remove(name) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(value)) => Ok(Some(value)),
+                Some(_) => Err(GatewayError::InvalidRequest(
+                    "\"code\" and \"app\" must be strings",
+                )),
+            };
+            (field("code")?, field("app")?)
         };
-        match object.remove("code") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(code)) => Some(code),
-            Some(_) => return Err(GatewayError::InvalidRequest("\"code\" must be a string")),
-        }
-    };
     let code = code.unwrap_or_default();
     if code.trim().is_empty() {
         return Err(GatewayError::MissingCode);
@@ -118,7 +152,10 @@ fn login_code(content_type: &str, body: &[u8]) -> Result<String, GatewayError> {
             "the code is not a wx.login() code (too long or not printable ASCII)",
         ));
     }
-    Ok(code)
+    Ok(LoginBody {
+        code,
+        app: app.filter(|app| !app.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -128,6 +165,10 @@ mod tests {
     const JSON: &str = "application/json";
     const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
+    fn login_code(content_type: &str, body: &[u8]) -> Result<String, GatewayError> {
+        login_body(content_type, body).map(|body| body.code)
+    }
+
     #[test]
     fn code_from_json_or_form() {
         assert_eq!(login_code(JSON, br#"{"code":"abc"}"#).unwrap(), "abc");
@@ -135,6 +176,19 @@ mod tests {
         assert_eq!(login_code(FORM, b"code=a%2Bb&x=1").unwrap(), "a+b");
         // curl -d '{...}' labels JSON as a form; a body that opens an object is JSON.
         assert_eq!(login_code(FORM, br#" {"code":"abc"}"#).unwrap(), "abc");
+    }
+
+    #[test]
+    fn the_app_comes_from_the_body_when_named() {
+        let app = |content_type, body| login_body(content_type, body).unwrap().app;
+        assert_eq!(
+            app(JSON, br#"{"code":"c","app":"shop"}"#),
+            Some("shop".into())
+        );
+        assert_eq!(app(FORM, b"code=c&app=shop"), Some("shop".into()));
+        assert_eq!(app(JSON, br#"{"code":"c","app":""}"#), None);
+        assert!(login_body(JSON, br#"{"code":"c","app":7}"#).is_err());
+        assert!(login_body(FORM, b"code=c&app=a&app=b").is_err());
     }
 
     #[test]

@@ -31,7 +31,7 @@ struct Cli {
 /// The gateway's own endpoints, listed under `--help`.
 const ENDPOINTS: &str = "\
 Endpoints (paths configurable):
-  POST /login                   wx.login() code -> {token, openid, ...}          [login] path
+  POST /login[/<app>]           wx.login() code -> {token, openid, ...}          [login] path
   POST /token/refresh           Bearer token -> a new token for the same login   [login] refresh_path
   POST /logout                  Bearer token -> login ended, its tokens revoked  [login] logout_path
   POST /wx/decrypt              Bearer token + {encryptedData, iv} -> user data

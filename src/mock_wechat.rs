@@ -41,7 +41,8 @@ pub struct MockWeChat {
 
 #[derive(Default)]
 struct MockState {
-    credentials: Option<(String, String)>,
+    /// (appid, secret) of every app it serves; empty: any.
+    credentials: Vec<(String, String)>,
     used_codes: Mutex<HashSet<String>>,
     calls: AtomicUsize,
     issued_session_keys: Mutex<Vec<String>>,
@@ -55,9 +56,15 @@ impl MockWeChat {
 
     /// A mock that answers 40013 / 40125 unless called with this appid and secret.
     pub fn with_credentials(appid: impl Into<String>, secret: impl Into<String>) -> Self {
+        MockWeChat::with_apps([(appid.into(), secret.into())])
+    }
+
+    /// A mock serving several mini-programs: 40013 for an appid not among them, 40125 for the
+    /// wrong secret of one.
+    pub fn with_apps(apps: impl IntoIterator<Item = (String, String)>) -> Self {
         MockWeChat {
             inner: Arc::new(MockState {
-                credentials: Some((appid.into(), secret.into())),
+                credentials: apps.into_iter().collect(),
                 ..MockState::default()
             }),
         }
@@ -106,10 +113,16 @@ impl MockWeChat {
                 .map(|(_, value)| value.into_owned())
                 .unwrap_or_default()
         };
-        if let Some((appid, secret)) = &self.inner.credentials {
-            if !bool::from(param("appid").as_bytes().ct_eq(appid.as_bytes())) {
+        if !self.inner.credentials.is_empty() {
+            let appid = param("appid");
+            let Some((_, secret)) = self
+                .inner
+                .credentials
+                .iter()
+                .find(|(known, _)| *known == appid)
+            else {
                 return error(40013, "invalid appid");
-            }
+            };
             if !bool::from(param("secret").as_bytes().ct_eq(secret.as_bytes())) {
                 return error(40125, "invalid appsecret");
             }

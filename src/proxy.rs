@@ -135,8 +135,14 @@ where
         query_token = token;
         query = (!rest.is_empty()).then_some(Cow::Owned(rest));
     }
-    let identity =
-        auth::authenticate(state, &parts.headers, query_token.as_deref(), route.auth).await?;
+    let identity = auth::authenticate(
+        state,
+        &parts.headers,
+        query_token.as_deref(),
+        route.auth,
+        route.apps.as_deref(),
+    )
+    .await?;
 
     let limit = state.config.server.max_body_bytes;
     if declared_length(&parts.headers).is_some_and(|length| length > limit) {

@@ -68,6 +68,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// How long the upstream may take to send response headers.
     pub timeout: Duration,
+    /// The appids whose tokens may use this route (`apps = [...]` names, resolved); `None`: all.
+    pub apps: Option<Vec<String>>,
 }
 
 impl Route {
@@ -145,6 +147,7 @@ mod tests {
             strip_prefix,
             preserve_host: false,
             timeout: Duration::from_secs(1),
+            apps: None,
         }
     }
 

@@ -267,8 +267,8 @@ async fn dispatch(
     client: &ClientConnection,
     request: Request<Incoming>,
 ) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
-    if path == state.config.login.path {
-        let (response, identity) = login::handle(state, request).await?;
+    if state.config.login.covers(path) {
+        let (response, identity) = login::handle(state, path, request).await?;
         return Ok((response, Some(identity)));
     }
     if path == state.config.login.refresh_path {

@@ -116,7 +116,7 @@ fn app_of<'a>(state: &'a AppState, verified: &'a VerifiedToken) -> &'a str {
         .identity
         .appid
         .as_deref()
-        .unwrap_or(&state.config.wechat.appid)
+        .unwrap_or(&state.config.wechat.default_app().appid)
 }
 
 fn no_store(mut response: Response<Body>) -> Response<Body> {

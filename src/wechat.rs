@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Secret, WeChatConfig};
+use crate::config::{Secret, WeChatApp, WeChatConfig};
 use crate::error::GatewayError;
 
 /// The largest code2session answer read; real ones are a few hundred bytes.
@@ -19,8 +19,6 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct WeChatClient {
     http: reqwest::Client,
-    appid: String,
-    secret: Secret,
     code2session_url: reqwest::Url,
 }
 
@@ -63,18 +61,20 @@ impl WeChatClient {
         code2session_url.set_path(&format!("{base_path}/sns/jscode2session"));
         Ok(WeChatClient {
             http,
-            appid: config.appid.clone(),
-            secret: config.secret.clone(),
             code2session_url,
         })
     }
 
-    /// Exchanges a wx.login() code for the user's openid and session_key.
-    pub(crate) async fn code2session(&self, code: &str) -> Result<Code2Session, GatewayError> {
+    /// Exchanges a wx.login() code of `app` for the user's openid and session_key.
+    pub(crate) async fn code2session(
+        &self,
+        app: &WeChatApp,
+        code: &str,
+    ) -> Result<Code2Session, GatewayError> {
         let mut url = self.code2session_url.clone();
         url.query_pairs_mut()
-            .append_pair("appid", &self.appid)
-            .append_pair("secret", self.secret.expose())
+            .append_pair("appid", &app.appid)
+            .append_pair("secret", app.secret.expose())
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
         let body = self.fetch(url).await?;

@@ -119,8 +119,16 @@ pub(crate) struct RawUpstream {
 pub(crate) struct RawWeChat {
     pub(crate) appid: Option<String>,
     pub(crate) secret: Option<String>,
+    pub(crate) apps: std::collections::BTreeMap<String, RawApp>,
     pub(crate) api_base: Option<String>,
     pub(crate) timeout_ms: Option<Flex<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawApp {
+    pub(crate) appid: Option<String>,
+    pub(crate) secret: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,6 +192,7 @@ pub(crate) struct RawRoute {
     pub(crate) preserve_host: Option<Flex<bool>>,
     pub(crate) timeout_ms: Option<Flex<u64>>,
     pub(crate) ca_file: Option<String>,
+    pub(crate) apps: Option<StringList>,
 }
 
 /// Parses the TOML text, applies the environment overlay, and deserializes the result.

@@ -28,15 +28,21 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             ),
         ]),
     );
-    root.insert(
-        "wechat".into(),
-        table([
-            ("appid", text(&config.wechat.appid)),
-            ("secret", text(REDACTED)),
-            ("api_base", text(&config.wechat.api_base)),
-            ("timeout_ms", ms(config.wechat.timeout)),
-        ]),
-    );
+    let wechat = &config.wechat;
+    let mut wechat_table = Table::new();
+    wechat_table.insert("appid".into(), text(&wechat.default_app().appid));
+    wechat_table.insert("secret".into(), text(REDACTED));
+    wechat_table.insert("api_base".into(), text(&wechat.api_base));
+    wechat_table.insert("timeout_ms".into(), ms(wechat.timeout));
+    let apps: Table = wechat.apps[1..]
+        .iter()
+        .map(|app| {
+            let entry = table([("appid", text(&app.appid)), ("secret", text(REDACTED))]);
+            (app.name.clone(), entry)
+        })
+        .collect();
+    wechat_table.insert("apps".into(), Value::Table(apps));
+    root.insert("wechat".into(), Value::Table(wechat_table));
     let jwt = &config.jwt;
     let mut jwt_table = table([
         ("algorithm", text(format!("{:?}", jwt.algorithm))),
@@ -101,6 +107,16 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             entry.insert("strip_prefix".into(), Value::Boolean(route.strip_prefix));
             entry.insert("preserve_host".into(), Value::Boolean(route.preserve_host));
             entry.insert("timeout_ms".into(), ms(route.timeout));
+            if let Some(appids) = &route.apps {
+                let names = config
+                    .wechat
+                    .apps
+                    .iter()
+                    .filter(|app| appids.contains(&app.appid))
+                    .map(|app| text(&app.name))
+                    .collect();
+                entry.insert("apps".into(), Value::Array(names));
+            }
             Value::Table(entry)
         })
         .collect();

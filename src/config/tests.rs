@@ -77,7 +77,7 @@ fn environment_overrides_any_key_with_string_values() {
         ],
     )
     .unwrap();
-    assert_eq!(config.wechat.secret.expose(), "from-env");
+    assert_eq!(config.wechat.default_app().secret.expose(), "from-env");
     assert_eq!(config.server.max_body_bytes, 4096);
     assert_eq!(config.routes[0].auth, AuthMode::Optional);
     assert!(config.routes[0].strip_prefix);
@@ -326,5 +326,71 @@ fn forward_auth_conflicts_are_refused() {
     for (extra, env, key) in cases {
         let got = error_key(&config_text(extra), env);
         assert_eq!(&got, key, "{extra:?}");
+    }
+}
+
+#[test]
+fn several_apps_and_route_restrictions() {
+    let config = load(
+        &config_text(
+            "[wechat.apps.shop]\nappid = \"wx2\"\n[[routes]]\nprefix = \"/shop\"\nauth = \"required\"\napps = [\"shop\"]\n",
+        ),
+        &[("WXGATE_WECHAT__APPS__SHOP__SECRET", "shop-secret")],
+    )
+    .unwrap();
+    let names: Vec<&str> = config
+        .wechat
+        .apps
+        .iter()
+        .map(|app| app.name.as_str())
+        .collect();
+    assert_eq!(names, ["default", "shop"]);
+    assert_eq!(config.wechat.default_app().appid, "wx1");
+    assert_eq!(
+        config.wechat.app_named("shop").unwrap().secret.expose(),
+        "shop-secret"
+    );
+    assert_eq!(
+        config.routes[0].apps.as_deref(),
+        Some(&["wx2".to_string()][..])
+    );
+    let rendered = config.to_redacted_toml();
+    assert!(!rendered.contains("shop-secret"), "{rendered}");
+    assert!(config.login.covers("/login/shop") && !config.login.covers("/login/a/b"));
+
+    let cases: &[RefusalCase] = &[
+        (
+            "[wechat.apps.default]\nappid = \"wx2\"\nsecret = \"s\"",
+            &[],
+            "wechat.apps.default",
+        ),
+        (
+            "[wechat.apps.Shop]\nappid = \"wx2\"\nsecret = \"s\"",
+            &[],
+            "wechat.apps.Shop",
+        ),
+        (
+            "[wechat.apps.shop]\nappid = \"wx1\"\nsecret = \"s\"",
+            &[],
+            "wechat.apps.shop.appid",
+        ),
+        (
+            "[wechat.apps.shop]\nappid = \"wx2\"",
+            &[],
+            "wechat.apps.shop.secret",
+        ),
+        (
+            "[[routes]]\nprefix = \"/x\"\nauth = \"none\"\napps = [\"nope\"]",
+            &[],
+            "routes[0].apps",
+        ),
+        (
+            "[[routes]]\nprefix = \"/x\"\nauth = \"none\"\napps = []",
+            &[],
+            "routes[0].apps",
+        ),
+    ];
+    for (extra, env, key) in cases {
+        assert_eq!(&error_key(&config_text(extra), env), key, "{extra:?}");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::raw::{self, RawConfig, RawRoute, RawTls};
 use super::{
     Config, ConfigError, ForwardAuthConfig, LogConfig, LoginConfig, Secret, ServerConfig,
-    UpstreamConfig, WeChatConfig, WebSocketConfig,
+    UpstreamConfig, WeChatApp, WeChatConfig, WebSocketConfig,
 };
 use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
 use crate::tls::{CertificateFiles, TlsConfig};
@@ -83,8 +83,7 @@ impl RawConfig {
             )?,
         };
         let wechat = WeChatConfig {
-            appid: required("wechat.appid", &self.wechat.appid)?,
-            secret: Secret::new(required("wechat.secret", &self.wechat.secret)?),
+            apps: self.wechat.apps()?,
             api_base: api_base(self.wechat.api_base.as_deref())?,
             timeout: millis("wechat.timeout_ms", &self.wechat.timeout_ms, 5_000)?,
         };
@@ -145,7 +144,7 @@ impl RawConfig {
             .map_err(|message| ConfigError::new("log.level", message))?;
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
-            let route = route.validate(&format!("routes[{index}]"), upstream.timeout)?;
+            let route = route.validate(&format!("routes[{index}]"), upstream.timeout, &wechat)?;
             if forward_auth.covers(&route.prefix) {
                 return Err(ConfigError::new(
                     format!("routes[{index}].prefix"),
@@ -186,7 +185,12 @@ impl RawConfig {
 }
 
 impl RawRoute {
-    fn validate(&self, key: &str, default_timeout: Duration) -> Result<Route, ConfigError> {
+    fn validate(
+        &self,
+        key: &str,
+        default_timeout: Duration,
+        wechat: &WeChatConfig,
+    ) -> Result<Route, ConfigError> {
         let prefix_key = format!("{key}.prefix");
         let prefix = required(&prefix_key, &self.prefix)?;
         let prefix = match endpoint_path(&prefix_key, Some(&prefix), "/")?.trim_end_matches('/') {
@@ -239,11 +243,78 @@ impl RawRoute {
                 &self.preserve_host,
                 false,
             )?,
+            apps: match &self.apps {
+                Some(names) => Some(route_apps(
+                    &format!("{key}.apps"),
+                    &names.entries(),
+                    wechat,
+                )?),
+                None => None,
+            },
             timeout: match &self.timeout_ms {
                 Some(_) => millis(&format!("{key}.timeout_ms"), &self.timeout_ms, 0)?,
                 None => default_timeout,
             },
         })
+    }
+}
+
+/// A route's `apps`: names of configured apps, resolved to their appids.
+fn route_apps(
+    key: &str,
+    names: &[&str],
+    wechat: &WeChatConfig,
+) -> Result<Vec<String>, ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            "names no app; leave it out to allow every app",
+        ));
+    }
+    names
+        .iter()
+        .map(|name| match wechat.app_named(name) {
+            Some(app) => Ok(app.appid.clone()),
+            None => Err(ConfigError::new(
+                key,
+                format!("{name:?} is not \"default\" or a [wechat.apps.NAME]"),
+            )),
+        })
+        .collect()
+}
+
+impl super::raw::RawWeChat {
+    /// `[wechat]` as the default app, then every `[wechat.apps.NAME]`.
+    fn apps(&self) -> Result<Vec<WeChatApp>, ConfigError> {
+        let mut apps = vec![WeChatApp {
+            name: "default".into(),
+            appid: required("wechat.appid", &self.appid)?,
+            secret: Secret::new(required("wechat.secret", &self.secret)?),
+        }];
+        for (name, app) in &self.apps {
+            let key = format!("wechat.apps.{name}");
+            let plain =
+                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+            if name == "default" || name.is_empty() || !name.chars().all(plain) {
+                return Err(ConfigError::new(
+                    key,
+                    "app names are a-z 0-9 _ - (and not \"default\", which is [wechat] itself)",
+                ));
+            }
+            let appid = required(&format!("{key}.appid"), &app.appid)?;
+            if apps.iter().any(|seen| seen.appid == appid) {
+                return Err(ConfigError::new(
+                    format!("{key}.appid"),
+                    format!("{appid} is configured twice"),
+                ));
+            }
+            apps.push(WeChatApp {
+                name: name.clone(),
+                appid,
+                secret: Secret::new(required(&format!("{key}.secret"), &app.secret)?),
+            });
+        }
+        Ok(apps)
     }
 }
 

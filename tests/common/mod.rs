@@ -51,6 +51,8 @@ pub struct Setup {
     pub extra_routes: String,
     /// Extra top-level sections (e.g. `[websocket]`).
     pub sections: String,
+    /// More mini-programs: (name, appid, secret), configured and known to the mock.
+    pub apps: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 impl Default for Setup {
@@ -65,6 +67,7 @@ impl Default for Setup {
             app_secret: APP_SECRET.to_string(),
             extra_routes: String::new(),
             sections: String::new(),
+            apps: Vec::new(),
         }
     }
 }
@@ -92,7 +95,22 @@ impl Harness {
 
     /// A gateway with parts of the default configuration replaced.
     pub async fn start_with(setup: Setup) -> Harness {
-        let wechat = MockWeChat::with_credentials(APPID, APP_SECRET);
+        let known = std::iter::once((APPID, APP_SECRET)).chain(
+            setup
+                .apps
+                .iter()
+                .map(|(_, appid, secret)| (*appid, *secret)),
+        );
+        let wechat = MockWeChat::with_apps(
+            known.map(|(appid, secret)| (appid.to_string(), secret.to_string())),
+        );
+        let apps: String = setup
+            .apps
+            .iter()
+            .map(|(name, appid, secret)| {
+                format!("[wechat.apps.{name}]\nappid = \"{appid}\"\nsecret = \"{secret}\"\n")
+            })
+            .collect();
         let wechat_listener = bind().await;
         let wechat_addr = wechat_listener.local_addr().unwrap();
         let serving = wechat.clone();
@@ -122,6 +140,8 @@ appid = "{APPID}"
 secret = "{app_secret}"
 api_base = "{api_base}"
 {wechat_extra}
+
+{apps}
 
 {jwt}
 
