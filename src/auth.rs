@@ -61,6 +61,27 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// The caller and the (bounded) body of a POST to one of the gateway's own authenticated
+/// endpoints (`/wx/decrypt`, `/wx/phone`): 405 for another method, 401 without a valid token.
+pub(crate) async fn authenticated_post<B>(
+    state: &AppState,
+    request: http::Request<B>,
+) -> Result<(Identity, bytes::Bytes), GatewayError>
+where
+    B: http_body::Body,
+    B::Error: Into<crate::error::BoxError>,
+{
+    if request.method() != http::Method::POST {
+        return Err(GatewayError::MethodNotAllowed { allow: "POST" });
+    }
+    let identity = authenticate(state, request.headers(), None, AuthMode::Required, None)
+        .await?
+        .ok_or(GatewayError::MissingToken)?;
+    let limit = state.config.server.max_body_bytes;
+    let body = crate::proxy::read_limited(request.into_body(), limit).await?;
+    Ok((identity, body))
+}
+
 /// The bearer token of a request to the gateway's own token endpoints (header only).
 pub(crate) fn required_bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     bearer_token(headers)?.ok_or(GatewayError::MissingToken)

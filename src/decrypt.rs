@@ -10,7 +10,7 @@
 use aes::cipher::{BlockDecryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
@@ -18,7 +18,6 @@ use subtle::ConstantTimeEq;
 use crate::auth::{self, Identity};
 use crate::error::{json_response, Body, BoxError, GatewayError};
 use crate::login::store_failed;
-use crate::routes::AuthMode;
 use crate::server::AppState;
 
 /// The endpoint's path.
@@ -52,14 +51,7 @@ where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
-    if request.method() != Method::POST {
-        return Err(GatewayError::MethodNotAllowed { allow: "POST" });
-    }
-    let identity = auth::authenticate(state, request.headers(), None, AuthMode::Required, None)
-        .await?
-        .ok_or(GatewayError::MissingToken)?;
-    let body =
-        crate::proxy::read_limited(request.into_body(), state.config.server.max_body_bytes).await?;
+    let (identity, body) = auth::authenticated_post(state, request).await?;
     let input: DecryptRequest = serde_json::from_slice(&body).map_err(|_| {
         GatewayError::InvalidRequest(
             "the body must be JSON {\"encryptedData\", \"iv\"[, \"rawData\", \"signature\"]}",

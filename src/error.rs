@@ -102,6 +102,9 @@ pub enum GatewayError {
     /// Encrypted user data could not be decrypted or verified; the message says what to do.
     #[error("{0}")]
     UndecryptableData(&'static str),
+    /// WeChat refused the getPhoneNumber code (40029).
+    #[error("the phone number code is invalid or expired; ask the user again (getPhoneNumber)")]
+    InvalidPhoneCode,
     /// The login names an app that is not configured.
     #[error("no mini-program of that name is configured")]
     UnknownApp,
@@ -124,9 +127,8 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath(_) | InvalidRequest(_) | MissingCode | UndecryptableData(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidPath(_) | InvalidRequest(_) | MissingCode | UndecryptableData(_)
+            | InvalidPhoneCode => StatusCode::BAD_REQUEST,
             NotFound | UnknownApp => StatusCode::NOT_FOUND,
             AppNotAllowed => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -176,6 +178,7 @@ impl GatewayError {
             UpstreamFailed => "upstream_error",
             SessionExpired => "session_expired",
             UnknownApp => "unknown_app",
+            InvalidPhoneCode => "invalid_phone_code",
             AppNotAllowed => "app_not_allowed",
             UndecryptableData(_) => "decrypt_failed",
             SessionStoreUnavailable => "session_store_unavailable",

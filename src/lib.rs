@@ -11,6 +11,7 @@
 //!   -> login endpoint? (login -> wechat -> token, session)
 //!   -> refresh / logout? (token_lifecycle -> token, session)
 //!   -> /wx/decrypt? (decrypt -> auth, session)
+//!   -> /wx/phone? (phone -> auth, access_token -> wechat)
 //!   -> forward-auth endpoint? (forward_auth -> routes -> auth; trust)   200 + X-OpenId / 401
 //!   -> JWKS? (jwks -> token)
 //!   -> pick the route (routes)                                          none -> 404
@@ -41,6 +42,8 @@
 //! | [`session`] | the session store trait: in memory or Redis; sessions (session_key) and revocations |
 //! | `token_lifecycle` | refresh and logout |
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
+//! | `phone` | `/wx/phone`: getuserphonenumber |
+//! | `access_token` | each app's access_token: cached, single flight, shared by the fleet |
 //! | `proxy` | the pooled upstream clients (http, https) and request/response rewriting |
 //! | `websocket` | upgrade detection and the authenticated byte relay |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
@@ -50,6 +53,7 @@
 
 #![warn(missing_docs)]
 
+mod access_token;
 pub mod auth;
 pub mod config;
 mod decrypt;
@@ -63,6 +67,7 @@ pub mod logging;
 mod login;
 pub mod mock_wechat;
 mod path;
+mod phone;
 mod proxy;
 pub mod routes;
 pub mod server;

@@ -20,11 +20,15 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::error::{full_body, Body};
+
+mod access;
+pub use access::MOCK_PHONE;
 
 /// The session_key of users whose name starts with `samplekey`: the sample key of WeChat's
 /// documentation, so data encrypted with it can be decrypted offline.
@@ -46,6 +50,11 @@ struct MockState {
     used_codes: Mutex<HashSet<String>>,
     calls: AtomicUsize,
     issued_session_keys: Mutex<Vec<String>>,
+    stable_token_calls: AtomicUsize,
+    phone_calls: AtomicUsize,
+    /// The one valid access_token, made on the first stable_token call after a rotation.
+    access_token: Mutex<Option<String>>,
+    access_token_generation: AtomicUsize,
 }
 
 impl MockWeChat {
@@ -99,33 +108,46 @@ impl MockWeChat {
     }
 
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
-        if request.uri().path() != "/sns/jscode2session" {
-            return reply(
+        match request.uri().path() {
+            "/sns/jscode2session" => self.code2session(&request).await,
+            "/cgi-bin/stable_token" => {
+                let body = request.into_body().collect().await;
+                let body = body.map(|body| body.to_bytes()).unwrap_or_default();
+                self.stable_token(&body)
+            }
+            "/wxa/business/getuserphonenumber" => {
+                let token = query_param(request.uri().query().unwrap_or_default(), "access_token");
+                let body = request.into_body().collect().await;
+                let body = body.map(|body| body.to_bytes()).unwrap_or_default();
+                self.phone_number(&token, &body)
+            }
+            _ => reply(
                 StatusCode::NOT_FOUND,
                 r#"{"errcode":-1,"errmsg":"mock: unknown path"}"#.into(),
-            );
+            ),
         }
+    }
+
+    /// 40013 / 40125 unless the appid is one the mock serves, with its secret.
+    fn check_credentials(&self, appid: &str, secret: &str) -> Option<Response<Body>> {
+        if self.inner.credentials.is_empty() {
+            return None;
+        }
+        let Some((_, known)) = self.inner.credentials.iter().find(|(id, _)| id == appid) else {
+            return Some(error(40013, "invalid appid"));
+        };
+        if !bool::from(secret.as_bytes().ct_eq(known.as_bytes())) {
+            return Some(error(40125, "invalid appsecret"));
+        }
+        None
+    }
+
+    async fn code2session(&self, request: &Request<Incoming>) -> Response<Body> {
         self.inner.calls.fetch_add(1, Ordering::SeqCst);
         let query = request.uri().query().unwrap_or_default();
-        let param = |name: &str| {
-            form_urlencoded::parse(query.as_bytes())
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.into_owned())
-                .unwrap_or_default()
-        };
-        if !self.inner.credentials.is_empty() {
-            let appid = param("appid");
-            let Some((_, secret)) = self
-                .inner
-                .credentials
-                .iter()
-                .find(|(known, _)| *known == appid)
-            else {
-                return error(40013, "invalid appid");
-            };
-            if !bool::from(param("secret").as_bytes().ct_eq(secret.as_bytes())) {
-                return error(40125, "invalid appsecret");
-            }
+        let param = |name: &str| query_param(query, name);
+        if let Some(refused) = self.check_credentials(&param("appid"), &param("secret")) {
+            return refused;
         }
         if param("grant_type") != "authorization_code" {
             return error(40002, "invalid grant_type");
@@ -170,6 +192,14 @@ impl MockWeChat {
         }
         reply(StatusCode::OK, answer.to_string())
     }
+}
+
+/// One query parameter, decoded; empty when absent.
+fn query_param(query: &str, name: &str) -> String {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
 }
 
 /// A WeChat-style error: HTTP 200 with errcode and errmsg.

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::access_token::AccessTokens;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{Body, GatewayError};
@@ -30,7 +31,7 @@ use crate::routes::RouteTable;
 use crate::session::SessionStore;
 use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
-use crate::{decrypt, forward_auth, jwks, login, path, proxy, token_lifecycle};
+use crate::{decrypt, forward_auth, jwks, login, path, phone, proxy, token_lifecycle};
 
 mod redirect;
 pub use redirect::redirect_to_https;
@@ -50,6 +51,7 @@ pub(crate) struct AppState {
     pub(crate) wechat: WeChatClient,
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) upstreams: UpstreamClients,
+    pub(crate) access_tokens: AccessTokens,
     relays: DrainGuard,
 }
 
@@ -62,6 +64,7 @@ impl AppState {
                 .map_err(std::io::Error::other)?,
             upstreams: UpstreamClients::new(&config.upstream, &config.routes)
                 .map_err(std::io::Error::other)?,
+            access_tokens: AccessTokens::new(&config.wechat.apps),
             config,
             relays,
         })
@@ -259,7 +262,7 @@ async fn handle(
     response
 }
 
-/// Picks the gateway endpoint (login, refresh, logout, decryption, forward-auth, JWKS) or the route for a normalized path and
+/// Picks the gateway endpoint (login, refresh, logout, phone, decryption, forward-auth, JWKS) or the route for a normalized path and
 /// runs it.
 async fn dispatch(
     state: &AppState,
@@ -277,6 +280,10 @@ async fn dispatch(
     }
     if path == state.config.login.logout_path {
         let (response, identity) = token_lifecycle::logout(state, request).await?;
+        return Ok((response, Some(identity)));
+    }
+    if path == phone::PATH {
+        let (response, identity) = phone::handle(state, request).await?;
         return Ok((response, Some(identity)));
     }
     if path == decrypt::PATH {

@@ -62,6 +62,25 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError>;
     /// Whether any of the given ids is revoked.
     async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
+    /// The access_token another replica fetched for `appid`, with its remaining lifetime
+    /// (always `None` in memory: one gateway has nobody to share with).
+    async fn shared_access_token(
+        &self,
+        appid: &str,
+    ) -> Result<Option<(Secret, Duration)>, StoreError>;
+    /// Shares a freshly fetched access_token for `ttl`.
+    async fn share_access_token(
+        &self,
+        appid: &str,
+        token: &Secret,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// Forgets a shared access_token WeChat refused, unless another replica already replaced it.
+    async fn drop_access_token(&self, appid: &str, stale: &Secret) -> Result<(), StoreError>;
+    /// Takes a fleet-wide lock named `name` (true: taken), which expires by itself after `ttl`.
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Releases a lock taken with `try_lock`.
+    async fn unlock(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// Builds the configured store.
@@ -179,6 +198,30 @@ impl SessionStore for MemoryStore {
             }
         }
         Ok(false)
+    }
+
+    async fn shared_access_token(
+        &self,
+        _appid: &str,
+    ) -> Result<Option<(Secret, Duration)>, StoreError> {
+        Ok(None)
+    }
+
+    async fn share_access_token(&self, _: &str, _: &Secret, _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn drop_access_token(&self, _: &str, _: &Secret) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn try_lock(&self, _: &str, _: Duration) -> Result<bool, StoreError> {
+        // One gateway: its own single flight (in `access_token`) is the only lock needed.
+        Ok(true)
+    }
+
+    async fn unlock(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

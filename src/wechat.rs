@@ -12,6 +12,9 @@ use serde::Deserialize;
 use crate::config::{Secret, WeChatApp, WeChatConfig};
 use crate::error::GatewayError;
 
+mod access;
+pub(crate) use access::PhoneAnswer;
+
 /// The largest code2session answer read; real ones are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -19,6 +22,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct WeChatClient {
     http: reqwest::Client,
+    api_base: reqwest::Url,
     code2session_url: reqwest::Url,
 }
 
@@ -56,12 +60,10 @@ impl WeChatClient {
             .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot build the WeChat HTTP client: {error}"))?;
-        let mut code2session_url = config.api_base.clone();
-        let base_path = config.api_base.path().trim_end_matches('/').to_string();
-        code2session_url.set_path(&format!("{base_path}/sns/jscode2session"));
         Ok(WeChatClient {
             http,
-            code2session_url,
+            api_base: config.api_base.clone(),
+            code2session_url: api_url(&config.api_base, "/sns/jscode2session"),
         })
     }
 
@@ -77,7 +79,7 @@ impl WeChatClient {
             .append_pair("secret", app.secret.expose())
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
-        let body = self.fetch(url).await?;
+        let body = self.fetch(self.http.get(url)).await?;
         let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
             tracing::warn!("code2session answered something that is not JSON");
             GatewayError::WeChatBadAnswer
@@ -85,11 +87,9 @@ impl WeChatClient {
         interpret(answer)
     }
 
-    /// GETs `url` and reads the answer body, bounded in size and time.
-    async fn fetch(&self, url: reqwest::Url) -> Result<Vec<u8>, GatewayError> {
-        let mut response = self
-            .http
-            .get(url)
+    /// Sends a request and reads the answer body, bounded in size and time.
+    async fn fetch(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, GatewayError> {
+        let mut response = request
             .send()
             .await
             .map_err(|error| transport_error(error, "call"))?;
@@ -100,7 +100,7 @@ impl WeChatClient {
             .map_err(|error| transport_error(error, "read the answer of"))?
         {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                tracing::warn!("code2session answer is larger than {MAX_ANSWER_BYTES} bytes");
+                tracing::warn!("a WeChat answer is larger than {MAX_ANSWER_BYTES} bytes");
                 return Err(GatewayError::WeChatBadAnswer);
             }
             body.extend_from_slice(&chunk);
@@ -109,11 +109,20 @@ impl WeChatClient {
     }
 }
 
-/// Maps a reqwest failure, logging it without its URL (which holds the AppSecret).
+/// `path` under the API base (which may carry a path prefix of its own).
+fn api_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    let base_path = base.path().trim_end_matches('/').to_string();
+    url.set_path(&format!("{base_path}{path}"));
+    url
+}
+
+/// Maps a reqwest failure, logging it without its URL (which holds the AppSecret or an
+/// access_token).
 fn transport_error(error: reqwest::Error, doing: &str) -> GatewayError {
     let timed_out = error.is_timeout();
     let error = error.without_url();
-    tracing::warn!(error = %error, "could not {doing} WeChat code2session");
+    tracing::warn!(error = %error, "could not {doing} the WeChat API");
     if timed_out {
         GatewayError::WeChatTimeout
     } else {

@@ -128,6 +128,7 @@ impl RawConfig {
             &login.logout_path,
             crate::jwks::PATH,
             crate::decrypt::PATH,
+            crate::phone::PATH,
         ] {
             if forward_auth.covers(endpoint) {
                 return Err(ConfigError::new(

@@ -17,7 +17,7 @@ use redis::AsyncCommands;
 use tokio::sync::OnceCell;
 
 use super::{unix_now, Session, SessionStore, StoreError};
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, Secret};
 
 /// Sets `last_seen` of a session in place, keeping its expiry; answers the updated JSON or nil.
 const TOUCH: &str = r"
@@ -39,6 +39,14 @@ end
 return 0
 ";
 
+/// Deletes KEYS[1] only if it still holds ARGV[1].
+const DELETE_IF_EQUAL: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 pub(crate) struct RedisStore {
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
@@ -47,6 +55,7 @@ pub(crate) struct RedisStore {
     timeout: Duration,
     touch: redis::Script,
     end: redis::Script,
+    delete_if_equal: redis::Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -72,11 +81,20 @@ impl RedisStore {
             timeout: config.timeout,
             touch: redis::Script::new(TOUCH),
             end: redis::Script::new(END),
+            delete_if_equal: redis::Script::new(DELETE_IF_EQUAL),
         })
     }
 
     fn session_key(&self, appid: &str, openid: &str) -> String {
         format!("{}session:{appid}:{openid}", self.prefix)
+    }
+
+    fn access_token_key(&self, appid: &str) -> String {
+        format!("{}access_token:{appid}", self.prefix)
+    }
+
+    fn lock_key(&self, name: &str) -> String {
+        format!("{}lock:{name}", self.prefix)
     }
 
     fn revoked_key(&self, id: &str) -> String {
@@ -186,5 +204,75 @@ impl SessionStore for RedisStore {
             .run(|mut redis| async move { redis.exists(keys).await })
             .await?;
         Ok(found > 0)
+    }
+
+    async fn shared_access_token(
+        &self,
+        appid: &str,
+    ) -> Result<Option<(Secret, Duration)>, StoreError> {
+        let key = self.access_token_key(appid);
+        let (token, ttl_ms): (Option<String>, i64) = self
+            .run(|mut redis| async move {
+                redis::pipe()
+                    .get(&key)
+                    .pttl(&key)
+                    .query_async(&mut redis)
+                    .await
+            })
+            .await?;
+        Ok(match (token, u64::try_from(ttl_ms)) {
+            (Some(token), Ok(ttl_ms)) => Some((Secret::new(token), Duration::from_millis(ttl_ms))),
+            _ => None,
+        })
+    }
+
+    async fn share_access_token(
+        &self,
+        appid: &str,
+        token: &Secret,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.access_token_key(appid);
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let token = token.expose().to_string();
+        self.run(|mut redis| async move { redis.pset_ex::<_, _, ()>(key, token, millis).await })
+            .await
+    }
+
+    async fn drop_access_token(&self, appid: &str, stale: &Secret) -> Result<(), StoreError> {
+        let key = self.access_token_key(appid);
+        self.run(|mut redis| async move {
+            self.delete_if_equal
+                .key(key)
+                .arg(stale.expose())
+                .invoke_async::<i64>(&mut redis)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.lock_key(name);
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let taken: Option<String> = self
+            .run(|mut redis| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async(&mut redis)
+                    .await
+            })
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn unlock(&self, name: &str) -> Result<(), StoreError> {
+        let key = self.lock_key(name);
+        self.run(|mut redis| async move { redis.del::<_, ()>(key).await })
+            .await
     }
 }

@@ -78,6 +78,8 @@ pub struct Harness {
     pub addr: SocketAddr,
     /// The fake WeChat, for its call counter and issued session keys.
     pub wechat: MockWeChat,
+    /// Where the fake WeChat listens (another gateway can share it through `Setup.api_base`).
+    pub wechat_addr: SocketAddr,
     /// The echo upstream, for its request counter.
     pub echo: EchoUpstream,
     /// Where the echo upstream listens.
@@ -183,13 +185,13 @@ timeout_ms = 300
             sections = setup.sections,
         );
         let config = Config::from_toml(&text, std::iter::empty()).expect("test config is valid");
-        Harness::serve(config, wechat, echo, echo_addr).await
+        Harness::serve(config, (wechat, wechat_addr), echo, echo_addr).await
     }
 
     /// Starts the gateway with a ready configuration.
     async fn serve(
         config: Config,
-        wechat: MockWeChat,
+        (wechat, wechat_addr): (MockWeChat, SocketAddr),
         echo: EchoUpstream,
         echo_addr: SocketAddr,
     ) -> Harness {
@@ -202,6 +204,7 @@ timeout_ms = 300
         Harness {
             addr,
             wechat,
+            wechat_addr,
             echo,
             echo_addr,
             stop: Some(stop),

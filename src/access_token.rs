@@ -1,0 +1,149 @@
+//! The gateway as the single owner of each app's access_token (see `shared/wechat-api.md`):
+//! fetched from stable_token, cached until a margin before it expires, fetched once for all
+//! concurrent callers of a gateway (a per-app async mutex) and once for the whole fleet (the
+//! session store: the token shared with a TTL, and a short lock while one replica fetches), and
+//! dropped when WeChat calls it stale (40001/40014/42001) so the next caller fetches again.
+//!
+//! If the store is unreachable, a replica fetches on its own: stable_token's normal mode hands
+//! every caller the same token, so this costs a call, not an outage.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::config::{Secret, WeChatApp};
+use crate::error::GatewayError;
+use crate::server::AppState;
+
+/// Tokens are refreshed this long before WeChat's expiry.
+const MARGIN: Duration = Duration::from_secs(300);
+/// How long one replica may hold the fleet-wide fetch lock.
+const LOCK_TTL: Duration = Duration::from_secs(10);
+/// How often a replica waiting for another's fetch looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+struct Cached {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+/// Every app's access_token; built once at start.
+pub(crate) struct AccessTokens {
+    apps: HashMap<String, Mutex<Option<Cached>>>,
+}
+
+impl std::fmt::Debug for AccessTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens")
+            .field("apps", &self.apps.len())
+            .finish()
+    }
+}
+
+impl AccessTokens {
+    pub(crate) fn new(apps: &[WeChatApp]) -> Self {
+        AccessTokens {
+            apps: apps
+                .iter()
+                .map(|app| (app.appid.clone(), Mutex::new(None)))
+                .collect(),
+        }
+    }
+
+    /// The app's current access_token, fetching it if need be (once, however many ask).
+    pub(crate) async fn get(
+        &self,
+        state: &AppState,
+        app: &WeChatApp,
+    ) -> Result<Secret, GatewayError> {
+        let slot = self.apps.get(&app.appid).ok_or(GatewayError::Internal(
+            "an app without an access_token slot",
+        ))?;
+        let mut cached = slot.lock().await;
+        if let Some(current) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+            return Ok(current.token.clone());
+        }
+        let fresh = fetch_for_fleet(state, app).await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// Forgets a token WeChat refused, here and in the shared store, unless it was replaced
+    /// meanwhile.
+    pub(crate) async fn invalidate(&self, state: &AppState, app: &WeChatApp, stale: &Secret) {
+        if let Some(slot) = self.apps.get(&app.appid) {
+            let mut cached = slot.lock().await;
+            if cached.as_ref().is_some_and(|c| c.token == *stale) {
+                *cached = None;
+            }
+        }
+        if let Err(error) = state.sessions.drop_access_token(&app.appid, stale).await {
+            tracing::warn!(%error, "could not drop the stale shared access_token");
+        }
+    }
+}
+
+/// Takes the fleet's token from the store, or fetches it under the fleet-wide lock, or waits for
+/// the replica that holds the lock.
+async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, GatewayError> {
+    let store = &state.sessions;
+    let lock = format!("access_token:{}", app.appid);
+    let give_up = Instant::now() + LOCK_TTL;
+    loop {
+        match store.shared_access_token(&app.appid).await {
+            Ok(Some((token, ttl))) if ttl > POLL => {
+                return Ok(Cached {
+                    token,
+                    refresh_at: Instant::now() + ttl,
+                })
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "session store unavailable; fetching the access_token alone");
+                return fetch(state, app, None).await;
+            }
+        }
+        match store.try_lock(&lock, LOCK_TTL).await {
+            Ok(true) => {
+                let fetched = fetch(state, app, Some(&lock)).await;
+                if let Err(error) = store.unlock(&lock).await {
+                    tracing::warn!(%error, "could not release the access_token lock");
+                }
+                return fetched;
+            }
+            Ok(false) if Instant::now() < give_up => tokio::time::sleep(POLL).await,
+            Ok(false) => return fetch(state, app, None).await,
+            Err(error) => {
+                tracing::warn!(%error, "session store unavailable; fetching the access_token alone");
+                return fetch(state, app, None).await;
+            }
+        }
+    }
+}
+
+/// Calls stable_token and, when holding the fleet lock, shares the result.
+async fn fetch(
+    state: &AppState,
+    app: &WeChatApp,
+    holding_lock: Option<&str>,
+) -> Result<Cached, GatewayError> {
+    let fetched = state.wechat.stable_token(app).await?;
+    let lifetime = Duration::from_secs(fetched.expires_in).saturating_sub(MARGIN);
+    let lifetime = lifetime.max(Duration::from_secs(1));
+    if holding_lock.is_some() {
+        if let Err(error) = state
+            .sessions
+            .share_access_token(&app.appid, &fetched.token, lifetime)
+            .await
+        {
+            tracing::warn!(%error, "could not share the access_token");
+        }
+    }
+    tracing::info!(appid = %app.appid, expires_in = fetched.expires_in, "fetched an access_token");
+    Ok(Cached {
+        token: fetched.token,
+        refresh_at: Instant::now() + lifetime,
+    })
+}

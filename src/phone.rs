@@ -1,0 +1,68 @@
+//! `POST /wx/phone` `{"code"}` (authenticated): the code from the client's getPhoneNumber button,
+//! exchanged with WeChat's getuserphonenumber for the user's `phone_info`, with the app's
+//! access_token. A stale access_token (40001/40014/42001) is dropped, fetched again once, and the
+//! call retried once.
+
+use http::{Request, Response, StatusCode};
+use serde::Deserialize;
+
+use crate::auth::{self, Identity};
+use crate::error::{json_response, Body, BoxError, GatewayError};
+use crate::server::AppState;
+use crate::wechat::PhoneAnswer;
+
+/// The endpoint's path.
+pub(crate) const PATH: &str = "/wx/phone";
+
+/// getPhoneNumber codes are short; anything much longer is not one.
+const MAX_CODE_LEN: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneRequest {
+    code: String,
+}
+
+/// Answers `{"phone_info": {...}}` for the authenticated user's code.
+pub(crate) async fn handle<B>(
+    state: &AppState,
+    request: Request<B>,
+) -> Result<(Response<Body>, Identity), GatewayError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (identity, body) = auth::authenticated_post(state, request).await?;
+    let PhoneRequest { code } = serde_json::from_slice(&body)
+        .map_err(|_| GatewayError::InvalidRequest("the body must be JSON {\"code\": \"...\"}"))?;
+    if code.trim().is_empty() || code.len() > MAX_CODE_LEN {
+        return Err(GatewayError::InvalidRequest(
+            "\"code\" must be the code from getPhoneNumber",
+        ));
+    }
+    let wechat = &state.config.wechat;
+    let app = match identity.appid.as_deref() {
+        Some(appid) => wechat
+            .apps
+            .iter()
+            .find(|app| app.appid == appid)
+            .ok_or(GatewayError::UnknownApp)?,
+        None => wechat.default_app(),
+    };
+    let mut retried = false;
+    loop {
+        let token = state.access_tokens.get(state, app).await?;
+        match state.wechat.phone_number(&token, &code).await? {
+            PhoneAnswer::Info(info) => {
+                let answer = serde_json::json!({ "phone_info": info });
+                return Ok((json_response(StatusCode::OK, &answer), identity));
+            }
+            PhoneAnswer::StaleToken if !retried => {
+                tracing::info!(appid = %app.appid, "access_token refused as stale; fetching a new one");
+                state.access_tokens.invalidate(state, app, &token).await;
+                retried = true;
+            }
+            PhoneAnswer::StaleToken => return Err(GatewayError::WeChatOther(40001)),
+        }
+    }
+}

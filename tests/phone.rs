@@ -1,0 +1,122 @@
+//! `POST /wx/phone` and the access_token behind it: one stable_token fetch for many concurrent
+//! callers, one for two replicas sharing Redis, and a stale token fetched again exactly once.
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{request, Harness, Response, Setup};
+use wxgate::mock_wechat::MOCK_PHONE;
+
+async fn phone(gateway: &Harness, token: &str, code: &str) -> Response {
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let body = serde_json::json!({ "code": code }).to_string();
+    request(gateway.addr, "POST", "/wx/phone", &headers, body.as_bytes()).await
+}
+
+fn assert_phone(response: &Response) {
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["phone_info"]["phoneNumber"], MOCK_PHONE);
+    assert!(
+        !response.text().contains("access-token"),
+        "{}",
+        response.text()
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_callers_share_one_access_token_fetch() {
+    let gateway = Harness::start().await;
+    let token = gateway.login("ruby").await;
+    let calls = (0..50).map(|index| {
+        let (gateway, token) = (&gateway, token.clone());
+        async move { phone(gateway, &token, &format!("phone-code-{index}")).await }
+    });
+    for response in futures_util::future::join_all(calls).await {
+        assert_phone(&response);
+    }
+    assert_eq!(gateway.wechat.stable_token_calls(), 1);
+    assert_eq!(gateway.wechat.phone_calls(), 50);
+}
+
+#[tokio::test]
+async fn a_stale_access_token_is_fetched_again_once_and_the_call_retried() {
+    let gateway = Harness::start().await;
+    let token = gateway.login("sam").await;
+    assert_phone(&phone(&gateway, &token, "first").await);
+    assert_eq!(gateway.wechat.stable_token_calls(), 1);
+
+    gateway.wechat.rotate_access_token();
+    assert_phone(&phone(&gateway, &token, "second").await);
+    assert_eq!(
+        gateway.wechat.stable_token_calls(),
+        2,
+        "exactly one re-fetch"
+    );
+    assert_eq!(
+        gateway.wechat.phone_calls(),
+        3,
+        "the refused call, then its retry"
+    );
+}
+
+#[tokio::test]
+async fn phone_failures_are_clear() {
+    let gateway = Harness::start().await;
+    let token = gateway.login("tess").await;
+    let invalid = phone(&gateway, &token, "mock-invalid").await;
+    assert_eq!(
+        (invalid.status, invalid.error_code().as_str()),
+        (400, "invalid_phone_code")
+    );
+    let empty = phone(&gateway, &token, "").await;
+    assert_eq!(empty.error_code(), "invalid_request");
+    let anonymous = request(gateway.addr, "POST", "/wx/phone", &[], b"{}").await;
+    assert_eq!(anonymous.error_code(), "missing_token");
+    assert_eq!(
+        request(gateway.addr, "GET", "/wx/phone", &[], b"")
+            .await
+            .status,
+        405
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_fetch_the_access_token_once_through_redis() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let session = format!(
+        "[session]\nstore = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    );
+    let a = Harness::start_with(Setup {
+        sections: session.clone(),
+        ..Setup::default()
+    })
+    .await;
+    // B calls A's WeChat, so one counter sees the whole fleet.
+    let b = Harness::start_with(Setup {
+        sections: session,
+        api_base: Some(format!("http://{}", a.wechat_addr)),
+        ..Setup::default()
+    })
+    .await;
+    let token = a.login("uma").await;
+    let calls = (0..20).map(|index| {
+        let (replica, token) = (if index % 2 == 0 { &a } else { &b }, token.clone());
+        async move { phone(replica, &token, &format!("code-{index}")).await }
+    });
+    for response in futures_util::future::join_all(calls).await {
+        assert_phone(&response);
+    }
+    assert_eq!(
+        a.wechat.stable_token_calls(),
+        1,
+        "one fetch for both replicas"
+    );
+    assert_eq!(b.wechat.stable_token_calls(), 0);
+}
