@@ -270,34 +270,33 @@ async fn dispatch(
     client: &ClientConnection,
     request: Request<Incoming>,
 ) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
-    if state.config.login.covers(path) {
-        let (response, identity) = login::handle(state, path, request).await?;
-        return Ok((response, Some(identity)));
-    }
-    if path == state.config.login.refresh_path {
-        let (response, identity) = token_lifecycle::refresh(state, request).await?;
-        return Ok((response, Some(identity)));
-    }
-    if path == state.config.login.logout_path {
-        let (response, identity) = token_lifecycle::logout(state, request).await?;
-        return Ok((response, Some(identity)));
-    }
-    if path == phone::PATH {
-        let (response, identity) = phone::handle(state, request).await?;
-        return Ok((response, Some(identity)));
-    }
-    if path == decrypt::PATH {
-        let (response, identity) = decrypt::handle(state, request).await?;
-        return Ok((response, Some(identity)));
-    }
+    // The endpoints that answer for one user: the answer, and who it was for.
+    let login = &state.config.login;
+    let answer = match path {
+        _ if login.covers(path) => login::handle(state, path, request).await,
+        _ if path == login.refresh_path => token_lifecycle::refresh(state, request).await,
+        _ if path == login.logout_path => token_lifecycle::logout(state, request).await,
+        phone::PATH => phone::handle(state, request).await,
+        decrypt::PATH => decrypt::handle(state, request).await,
+        _ => return dispatch_anonymous(state, path, client, request).await,
+    };
+    let (response, identity) = answer?;
+    Ok((response, Some(identity)))
+}
+
+/// The rest: forward-auth checks, the JWKS, and the routes.
+async fn dispatch_anonymous(
+    state: &AppState,
+    path: &str,
+    client: &ClientConnection,
+    request: Request<Incoming>,
+) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
     if state.config.forward_auth.covers(path) {
         return forward_auth::handle(state, path, client, request).await;
     }
     if path == jwks::PATH {
-        return Ok((
-            jwks::handle(request.method(), &state.config.jwt.keys)?,
-            None,
-        ));
+        let keys = &state.config.jwt.keys;
+        return Ok((jwks::handle(request.method(), keys)?, None));
     }
     let route = state.routes.find(path).ok_or(GatewayError::NotFound)?;
     proxy::forward(state, route, path, client, request).await
