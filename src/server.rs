@@ -262,8 +262,8 @@ async fn handle(
     response
 }
 
-/// Picks the gateway endpoint (login, refresh, logout, phone, decryption, forward-auth, JWKS) or the route for a normalized path and
-/// runs it.
+/// Picks the gateway endpoint (login, refresh, logout, phone, decryption, forward-auth, JWKS) or
+/// the route for a normalized path, and runs it.
 async fn dispatch(
     state: &AppState,
     path: &str,
