@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::config::{Secret, WeChatApp};
 use crate::error::GatewayError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Tokens are refreshed this long before WeChat's expiry.
 const MARGIN: Duration = Duration::from_secs(300);

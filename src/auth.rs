@@ -6,7 +6,7 @@ use http::header::{HeaderMap, AUTHORIZATION};
 use crate::config::StoreErrorPolicy;
 use crate::error::GatewayError;
 use crate::routes::AuthMode;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::token::VerifiedToken;
 
 /// Who a verified token says the caller is; the gateway forwards this and nothing else.

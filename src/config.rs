@@ -16,6 +16,7 @@ use crate::routes::Route;
 use crate::token::TokenKeys;
 
 mod jwt;
+mod ops;
 mod raw;
 mod render;
 mod session;
@@ -89,8 +90,32 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// `[forward_auth]`: the auth-decision endpoint for ingress controllers.
     pub forward_auth: ForwardAuthConfig,
+    /// `[admin]`: the operators' listener (metrics, health).
+    pub admin: AdminConfig,
+    /// `[reload]`: reloading the config file while running.
+    pub reload: ReloadConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
     pub routes: Vec<Route>,
+    /// The file the config was read from, which a reload reads again; `None` when built from text.
+    pub source: Option<PathBuf>,
+}
+
+/// `[admin]` settings.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Whether the admin listener runs.
+    pub enabled: bool,
+    /// Its address: /metrics, /healthz, /readyz. Never the public listener's.
+    pub listen: SocketAddr,
+}
+
+/// `[reload]` settings.
+#[derive(Clone, Debug)]
+pub struct ReloadConfig {
+    /// Also reload when the config file's content changes (SIGHUP always reloads).
+    pub watch: bool,
+    /// How often the file is checked when watched.
+    pub interval: Duration,
 }
 
 /// `[server]` settings.
@@ -182,6 +207,12 @@ pub struct WeChatConfig {
     pub api_base: reqwest::Url,
     /// Time allowed for a whole WeChat call (504 beyond).
     pub timeout: Duration,
+    /// Pause before the one retry after errcode -1 or a connection error (jittered).
+    pub retry_backoff: Duration,
+    /// Failed calls in a row that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long the open breaker refuses calls before a probe.
+    pub breaker_open: Duration,
 }
 
 impl WeChatConfig {
@@ -197,7 +228,7 @@ impl WeChatConfig {
 }
 
 /// One mini-program's credentials.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WeChatApp {
     /// "default" for `[wechat]`, NAME for `[wechat.apps.NAME]`.
     pub name: String,
@@ -263,6 +294,8 @@ pub struct LoginConfig {
     pub refresh_path: String,
     /// The logout endpoint's path.
     pub logout_path: String,
+    /// `[login.rate_limit]`: logins per client IP; `None`: unlimited.
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl LoginConfig {
@@ -326,6 +359,8 @@ pub enum StoreErrorPolicy {
 pub struct LogConfig {
     /// A tracing filter (`info`, `wxgate=debug`...); `RUST_LOG` wins when set.
     pub level: String,
+    /// `text` (human-readable, the default) or `json` (one object per line).
+    pub format: crate::logging::LogFormat,
 }
 
 impl Config {
@@ -337,7 +372,9 @@ impl Config {
                 format!("cannot read {}: {error}", path.display()),
             )
         })?;
-        Config::from_toml(&text, std::env::vars())
+        let mut config = Config::from_toml(&text, std::env::vars())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses TOML text, overlays the given `WXGATE_*` variables, and validates.

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::{self, Identity};
 use crate::error::{json_response, Body, BoxError, GatewayError};
 use crate::login::store_failed;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The endpoint's path.
 pub(crate) const PATH: &str = "/wx/decrypt";

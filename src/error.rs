@@ -24,7 +24,7 @@ const RATE_LIMIT_RETRY_AFTER_SECS: &str = "60";
 ///
 /// Each variant maps to exactly one HTTP status and one stable snake_case `error` code, which are
 /// part of the public interface: clients branch on the code.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GatewayError {
     /// The request path cannot be normalized safely (encoded `/` or `\`, `..` above the root, NUL...).
     #[error("the request path is not allowed: {0}")]
@@ -80,6 +80,18 @@ pub enum GatewayError {
     /// WeChat answered something that is not a usable code2session answer.
     #[error("WeChat returned an answer the gateway could not understand")]
     WeChatBadAnswer,
+    /// The circuit breaker is open: WeChat has been failing, so the call is refused at once.
+    #[error("WeChat is failing at the moment; try again in {retry_after_secs} s")]
+    WeChatUnavailable {
+        /// Seconds until the breaker lets a probe through (the Retry-After header).
+        retry_after_secs: u64,
+    },
+    /// A gateway rate limit (logins per client IP, a route's per-user limit) is used up.
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the bucket holds a request again (the Retry-After header).
+        retry_after_secs: u64,
+    },
     /// WeChat could not be reached.
     #[error("WeChat could not be reached")]
     WeChatUnreachable,
@@ -136,7 +148,7 @@ impl GatewayError {
             MissingToken | InvalidToken(_) | SessionExpired | WeChatInvalidCode
             | WeChatCodeUsed => StatusCode::UNAUTHORIZED,
             WeChatUserBlocked => StatusCode::FORBIDDEN,
-            WeChatRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            WeChatRateLimited | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             WeChatBusy
             | WeChatConfigRejected(_)
             | WeChatOther(_)
@@ -145,7 +157,7 @@ impl GatewayError {
             | UpstreamUnreachable
             | UpstreamFailed => StatusCode::BAD_GATEWAY,
             WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            SessionStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            SessionStoreUnavailable | WeChatUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
@@ -166,7 +178,8 @@ impl GatewayError {
             WeChatInvalidCode => "invalid_code",
             WeChatCodeUsed => "code_already_used",
             WeChatUserBlocked => "user_blocked",
-            WeChatRateLimited => "rate_limited",
+            WeChatRateLimited | RateLimited { .. } => "rate_limited",
+            WeChatUnavailable { .. } => "wechat_unavailable",
             WeChatBusy => "wechat_busy",
             WeChatConfigRejected(_) => "wechat_config_rejected",
             WeChatOther(_) => "wechat_error",
@@ -184,6 +197,20 @@ impl GatewayError {
             SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",
             HttpVersionNotSupported => "http_version_not_supported",
+        }
+    }
+
+    /// The WeChat errcode behind this error, for the login metrics.
+    pub(crate) fn wechat_errcode(&self) -> Option<i64> {
+        use GatewayError::*;
+        match self {
+            WeChatInvalidCode => Some(40029),
+            WeChatCodeUsed => Some(40163),
+            WeChatUserBlocked => Some(40226),
+            WeChatRateLimited => Some(45011),
+            WeChatBusy => Some(-1),
+            WeChatConfigRejected(code) | WeChatOther(code) => Some(*code),
+            _ => None,
         }
     }
 
@@ -217,6 +244,10 @@ impl GatewayError {
                     RETRY_AFTER,
                     HeaderValue::from_static(RATE_LIMIT_RETRY_AFTER_SECS),
                 );
+            }
+            GatewayError::RateLimited { retry_after_secs }
+            | GatewayError::WeChatUnavailable { retry_after_secs } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
         }

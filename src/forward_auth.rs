@@ -26,7 +26,7 @@ use crate::headers;
 use crate::path;
 use crate::proxy::ClientConnection;
 use crate::routes::AuthMode;
-use crate::server::AppState;
+use crate::state::AppState;
 
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");

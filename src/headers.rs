@@ -36,7 +36,7 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Headers whose value upstreams trust because the gateway sets them: identity, forwarding
 /// information and path overrides. Compared after folding `_` to `-`, because some servers (CGI,
 /// WSGI, PHP) read `X_OpenId` and `X-OpenId` as the same variable.
-const GATEWAY_OWNED: [&str; 12] = [
+const GATEWAY_OWNED: [&str; 13] = [
     "x-openid",
     "x-unionid",
     "x-forwarded-for",
@@ -49,6 +49,8 @@ const GATEWAY_OWNED: [&str; 12] = [
     "x-original-url",
     "x-original-uri",
     "x-rewrite-url",
+    // Replaced by the request id the gateway logged (the client's own, when sane).
+    "x-request-id",
 ];
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.

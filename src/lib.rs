@@ -54,6 +54,7 @@
 #![warn(missing_docs)]
 
 mod access_token;
+mod admin;
 pub mod auth;
 pub mod config;
 mod decrypt;
@@ -65,13 +66,18 @@ pub mod headers;
 mod jwks;
 pub mod logging;
 mod login;
+mod metrics;
 pub mod mock_wechat;
 mod path;
 mod phone;
 mod proxy;
+pub mod rate_limit;
+mod reload;
+pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod session;
+mod state;
 pub mod tls;
 pub mod token;
 mod token_lifecycle;

@@ -1,22 +1,36 @@
 //! The login endpoint: POST `{"code": "..."}` (JSON or form-encoded) -> code2session -> the
 //! session_key stored server-side -> a signed token for the client.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 
 use crate::auth::Identity;
-use crate::error::{json_response, Body, GatewayError};
-use crate::server::AppState;
+use crate::config::WeChatApp;
+use crate::error::{full_body, Body, GatewayError};
+use crate::proxy::ClientConnection;
 use crate::session::Session;
+use crate::state::AppState;
+
+mod coalesce;
 
 /// wx.login() codes are short; anything much longer is not one.
 const MAX_CODE_LEN: usize = 256;
 
+/// Logins in flight, by (appid, code): see [`coalesce`].
+pub(crate) type LoginFlights = coalesce::SingleFlight<(String, String), LoginOutcome>;
+
+/// What one login produced, shared by every request that carried its code.
+pub(crate) type LoginOutcome = Result<(Bytes, Identity), GatewayError>;
+
 /// Handles a request to the login path, or to `<login path>/<app name>`; answers with the token
 /// and the identity it carries.
 pub(crate) async fn handle<B>(
-    state: &AppState,
+    state: &Arc<AppState>,
     path: &str,
+    client: &ClientConnection,
     request: Request<B>,
 ) -> Result<(Response<Body>, Identity), GatewayError>
 where
@@ -26,6 +40,9 @@ where
     if request.method() != Method::POST {
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });
     }
+    let trusted = &state.config.server.trusted_proxies;
+    let client_ip = trusted.client_ip(client.peer.ip(), request.headers());
+    state.limits.check_login(client_ip, &state.metrics)?;
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -51,9 +68,27 @@ where
             .app_named(name)
             .ok_or(GatewayError::UnknownApp)?,
         (None, None) => state.config.wechat.default_app(),
-    };
+    }
+    .clone();
 
-    let wechat = state.wechat.code2session(app, &code).await?;
+    let key = (app.appid.clone(), code.clone());
+    let work = {
+        let state = state.clone();
+        async move { complete(&state, &app, &code).await }
+    };
+    let outcome = state.logins.run(key, work).await;
+    let (body, identity) = outcome.unwrap_or(Err(GatewayError::Internal("the login failed")))?;
+    let mut response = Response::new(full_body(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok((response, identity))
+}
+
+/// The login itself: code2session, the session stored, the token issued; the answer's JSON body.
+async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome {
+    let wechat = state.wechat.code2session(app, code).await?;
     let identity = Identity {
         openid: wechat.openid,
         unionid: wechat.unionid,
@@ -83,11 +118,9 @@ where
     if let Some(unionid) = &identity.unionid {
         answer["unionid"] = serde_json::Value::String(unionid.clone());
     }
-    let mut response = json_response(StatusCode::OK, &answer);
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok((response, identity))
+    // Serializing a `Value` cannot fail (its map keys are always strings).
+    let body = serde_json::to_vec(&answer).unwrap_or_default();
+    Ok((Bytes::from(body), identity))
 }
 
 /// A store failure while logging in: the login cannot complete whatever the policy, since the

@@ -155,8 +155,11 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(format!("invalid config: {error}")),
     };
-    init_logging(&config.log.level);
-    let listener = match TcpListener::bind(config.server.listen).await {
+    if let Err(error) = wxgate::logging::init(&config.log.level, config.log.format, std::io::stderr)
+    {
+        eprintln!("wxgate: logging not set up: {error}");
+    }
+    let public = match TcpListener::bind(config.server.listen).await {
         Ok(listener) => listener,
         Err(error) => {
             return fail(format!(
@@ -164,6 +167,19 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
                 config.server.listen
             ))
         }
+    };
+    let admin = if config.admin.enabled {
+        match TcpListener::bind(config.admin.listen).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                return fail(format!(
+                    "cannot listen on {} ([admin] listen): {error}",
+                    config.admin.listen
+                ))
+            }
+        }
+    } else {
+        None
     };
     if let Some(address) = config.server.redirect_http_listen {
         let redirects = match TcpListener::bind(address).await {
@@ -177,11 +193,13 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
             shutdown_signal(),
         ));
     }
-    exit_code(wxgate::server::run(listener, config, shutdown_signal()).await)
+    let listeners = wxgate::server::Listeners { public, admin };
+    exit_code(wxgate::server::run(listeners, config, shutdown_signal()).await)
 }
 
 fn init_logging(level: &str) {
-    if let Err(error) = wxgate::logging::init(level, std::io::stderr) {
+    let format = wxgate::logging::LogFormat::Text;
+    if let Err(error) = wxgate::logging::init(level, format, std::io::stderr) {
         eprintln!("wxgate: logging not set up: {error}");
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::auth::{self, Identity};
 use crate::error::{json_response, Body, BoxError, GatewayError};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::wechat::PhoneAnswer;
 
 /// The endpoint's path.

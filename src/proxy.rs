@@ -22,8 +22,9 @@ use crate::auth::{self, Identity};
 use crate::config::UpstreamConfig;
 use crate::error::{Body, BoxError, GatewayError};
 use crate::headers;
+use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::{Route, Upstream, UpstreamCa};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::websocket;
 
 /// A pooled HTTP/1.1 client reaching http and https upstreams.
@@ -143,6 +144,11 @@ where
         route.apps.as_deref(),
     )
     .await?;
+    if let Some(identity) = &identity {
+        state
+            .limits
+            .check_route(route, &identity.openid, &state.metrics)?;
+    }
 
     let limit = state.config.server.max_body_bytes;
     if declared_length(&parts.headers).is_some_and(|length| length > limit) {
@@ -165,6 +171,11 @@ where
     if let Some(identity) = &identity {
         headers::set_identity(&mut parts.headers, identity);
     }
+    if let Some(id) = parts.extensions.get::<RequestId>() {
+        parts
+            .headers
+            .insert(X_REQUEST_ID, id.header_value().clone());
+    }
     if let Some((protocol, _)) = &upgrade {
         websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
     }
@@ -172,13 +183,17 @@ where
     let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
     let upstream_request = Request::from_parts(parts, body);
     let client_for_route = state.upstreams.for_upstream(upstream);
-    let mut response =
-        match tokio::time::timeout(route.timeout, client_for_route.request(upstream_request)).await
-        {
-            Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(error)) => return Err(upstream_error(&error, limit)),
-            Ok(Ok(response)) => response,
-        };
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(route.timeout, client_for_route.request(upstream_request));
+    let answer = answer.await;
+    state
+        .metrics
+        .observe_upstream(&route.prefix, started.elapsed());
+    let mut response = match answer {
+        Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+        Ok(Err(error)) => return Err(upstream_error(&error, limit)),
+        Ok(Ok(response)) => response,
+    };
     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let upstream_protocol = response.headers().get(UPGRADE).cloned();
     if switched && (upgrade.is_none() || upstream_protocol.is_none()) {

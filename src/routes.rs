@@ -70,6 +70,8 @@ pub struct Route {
     pub timeout: Duration,
     /// The appids whose tokens may use this route (`apps = [...]` names, resolved); `None`: all.
     pub apps: Option<Vec<String>>,
+    /// Requests per openid on this route (authenticated requests only); `None`: unlimited.
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl Route {
@@ -148,6 +150,7 @@ mod tests {
             preserve_host: false,
             timeout: Duration::from_secs(1),
             apps: None,
+            rate_limit: None,
         }
     }
 

@@ -9,9 +9,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::{Request, Response, Version};
+use arc_swap::ArcSwap;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,19 +21,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::access_token::AccessTokens;
-use crate::auth::Identity;
+use crate::admin::Readiness;
 use crate::config::Config;
-use crate::error::{Body, GatewayError};
-use crate::proxy::{ClientConnection, UpstreamClients};
-use crate::routes::RouteTable;
-use crate::session::SessionStore;
-use crate::websocket::DrainGuard;
-use crate::wechat::WeChatClient;
-use crate::{decrypt, forward_auth, jwks, login, path, phone, proxy, token_lifecycle};
+use crate::error::Body;
+use crate::proxy::ClientConnection;
+use crate::state::AppState;
 
+mod dispatch;
 mod redirect;
 pub use redirect::redirect_to_https;
 
@@ -43,53 +40,45 @@ const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Everything a request needs, built once at start and shared by every connection.
+/// The sockets the gateway serves, bound by the caller: the public listener, and the admin one
+/// (metrics, health) when wanted. A bare `TcpListener` is the public listener alone.
 #[derive(Debug)]
-pub(crate) struct AppState {
-    pub(crate) config: Config,
-    pub(crate) routes: RouteTable,
-    pub(crate) wechat: WeChatClient,
-    pub(crate) sessions: Arc<dyn SessionStore>,
-    pub(crate) upstreams: UpstreamClients,
-    pub(crate) access_tokens: AccessTokens,
-    relays: DrainGuard,
+pub struct Listeners {
+    /// Where clients connect.
+    pub public: TcpListener,
+    /// Where operators and probes connect (`[admin] listen`).
+    pub admin: Option<TcpListener>,
 }
 
-impl AppState {
-    fn new(config: Config, relays: DrainGuard) -> std::io::Result<Self> {
-        Ok(AppState {
-            routes: RouteTable::new(config.routes.clone()),
-            wechat: WeChatClient::new(&config.wechat).map_err(std::io::Error::other)?,
-            sessions: crate::session::from_config(&config.session)
-                .map_err(std::io::Error::other)?,
-            upstreams: UpstreamClients::new(&config.upstream, &config.routes)
-                .map_err(std::io::Error::other)?,
-            access_tokens: AccessTokens::new(&config.wechat.apps),
-            config,
-            relays,
-        })
-    }
-
-    /// A guard for a new WebSocket relay: shutdown waits until every guard is dropped.
-    pub(crate) fn drain_guard(&self) -> DrainGuard {
-        self.relays.clone()
+impl From<TcpListener> for Listeners {
+    fn from(public: TcpListener) -> Self {
+        Listeners {
+            public,
+            admin: None,
+        }
     }
 }
 
 /// What every connection task needs, shared.
 struct Listener {
-    state: Arc<AppState>,
+    /// The running state; a config reload swaps it.
+    current: Arc<ArcSwap<AppState>>,
     http: auto::Builder<TokioExecutor>,
     tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then lets in-flight requests and
-/// open WebSockets finish for up to `server.shutdown_grace_secs` and returns.
+/// Serves the gateway on `listeners` until `shutdown` completes, then lets in-flight requests and
+/// open WebSockets finish for up to `server.shutdown_grace_secs` and returns. Reloads the config
+/// on SIGHUP (and file changes when `[reload] watch` is on) when it came from a file.
 pub async fn run(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let Listeners {
+        public: listener,
+        admin,
+    } = listeners.into();
     let grace = config.server.shutdown_grace;
     let tls = match &config.server.tls {
         Some(tls_config) => {
@@ -101,21 +90,40 @@ pub async fn run(
         None => None,
     };
     let (relays, mut relays_done) = mpsc::channel::<()>(1);
+    let max_connections = config.server.max_connections;
+    let http = http_builder(&config);
+    let state = AppState::new(config, relays).map_err(std::io::Error::other)?;
+    let current = Arc::new(ArcSwap::from_pointee(state));
     let shared = Arc::new(Listener {
-        http: http_builder(&config),
+        http,
         tls: tls
             .as_ref()
             .map(|(acceptor, timeout, _)| (acceptor.clone(), *timeout)),
-        state: Arc::new(AppState::new(config, relays)?),
+        current: current.clone(),
     });
-    let slots = Arc::new(Semaphore::new(shared.state.config.server.max_connections));
+    let reloads = tokio::spawn(crate::reload::watch(current.clone()));
+    let readiness = Arc::new(Readiness::default());
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    let admin = admin.map(|admin| {
+        let stopped = async {
+            let _ = admin_stopped.await;
+        };
+        tokio::spawn(crate::admin::serve(
+            admin,
+            Arc::downgrade(&current),
+            readiness.clone(),
+            stopped,
+        ))
+    });
+    let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     tracing::info!(
         address = %listener.local_addr()?,
         tls = shared.tls.is_some(),
-        routes = shared.state.config.routes.len(),
+        routes = current.load().config.routes.len(),
         "wxgate listening"
     );
+    readiness.set_accepting(true);
 
     tokio::pin!(shutdown);
     loop {
@@ -143,8 +151,12 @@ pub async fn run(
         });
     }
 
+    readiness.set_accepting(false);
     drop(listener);
+    reloads.abort();
+    let _ = reloads.await;
     drop(shared);
+    drop(current);
     if let Some((_, _, watcher)) = tls {
         watcher.abort();
     }
@@ -160,6 +172,10 @@ pub async fn run(
     match tokio::time::timeout(grace, drained).await {
         Ok(()) => tracing::info!("all connections finished"),
         Err(_) => tracing::warn!("grace period over; dropping the remaining connections"),
+    }
+    let _ = admin_stop.send(());
+    if let Some(admin) = admin {
+        let _ = admin.await;
     }
     Ok(())
 }
@@ -191,6 +207,9 @@ impl Listener {
     async fn serve(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
         // Best effort: a socket that refuses NODELAY still works.
         let _ = stream.set_nodelay(true);
+        let metrics = self.current.load().metrics.clone();
+        metrics.connections.inc();
+        metrics.open_connections.inc();
         match &self.tls {
             Some((acceptor, timeout)) => {
                 match tokio::time::timeout(*timeout, acceptor.accept(stream)).await {
@@ -201,17 +220,20 @@ impl Listener {
             }
             None => self.serve_http(stream, peer, "http", watcher).await,
         }
+        metrics.open_connections.dec();
     }
 
     async fn serve_http<I>(&self, io: I, peer: SocketAddr, proto: &'static str, watcher: Watcher)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let state = self.state.clone();
+        let current = self.current.clone();
         let service = service_fn(move |request| {
-            let state = state.clone();
+            // Each request runs on the state current when it arrived, whatever reloads meanwhile.
+            let state = current.load_full();
             async move {
-                Ok::<_, Infallible>(handle(&state, ClientConnection { peer, proto }, request).await)
+                let client = ClientConnection { peer, proto };
+                Ok::<_, Infallible>(dispatch::handle(&state, client, request).await)
             }
         });
         let connection = self
@@ -222,84 +244,6 @@ impl Listener {
             tracing::debug!(%error, %peer, "connection ended with an error");
         }
     }
-}
-
-/// Answers one request and logs it: method, path, status, latency, openid. Never the query (it
-/// may carry credentials) nor any header.
-async fn handle(
-    state: &AppState,
-    client: ClientConnection,
-    request: Request<Incoming>,
-) -> Response<Body> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let http2_refused =
-        request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
-    let (response, logged_path, identity) = match path::normalize(request.uri().path()) {
-        Ok(_) if http2_refused => (
-            GatewayError::HttpVersionNotSupported.into_response(),
-            request.uri().path().to_string(),
-            None,
-        ),
-        Ok(path) => match dispatch(state, &path, &client, request).await {
-            Ok((response, identity)) => (response, path, identity),
-            Err(error) => (error.into_response(), path, None),
-        },
-        Err(error) => (
-            error.into_response(),
-            request.uri().path().to_string(),
-            None,
-        ),
-    };
-    tracing::info!(
-        %method,
-        path = ?logged_path,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        openid = identity.as_ref().map_or("-", |identity| identity.openid.as_str()),
-        "request"
-    );
-    response
-}
-
-/// Picks the gateway endpoint (login, refresh, logout, phone, decryption, forward-auth, JWKS) or
-/// the route for a normalized path, and runs it.
-async fn dispatch(
-    state: &AppState,
-    path: &str,
-    client: &ClientConnection,
-    request: Request<Incoming>,
-) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
-    // The endpoints that answer for one user: the answer, and who it was for.
-    let login = &state.config.login;
-    let answer = match path {
-        _ if login.covers(path) => login::handle(state, path, request).await,
-        _ if path == login.refresh_path => token_lifecycle::refresh(state, request).await,
-        _ if path == login.logout_path => token_lifecycle::logout(state, request).await,
-        phone::PATH => phone::handle(state, request).await,
-        decrypt::PATH => decrypt::handle(state, request).await,
-        _ => return dispatch_anonymous(state, path, client, request).await,
-    };
-    let (response, identity) = answer?;
-    Ok((response, Some(identity)))
-}
-
-/// The rest: forward-auth checks, the JWKS, and the routes.
-async fn dispatch_anonymous(
-    state: &AppState,
-    path: &str,
-    client: &ClientConnection,
-    request: Request<Incoming>,
-) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
-    if state.config.forward_auth.covers(path) {
-        return forward_auth::handle(state, path, client, request).await;
-    }
-    if path == jwks::PATH {
-        let keys = &state.config.jwt.keys;
-        return Ok((jwks::handle(request.method(), keys)?, None));
-    }
-    let route = state.routes.find(path).ok_or(GatewayError::NotFound)?;
-    proxy::forward(state, route, path, client, request).await
 }
 
 /// Serves a simple handler until `shutdown`: the plumbing shared by the mock WeChat, the demo

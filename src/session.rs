@@ -51,6 +51,10 @@ pub struct StoreError(pub String);
 /// Where sessions and revocations live.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// Whether the store answers (readiness checks); the in-memory store always does.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Records a login, replacing the user's previous session (and its session_key).
     async fn save(&self, session: &Session) -> Result<(), StoreError>;
     /// The user's current session, its `last_seen` set to now; `None` once it has expired or
@@ -84,9 +88,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 }
 
 /// Builds the configured store.
-pub(crate) fn from_config(config: &SessionConfig) -> Result<Arc<dyn SessionStore>, String> {
+pub(crate) fn from_config(
+    config: &SessionConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Arc<dyn SessionStore>, String> {
     Ok(match &config.redis {
-        Some(redis) => Arc::new(RedisStore::new(redis, config.ttl)?),
+        Some(redis) => Arc::new(RedisStore::new(redis, config.ttl, metrics)?),
         None => Arc::new(MemoryStore::new(config)),
     })
 }

@@ -13,8 +13,8 @@ use http::{Method, Request, Response, StatusCode};
 use crate::auth::{self, Identity};
 use crate::error::{json_response, Body, GatewayError};
 use crate::login::store_failed;
-use crate::server::AppState;
 use crate::session::unix_now;
+use crate::state::AppState;
 use crate::token::VerifiedToken;
 
 /// Issues a new token for the session of the presented one.

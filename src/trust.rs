@@ -43,10 +43,47 @@ impl TrustedProxies {
         self.networks.iter().any(|network| network.contains(&peer))
     }
 
+    /// The client's address: the peer itself, or, when the peer is a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` (read from the right) that is not a trusted proxy. The
+    /// left-most entries are whatever the client wrote and are never taken on trust; an entry
+    /// that is not an address ends the walk at the last proxy seen.
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let mut client = peer;
+        if !self.contains(peer) {
+            return client;
+        }
+        let chain: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .collect();
+        for entry in chain.iter().rev() {
+            let Some(address) = forwarded_address(entry.trim()) else {
+                break;
+            };
+            client = address;
+            if !self.contains(address) {
+                break;
+            }
+        }
+        client
+    }
+
     /// The configured networks, for `wxgate check`.
     pub fn networks(&self) -> impl Iterator<Item = String> + '_ {
         self.networks.iter().map(IpNet::to_string)
     }
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:80`, `[::1]:80`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry.parse::<IpAddr>().ok().or_else(|| {
+        entry
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|socket| socket.ip())
+    })
 }
 
 impl fmt::Debug for TrustedProxies {
@@ -85,6 +122,34 @@ mod tests {
     fn nobody_is_trusted_by_default() {
         let trusted = TrustedProxies::default();
         assert!(!trusted.contains(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_forwarded_address() {
+        let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+        let headers = |value: &str| {
+            let mut map = http::HeaderMap::new();
+            map.insert("x-forwarded-for", value.parse().unwrap());
+            map
+        };
+        let spoofed = headers("6.6.6.6, 1.2.3.4, 10.0.0.2");
+        // From a trusted proxy: right to left, past the proxies, never the client's own entries.
+        assert_eq!(trusted.client_ip(ip("10.0.0.1"), &spoofed), ip("1.2.3.4"));
+        // From anyone else the header means nothing.
+        assert_eq!(trusted.client_ip(ip("8.8.8.8"), &spoofed), ip("8.8.8.8"));
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &headers("[2001:db8::1]:443")),
+            ip("2001:db8::1")
+        );
+        // Garbage stops the walk at the last proxy.
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &headers("1.2.3.4, junk, 10.0.0.3")),
+            ip("10.0.0.3")
+        );
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.1"), &http::HeaderMap::new()),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

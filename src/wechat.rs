@@ -5,25 +5,39 @@
 //! stripped of their URL before they go anywhere, redirects are not followed, and no `log` bridge is
 //! installed (reqwest logs request URLs at debug level through `log`).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::config::{Secret, WeChatApp, WeChatConfig};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 
 mod access;
+mod breaker;
 pub(crate) use access::PhoneAnswer;
 
 /// The largest code2session answer read; real ones are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// Calls the WeChat API on the gateway's behalf, with the app's credentials.
+/// Calls the WeChat API on the gateway's behalf, with the app's credentials, behind one circuit
+/// breaker, retrying once where that is safe.
 #[derive(Debug)]
 pub(crate) struct WeChatClient {
     http: reqwest::Client,
     api_base: reqwest::Url,
     code2session_url: reqwest::Url,
+    retry_backoff: Duration,
+    breaker: breaker::Breaker,
+    metrics: Arc<Metrics>,
+}
+
+/// A failed exchange, and whether it failed before the request left (safe to send again).
+struct FetchError {
+    error: GatewayError,
+    before_sending: bool,
 }
 
 /// What a successful code2session gives.
@@ -50,8 +64,8 @@ struct Answer {
 }
 
 impl WeChatClient {
-    /// Builds the client for the configured app and API base.
-    pub(crate) fn new(config: &WeChatConfig) -> Result<Self, String> {
+    /// Builds the client for the configured API base, timeouts and breaker.
+    pub(crate) fn new(config: &WeChatConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -64,7 +78,20 @@ impl WeChatClient {
             http,
             api_base: config.api_base.clone(),
             code2session_url: api_url(&config.api_base, "/sns/jscode2session"),
+            retry_backoff: config.retry_backoff,
+            breaker: breaker::Breaker::new(config.breaker_threshold, config.breaker_open),
+            metrics,
         })
+    }
+
+    /// Whether this client can serve `config` as it is (same API base and timeouts), keeping its
+    /// breaker and connections across a config reload.
+    pub(crate) fn serves(&self, config: &WeChatConfig, previous: &WeChatConfig) -> bool {
+        self.api_base == config.api_base
+            && previous.timeout == config.timeout
+            && previous.retry_backoff == config.retry_backoff
+            && previous.breaker_threshold == config.breaker_threshold
+            && previous.breaker_open == config.breaker_open
     }
 
     /// Exchanges a wx.login() code of `app` for the user's openid and session_key.
@@ -79,16 +106,76 @@ impl WeChatClient {
             .append_pair("secret", app.secret.expose())
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
-        let body = self.fetch(self.http.get(url)).await?;
-        let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
-            tracing::warn!("code2session answered something that is not JSON");
-            GatewayError::WeChatBadAnswer
+        self.call("code2session", || self.http.get(url.clone()), interpret)
+            .await
+    }
+
+    /// One API call: through the breaker (503 at once while it is open), timed, retried once
+    /// after a short backoff when WeChat said -1 (busy) or could not be connected to (nothing was
+    /// sent, so a single-use code is not spent).
+    async fn call<A, T>(
+        &self,
+        api: &'static str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        interpret: impl Fn(A) -> Result<T, GatewayError>,
+    ) -> Result<T, GatewayError>
+    where
+        A: DeserializeOwned,
+    {
+        let permit = self.breaker.admit().map_err(|wait| {
+            self.metrics.count_circuit_rejection(api);
+            GatewayError::WeChatUnavailable {
+                retry_after_secs: crate::rate_limit::retry_after_secs(wait),
+            }
         })?;
-        interpret(answer)
+        self.metrics.wechat_circuit_open.set(0);
+        let mut outcome = self.attempt(api, &request, &interpret).await;
+        if let Err((_, true)) = &outcome {
+            self.metrics.count_wechat_retry(api);
+            tokio::time::sleep(jittered(self.retry_backoff)).await;
+            outcome = self.attempt(api, &request, &interpret).await;
+        }
+        let outcome = outcome.map_err(|(error, _)| error);
+        let outage = matches!(
+            outcome,
+            Err(GatewayError::WeChatBusy
+                | GatewayError::WeChatUnreachable
+                | GatewayError::WeChatTimeout
+                | GatewayError::WeChatBadAnswer)
+        );
+        permit.record(!outage);
+        self.metrics
+            .wechat_circuit_open
+            .set(i64::from(self.breaker.is_open()));
+        outcome
+    }
+
+    /// One attempt; the error says whether a retry is worth it.
+    async fn attempt<A, T>(
+        &self,
+        api: &'static str,
+        request: &impl Fn() -> reqwest::RequestBuilder,
+        interpret: &impl Fn(A) -> Result<T, GatewayError>,
+    ) -> Result<T, (GatewayError, bool)>
+    where
+        A: DeserializeOwned,
+    {
+        let started = Instant::now();
+        let fetched = self.fetch(request()).await;
+        self.metrics.observe_wechat(api, started.elapsed());
+        let body = fetched.map_err(|failed| (failed.error, failed.before_sending))?;
+        let answer: A = serde_json::from_slice(&body).map_err(|_| {
+            tracing::warn!(api, "a WeChat API answered something that is not JSON");
+            (GatewayError::WeChatBadAnswer, false)
+        })?;
+        interpret(answer).map_err(|error| {
+            let busy = error == GatewayError::WeChatBusy;
+            (error, busy)
+        })
     }
 
     /// Sends a request and reads the answer body, bounded in size and time.
-    async fn fetch(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, GatewayError> {
+    async fn fetch(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, FetchError> {
         let mut response = request
             .send()
             .await
@@ -101,12 +188,22 @@ impl WeChatClient {
         {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 tracing::warn!("a WeChat answer is larger than {MAX_ANSWER_BYTES} bytes");
-                return Err(GatewayError::WeChatBadAnswer);
+                return Err(FetchError {
+                    error: GatewayError::WeChatBadAnswer,
+                    before_sending: false,
+                });
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body)
     }
+}
+
+/// `base` scaled by a random factor in [0.5, 1.5), so replicas retrying together spread out.
+fn jittered(base: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let random = getrandom::fill(&mut byte).map_or(128, |()| byte[0]);
+    base.mul_f64(0.5 + f64::from(random) / 256.0)
 }
 
 /// `path` under the API base (which may carry a path prefix of its own).
@@ -119,14 +216,18 @@ fn api_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
 
 /// Maps a reqwest failure, logging it without its URL (which holds the AppSecret or an
 /// access_token).
-fn transport_error(error: reqwest::Error, doing: &str) -> GatewayError {
+fn transport_error(error: reqwest::Error, doing: &str) -> FetchError {
     let timed_out = error.is_timeout();
+    let before_sending = error.is_connect() && !timed_out;
     let error = error.without_url();
     tracing::warn!(error = %error, "could not {doing} the WeChat API");
-    if timed_out {
-        GatewayError::WeChatTimeout
-    } else {
-        GatewayError::WeChatUnreachable
+    FetchError {
+        error: if timed_out {
+            GatewayError::WeChatTimeout
+        } else {
+            GatewayError::WeChatUnreachable
+        },
+        before_sending,
     }
 }
 

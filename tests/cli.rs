@@ -20,6 +20,8 @@ fn wxgate(args: &[&str]) -> Command {
     for (name, _) in std::env::vars().filter(|(name, _)| name.contains("__")) {
         command.env_remove(name);
     }
+    // Tests run side by side: the admin listener's default port would be taken twice.
+    command.env("WXGATE_ADMIN__LISTEN", "127.0.0.1:0");
     command
 }
 

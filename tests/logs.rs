@@ -27,7 +27,10 @@ impl Write for Captured {
 async fn no_secret_session_key_or_token_is_logged_at_any_level() {
     let captured = Captured::default();
     let writer = captured.clone();
-    wxgate::logging::init("trace", move || writer.clone()).expect("install the subscriber");
+    wxgate::logging::init("trace", wxgate::logging::LogFormat::Text, move || {
+        writer.clone()
+    })
+    .expect("install the subscriber");
 
     let gateway = Harness::start().await;
     let token = gateway.login("alice.1").await;

@@ -56,7 +56,30 @@ pub(crate) struct RawConfig {
     pub(crate) log: RawLog,
     pub(crate) websocket: RawWebSocket,
     pub(crate) forward_auth: RawForwardAuth,
+    pub(crate) admin: RawAdmin,
+    pub(crate) reload: RawReload,
     pub(crate) routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) enabled: Option<Flex<bool>>,
+    pub(crate) listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawReload {
+    pub(crate) watch: Option<Flex<bool>>,
+    pub(crate) interval_ms: Option<Flex<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub(crate) per_minute: Option<Flex<u32>>,
+    pub(crate) burst: Option<Flex<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -122,6 +145,9 @@ pub(crate) struct RawWeChat {
     pub(crate) apps: std::collections::BTreeMap<String, RawApp>,
     pub(crate) api_base: Option<String>,
     pub(crate) timeout_ms: Option<Flex<u64>>,
+    pub(crate) retry_backoff_ms: Option<Flex<u64>>,
+    pub(crate) breaker_threshold: Option<Flex<u32>>,
+    pub(crate) breaker_open_ms: Option<Flex<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -162,6 +188,7 @@ pub(crate) struct RawLogin {
     pub(crate) path: Option<String>,
     pub(crate) refresh_path: Option<String>,
     pub(crate) logout_path: Option<String>,
+    pub(crate) rate_limit: Option<RawRateLimit>,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +207,7 @@ pub(crate) struct RawSession {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawLog {
     pub(crate) level: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -193,6 +221,7 @@ pub(crate) struct RawRoute {
     pub(crate) timeout_ms: Option<Flex<u64>>,
     pub(crate) ca_file: Option<String>,
     pub(crate) apps: Option<StringList>,
+    pub(crate) rate_limit: Option<RawRateLimit>,
 }
 
 /// Parses the TOML text, applies the environment overlay, and deserializes the result.

@@ -67,7 +67,9 @@ impl RawSession {
                 .unwrap_or_else(|| "wxgate:".to_string()),
             timeout: millis("session.redis_timeout_ms", &self.redis_timeout_ms, 1_000)?,
         };
-        crate::session::RedisStore::new(&config, std::time::Duration::from_secs(1))
+        redis::Client::open(config.url.expose())
+            .map(drop)
+            .map_err(|error| format!("is not a usable Redis URL: {}", error.category()))
             .map_err(|message| ConfigError::new(key, message))?;
         Ok(config)
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::raw::{self, RawConfig, RawRoute, RawTls};
 use super::{
-    Config, ConfigError, ForwardAuthConfig, LogConfig, LoginConfig, Secret, ServerConfig,
-    UpstreamConfig, WeChatApp, WeChatConfig, WebSocketConfig,
+    Config, ConfigError, ForwardAuthConfig, LoginConfig, Secret, ServerConfig, UpstreamConfig,
+    WeChatApp, WeChatConfig, WebSocketConfig,
 };
 use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
 use crate::tls::{CertificateFiles, TlsConfig};
@@ -82,10 +82,15 @@ impl RawConfig {
                 256,
             )?,
         };
+        let (retry_backoff, breaker_threshold, breaker_open) =
+            super::ops::wechat_resilience(&self.wechat)?;
         let wechat = WeChatConfig {
             apps: self.wechat.apps()?,
             api_base: api_base(self.wechat.api_base.as_deref())?,
             timeout: millis("wechat.timeout_ms", &self.wechat.timeout_ms, 5_000)?,
+            retry_backoff,
+            breaker_threshold,
+            breaker_open,
         };
         let jwt = self.jwt.validate()?;
         let login = &self.login;
@@ -101,6 +106,7 @@ impl RawConfig {
                 login.logout_path.as_deref(),
                 "/logout",
             )?,
+            rate_limit: super::ops::login_rate_limit(&login.rate_limit)?,
         };
         let forward_auth = ForwardAuthConfig {
             enabled: raw::number("forward_auth.enabled", &self.forward_auth.enabled, true)?,
@@ -138,11 +144,9 @@ impl RawConfig {
             }
         }
         let session = self.session.validate()?;
-        let log = LogConfig {
-            level: self.log.level.clone().unwrap_or_else(|| "info".to_string()),
-        };
-        crate::logging::parse_filter(&log.level)
-            .map_err(|message| ConfigError::new("log.level", message))?;
+        let log = self.log.validate()?;
+        let admin = self.admin.validate(&server)?;
+        let reload = self.reload.validate()?;
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let route = route.validate(&format!("routes[{index}]"), upstream.timeout, &wechat)?;
@@ -180,7 +184,10 @@ impl RawConfig {
             log,
             websocket,
             forward_auth,
+            admin,
+            reload,
             routes,
+            source: None,
         })
     }
 }
@@ -255,6 +262,10 @@ impl RawRoute {
             timeout: match &self.timeout_ms {
                 Some(_) => millis(&format!("{key}.timeout_ms"), &self.timeout_ms, 0)?,
                 None => default_timeout,
+            },
+            rate_limit: match &self.rate_limit {
+                Some(limit) => limit.validate(&format!("{key}.rate_limit"))?,
+                None => None,
             },
         })
     }

@@ -10,6 +10,7 @@
 //! serves while Redis is down; every call is bounded by `session.redis_timeout_ms`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -18,6 +19,7 @@ use tokio::sync::OnceCell;
 
 use super::{unix_now, Session, SessionStore, StoreError};
 use crate::config::{RedisConfig, Secret};
+use crate::metrics::Metrics;
 
 /// Sets `last_seen` of a session in place, keeping its expiry; answers the updated JSON or nil.
 const TOUCH: &str = r"
@@ -56,6 +58,7 @@ pub(crate) struct RedisStore {
     touch: redis::Script,
     end: redis::Script,
     delete_if_equal: redis::Script,
+    metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -70,7 +73,11 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Checks the URL; does not connect yet.
-    pub(crate) fn new(config: &RedisConfig, session_ttl: Duration) -> Result<Self, String> {
+    pub(crate) fn new(
+        config: &RedisConfig,
+        session_ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let client = redis::Client::open(config.url.expose())
             .map_err(|error| format!("is not a usable Redis URL: {}", error.category()))?;
         Ok(RedisStore {
@@ -82,6 +89,7 @@ impl RedisStore {
             touch: redis::Script::new(TOUCH),
             end: redis::Script::new(END),
             delete_if_equal: redis::Script::new(DELETE_IF_EQUAL),
+            metrics,
         })
     }
 
@@ -121,11 +129,13 @@ impl RedisStore {
                 .clone();
             exchange(connection).await
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError(describe(&error))),
-            Err(_) => Err(StoreError("Redis did not answer in time".into())),
-        }
+        let failure = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => StoreError(describe(&error)),
+            Err(_) => StoreError("Redis did not answer in time".into()),
+        };
+        self.metrics.session_store_errors.inc();
+        Err(failure)
     }
 }
 
@@ -143,6 +153,14 @@ fn parse(stored: Option<String>) -> Result<Option<Session>, StoreError> {
 
 #[async_trait::async_trait]
 impl SessionStore for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(
+            |mut redis| async move { redis::cmd("PING").query_async::<String>(&mut redis).await },
+        )
+        .await
+        .map(drop)
+    }
+
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
         let key = self.session_key(&session.appid, &session.openid);
         let json = serde_json::to_string(session)

@@ -47,15 +47,18 @@ impl WeChatClient {
             "force_refresh": false,
         });
         let url = api_url(&self.api_base, "/cgi-bin/stable_token");
-        let answer = self.call(self.post_json(url, &body)).await?;
-        match (answer.errcode, answer.access_token, answer.expires_in) {
-            (0, Some(token), Some(expires_in)) if !token.is_empty() => Ok(AccessToken {
-                token: Secret::new(token),
-                expires_in,
-            }),
-            (0, _, _) => Err(GatewayError::WeChatBadAnswer),
-            (code, _, _) => Err(refused("stable_token", code, &answer.errmsg)),
-        }
+        let request = || self.post_json(url.clone(), &body);
+        self.call("stable_token", request, |answer: Answer| {
+            match (answer.errcode, answer.access_token, answer.expires_in) {
+                (0, Some(token), Some(expires_in)) if !token.is_empty() => Ok(AccessToken {
+                    token: Secret::new(token),
+                    expires_in,
+                }),
+                (0, _, _) => Err(GatewayError::WeChatBadAnswer),
+                (code, _, _) => Err(refused("stable_token", code, &answer.errmsg)),
+            }
+        })
+        .await
     }
 
     /// Exchanges a getPhoneNumber button code for the user's phone number.
@@ -68,14 +71,17 @@ impl WeChatClient {
         url.query_pairs_mut()
             .append_pair("access_token", access_token.expose());
         let body = serde_json::json!({ "code": code });
-        let answer = self.call(self.post_json(url, &body)).await?;
-        match (answer.errcode, answer.phone_info) {
-            (0, Some(info)) => Ok(PhoneAnswer::Info(info)),
-            (0, None) => Err(GatewayError::WeChatBadAnswer),
-            (code, _) if STALE_TOKEN.contains(&code) => Ok(PhoneAnswer::StaleToken),
-            (40029, _) => Err(GatewayError::InvalidPhoneCode),
-            (code, _) => Err(refused("getuserphonenumber", code, &answer.errmsg)),
-        }
+        let request = || self.post_json(url.clone(), &body);
+        self.call("getuserphonenumber", request, |answer: Answer| {
+            match (answer.errcode, answer.phone_info) {
+                (0, Some(info)) => Ok(PhoneAnswer::Info(info)),
+                (0, None) => Err(GatewayError::WeChatBadAnswer),
+                (code, _) if STALE_TOKEN.contains(&code) => Ok(PhoneAnswer::StaleToken),
+                (40029, _) => Err(GatewayError::InvalidPhoneCode),
+                (code, _) => Err(refused("getuserphonenumber", code, &answer.errmsg)),
+            }
+        })
+        .await
     }
 
     fn post_json(&self, url: reqwest::Url, body: &serde_json::Value) -> reqwest::RequestBuilder {
@@ -83,14 +89,6 @@ impl WeChatClient {
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
-    }
-
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Answer, GatewayError> {
-        let body = self.fetch(request).await?;
-        serde_json::from_slice(&body).map_err(|_| {
-            tracing::warn!("a WeChat API answered something that is not JSON");
-            GatewayError::WeChatBadAnswer
-        })
     }
 }
 

@@ -1,0 +1,141 @@
+//! Validation of the operations settings: `[admin]`, `[reload]`, `[log]`, the rate limits and
+//! the WeChat client's resilience keys.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{self, RawAdmin, RawLog, RawRateLimit, RawReload};
+use super::validate::{millis, positive};
+use super::{AdminConfig, ConfigError, LogConfig, ReloadConfig, ServerConfig};
+use crate::logging::LogFormat;
+use crate::rate_limit::RateLimit;
+
+/// Logins per client IP unless configured: a minute's steady rate, and the burst a shared NAT
+/// address may need at once.
+const LOGIN_RATE_LIMIT: RateLimit = RateLimit {
+    per_minute: 120,
+    burst: 60,
+};
+
+impl RawAdmin {
+    /// `[admin]`: on by default, on loopback, never on an address the public side uses.
+    pub(super) fn validate(&self, server: &ServerConfig) -> Result<AdminConfig, ConfigError> {
+        let admin = AdminConfig {
+            enabled: raw::number("admin.enabled", &self.enabled, true)?,
+            listen: raw::parse_value("admin.listen", self.listen.as_deref(), "127.0.0.1:9090")?,
+        };
+        let public = std::iter::once(server.listen).chain(server.redirect_http_listen);
+        for taken in public {
+            if admin.enabled && overlaps(admin.listen, taken) {
+                return Err(ConfigError::new(
+                    "admin.listen",
+                    format!(
+                        "{} overlaps the public listener {taken}; metrics and health checks get \
+                         an address of their own",
+                        admin.listen
+                    ),
+                ));
+            }
+        }
+        Ok(admin)
+    }
+}
+
+/// Whether two listen addresses would collide (same port, and the same or a wildcard IP).
+fn overlaps(one: SocketAddr, other: SocketAddr) -> bool {
+    one.port() == other.port()
+        && one.port() != 0
+        && (one.ip() == other.ip() || one.ip().is_unspecified() || other.ip().is_unspecified())
+}
+
+impl RawReload {
+    /// `[reload]`: SIGHUP always; file watching when asked for.
+    pub(super) fn validate(&self) -> Result<ReloadConfig, ConfigError> {
+        Ok(ReloadConfig {
+            watch: raw::number("reload.watch", &self.watch, false)?,
+            interval: millis("reload.interval_ms", &self.interval_ms, 2_000)?,
+        })
+    }
+}
+
+impl RawLog {
+    /// `[log]`: a valid filter and a known format.
+    pub(super) fn validate(&self) -> Result<LogConfig, ConfigError> {
+        let level = self.level.clone().unwrap_or_else(|| "info".to_string());
+        crate::logging::parse_filter(&level)
+            .map_err(|message| ConfigError::new("log.level", message))?;
+        let format = match self.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    "log.format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                ))
+            }
+        };
+        Ok(LogConfig { level, format })
+    }
+}
+
+/// `[login.rate_limit]`: the default unless configured; `per_minute = 0` turns it off.
+pub(super) fn login_rate_limit(
+    raw: &Option<RawRateLimit>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    match raw {
+        None => Ok(Some(LOGIN_RATE_LIMIT)),
+        Some(raw) => raw.validate("login.rate_limit"),
+    }
+}
+
+impl RawRateLimit {
+    /// `{ per_minute, burst }`; burst defaults to a minute's worth; `per_minute = 0`: no limit.
+    pub(super) fn validate(&self, key: &str) -> Result<Option<RateLimit>, ConfigError> {
+        let per_minute_key = format!("{key}.per_minute");
+        if self.per_minute.is_none() {
+            return Err(ConfigError::new(
+                per_minute_key,
+                "is required (0 turns the limit off)",
+            ));
+        }
+        let per_minute = raw::number(&per_minute_key, &self.per_minute, 0)?;
+        if per_minute == 0 {
+            return Ok(None);
+        }
+        let burst = positive(&format!("{key}.burst"), &self.burst, per_minute)?;
+        Ok(Some(RateLimit { per_minute, burst }))
+    }
+}
+
+/// The WeChat client's retry backoff, breaker threshold and breaker open time.
+pub(super) fn wechat_resilience(
+    raw: &raw::RawWeChat,
+) -> Result<(Duration, u32, Duration), ConfigError> {
+    Ok((
+        millis("wechat.retry_backoff_ms", &raw.retry_backoff_ms, 200)?,
+        positive("wechat.breaker_threshold", &raw.breaker_threshold, 5)?,
+        millis("wechat.breaker_open_ms", &raw.breaker_open_ms, 10_000)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_overlap_on_the_same_port_and_a_shared_or_wildcard_ip() {
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(overlaps(address("127.0.0.1:9090"), address("0.0.0.0:9090")));
+        assert!(overlaps(address("0.0.0.0:9090"), address("10.0.0.1:9090")));
+        assert!(!overlaps(
+            address("127.0.0.1:9090"),
+            address("127.0.0.2:9090")
+        ));
+        assert!(!overlaps(
+            address("127.0.0.1:9090"),
+            address("127.0.0.1:8080")
+        ));
+        // Ephemeral ports (tests) never collide.
+        assert!(!overlaps(address("127.0.0.1:0"), address("127.0.0.1:0")));
+    }
+}

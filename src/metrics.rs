@@ -1,0 +1,231 @@
+//! The gateway's Prometheus metrics, served as text (format 0.0.4) on the admin listener.
+//!
+//! One registry per gateway (not the process-global one), created at start and kept across config
+//! reloads, so counters never go back. Label values are bounded: route prefixes from the config,
+//! endpoint names, status codes, WeChat errcodes and fixed reason strings; never a path, an openid
+//! or anything a client chose.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric the gateway exports.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    logins: IntCounterVec,
+    wechat_duration: HistogramVec,
+    wechat_retries: IntCounterVec,
+    pub(crate) wechat_circuit_open: IntGauge,
+    wechat_circuit_rejections: IntCounterVec,
+    token_rejections: IntCounterVec,
+    pub(crate) open_connections: IntGauge,
+    pub(crate) connections: IntCounter,
+    pub(crate) session_store_errors: IntCounter,
+    rate_limited: IntCounterVec,
+    config_reloads: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub(crate) fn new() -> Self {
+        let registry = Registry::new();
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(vec.clone())).expect("unique");
+            vec
+        };
+        let histograms = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            let vec = HistogramVec::new(opts, labels).expect("valid metric");
+            registry.register(Box::new(vec.clone())).expect("unique");
+            vec
+        };
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(gauge.clone())).expect("unique");
+            gauge
+        };
+        let counter = |name: &str, help: &str| {
+            let counter = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique");
+            counter
+        };
+        Metrics {
+            requests: counters(
+                "wxgate_http_requests_total",
+                "Requests answered, by route (prefix or endpoint) and status.",
+                &["route", "status"],
+            ),
+            request_duration: histograms(
+                "wxgate_http_request_duration_seconds",
+                "Time to answer a request (until the response head), by route.",
+                &["route"],
+            ),
+            upstream_duration: histograms(
+                "wxgate_upstream_duration_seconds",
+                "Time an upstream took to send its response head, by route.",
+                &["route"],
+            ),
+            logins: counters(
+                "wxgate_logins_total",
+                "Logins by outcome (success or the error code) and WeChat errcode (0: success, none: WeChat not asked or no answer).",
+                &["outcome", "errcode"],
+            ),
+            wechat_duration: histograms(
+                "wxgate_wechat_request_duration_seconds",
+                "Time of each WeChat API call (each attempt), by API.",
+                &["api"],
+            ),
+            wechat_retries: counters(
+                "wxgate_wechat_retries_total",
+                "WeChat calls retried after errcode -1 or a connection error, by API.",
+                &["api"],
+            ),
+            wechat_circuit_open: gauge(
+                "wxgate_wechat_circuit_open",
+                "1 while the WeChat circuit breaker is open or probing, 0 when closed.",
+            ),
+            wechat_circuit_rejections: counters(
+                "wxgate_wechat_circuit_rejections_total",
+                "WeChat calls answered 503 at once because the circuit breaker was open, by API.",
+                &["api"],
+            ),
+            token_rejections: counters(
+                "wxgate_token_rejections_total",
+                "Requests refused for their bearer token, by reason.",
+                &["reason"],
+            ),
+            open_connections: gauge(
+                "wxgate_open_connections",
+                "Client connections currently open on the public listener.",
+            ),
+            connections: counter(
+                "wxgate_connections_total",
+                "Client connections accepted on the public listener.",
+            ),
+            session_store_errors: counter(
+                "wxgate_session_store_errors_total",
+                "Session store operations that failed (unreachable, timed out, unreadable).",
+            ),
+            rate_limited: counters(
+                "wxgate_rate_limited_total",
+                "Requests refused with 429 by a gateway rate limit, by limit (login_ip or the route).",
+                &["limit"],
+            ),
+            config_reloads: counters(
+                "wxgate_config_reloads_total",
+                "Config reloads, by result (applied or refused).",
+                &["result"],
+            ),
+            registry,
+        }
+    }
+
+    /// Counts an answered request and its latency.
+    pub(crate) fn observe_request(&self, route: &str, status: http::StatusCode, took: Duration) {
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records how long an upstream took to answer.
+    pub(crate) fn observe_upstream(&self, route: &str, took: Duration) {
+        self.upstream_duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a login by outcome and WeChat errcode.
+    pub(crate) fn count_login(&self, outcome: &str, errcode: Option<i64>) {
+        let errcode = errcode.map_or_else(|| "none".to_string(), |code| code.to_string());
+        self.logins.with_label_values(&[outcome, &errcode]).inc();
+    }
+
+    /// Records one WeChat API call attempt.
+    pub(crate) fn observe_wechat(&self, api: &str, took: Duration) {
+        self.wechat_duration
+            .with_label_values(&[api])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a retried WeChat call.
+    pub(crate) fn count_wechat_retry(&self, api: &str) {
+        self.wechat_retries.with_label_values(&[api]).inc();
+    }
+
+    /// Counts a WeChat call refused by the open circuit.
+    pub(crate) fn count_circuit_rejection(&self, api: &str) {
+        self.wechat_circuit_rejections
+            .with_label_values(&[api])
+            .inc();
+    }
+
+    /// Counts a refused bearer token.
+    pub(crate) fn count_token_rejection(&self, reason: &str) {
+        self.token_rejections.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a request refused by a rate limit.
+    pub(crate) fn count_rate_limited(&self, limit: &str) {
+        self.rate_limited.with_label_values(&[limit]).inc();
+    }
+
+    /// Counts a config reload attempt.
+    pub(crate) fn count_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub(crate) fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec only fails for invalid metric families, which `new` cannot make.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "metrics could not be encoded");
+        }
+        buffer
+    }
+}
+
+/// The Content-Type of [`Metrics::render`]'s output.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.observe_request("/api", http::StatusCode::OK, Duration::from_millis(3));
+        metrics.count_login("invalid_code", Some(40029));
+        metrics.count_login("success", Some(0));
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains(r#"wxgate_http_requests_total{route="/api",status="200"} 1"#));
+        assert!(text.contains(r#"wxgate_logins_total{errcode="40029",outcome="invalid_code"} 1"#));
+        assert!(text.contains("# TYPE wxgate_http_request_duration_seconds histogram"));
+        assert!(text.contains("wxgate_open_connections 0"));
+    }
+}

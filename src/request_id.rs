@@ -1,0 +1,102 @@
+//! The request id: the client's `X-Request-Id` when it is a sane one, a fresh random one
+//! otherwise. It is logged with the request, sent upstream (replacing whatever the client sent,
+//! in any spelling) and returned to the client, so one id ties a client report, the gateway's log
+//! and the backend's log together.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// The header carrying the request id, both ways.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client request id kept.
+const MAX_LEN: usize = 128;
+
+/// One request's id; travels in the request's extensions to the proxy.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The client's id when it sent exactly one sane `X-Request-Id`, else a new one.
+    pub(crate) fn for_request(headers: &HeaderMap) -> RequestId {
+        let mut sent = headers.get_all(X_REQUEST_ID).iter();
+        match (sent.next(), sent.next()) {
+            (Some(value), None) if is_sane(value.as_bytes()) => RequestId(value.clone()),
+            _ => RequestId::generate(),
+        }
+    }
+
+    /// A new random id: 32 hex digits.
+    fn generate() -> RequestId {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No randomness: still unique within this process, which is what a log needs.
+            static FALLBACK: AtomicU64 = AtomicU64::new(0);
+            let count = FALLBACK.fetch_add(1, Ordering::Relaxed);
+            bytes[..8].copy_from_slice(&count.to_be_bytes());
+            bytes[8..].copy_from_slice(&std::process::id().to_be_bytes().repeat(2));
+        }
+        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        RequestId(HeaderValue::from_str(&hex).expect("hex digits are a valid header value"))
+    }
+
+    /// The id as a header value.
+    pub(crate) fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The id as text, for logs.
+    pub(crate) fn as_str(&self) -> &str {
+        // Only visible ASCII gets in (`is_sane`, or hex digits).
+        self.0.to_str().unwrap_or("-")
+    }
+}
+
+/// 1 to 128 characters from a conservative set: letters, digits and `-_.:/+=@`. Nothing that
+/// could break a log line, a header or a shell.
+fn is_sane(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_LEN
+        && value
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:/+=@".contains(byte))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::tests::headers;
+
+    #[test]
+    fn a_sane_client_id_is_kept() {
+        for id in [
+            "abc-123",
+            "7f1e2d3c-aaaa-4bbb-8ccc-0123456789ab",
+            "req:1/2+3=4@x_y.z",
+        ] {
+            let request_id = RequestId::for_request(&headers(&[("X-Request-Id", id)]));
+            assert_eq!(request_id.as_str(), id);
+        }
+    }
+
+    #[test]
+    fn anything_else_gets_a_fresh_id() {
+        let long = "a".repeat(MAX_LEN + 1);
+        for sent in [
+            vec![],
+            vec![("X-Request-Id", "")],
+            vec![("X-Request-Id", "has space")],
+            vec![("X-Request-Id", "quote\"")],
+            vec![("X-Request-Id", long.as_str())],
+            vec![("X-Request-Id", "a"), ("X-Request-Id", "b")],
+        ] {
+            let id = RequestId::for_request(&headers(&sent));
+            assert_eq!(id.as_str().len(), 32, "{sent:?}");
+            assert!(id.as_str().bytes().all(|byte| byte.is_ascii_hexdigit()));
+        }
+        let first = RequestId::for_request(&HeaderMap::new());
+        let second = RequestId::for_request(&HeaderMap::new());
+        assert_ne!(first.as_str(), second.as_str());
+    }
+}

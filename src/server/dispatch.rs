@@ -1,0 +1,177 @@
+//! One request: its id, the normalized path, what the path is for (an endpoint or a route), the
+//! answer, the metrics and the log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::auth::Identity;
+use crate::error::{Body, GatewayError};
+use crate::proxy::ClientConnection;
+use crate::request_id::{RequestId, X_REQUEST_ID};
+use crate::routes::Route;
+use crate::state::AppState;
+use crate::{decrypt, forward_auth, jwks, login, path, phone, proxy, token_lifecycle};
+
+/// What a normalized path is for.
+enum Target<'a> {
+    Login,
+    Refresh,
+    Logout,
+    Phone,
+    Decrypt,
+    ForwardAuth,
+    Jwks,
+    Route(&'a Route),
+    Unrouted,
+}
+
+impl<'a> Target<'a> {
+    /// The gateway endpoint, or the route, that answers the normalized `path`.
+    fn of(state: &'a AppState, path: &str) -> Target<'a> {
+        let login = &state.config.login;
+        match path {
+            _ if login.covers(path) => Target::Login,
+            _ if path == login.refresh_path => Target::Refresh,
+            _ if path == login.logout_path => Target::Logout,
+            phone::PATH => Target::Phone,
+            decrypt::PATH => Target::Decrypt,
+            _ if state.config.forward_auth.covers(path) => Target::ForwardAuth,
+            jwks::PATH => Target::Jwks,
+            _ => state
+                .routes
+                .find(path)
+                .map_or(Target::Unrouted, Target::Route),
+        }
+    }
+
+    /// The `route` label of the metrics: the endpoint's name or the route's prefix.
+    fn label(&self) -> &str {
+        match self {
+            Target::Login => "login",
+            Target::Refresh => "token_refresh",
+            Target::Logout => "logout",
+            Target::Phone => "wx_phone",
+            Target::Decrypt => "wx_decrypt",
+            Target::ForwardAuth => "forward_auth",
+            Target::Jwks => "jwks",
+            Target::Route(route) => &route.prefix,
+            Target::Unrouted => "none",
+        }
+    }
+}
+
+/// Answers one request, counts it and logs it: request id, method, path, status, latency,
+/// openid. Never the query (it may carry credentials) nor any other header.
+pub(super) async fn handle(
+    state: &Arc<AppState>,
+    client: ClientConnection,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = RequestId::for_request(request.headers());
+    request.extensions_mut().insert(request_id.clone());
+    let span = tracing::info_span!("request", id = request_id.as_str());
+    let method = request.method().clone();
+    let http2_refused =
+        request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
+    let normalized = path::normalize(request.uri().path());
+    let target = match &normalized {
+        Ok(path) if !http2_refused => Target::of(state, path),
+        _ => Target::Unrouted,
+    };
+    let (answer, logged_path) = match normalized {
+        Ok(_) if http2_refused => (
+            Err(GatewayError::HttpVersionNotSupported),
+            request.uri().path().to_string(),
+        ),
+        Ok(path) => {
+            let answer = dispatch(state, &target, &path, &client, request);
+            (answer.instrument(span).await, path)
+        }
+        Err(error) => (Err(error), request.uri().path().to_string()),
+    };
+    if matches!(target, Target::Login) {
+        count_login(state, &answer);
+    }
+    let (mut response, identity) = match answer {
+        Ok(answered) => answered,
+        Err(error) => {
+            count_rejection(state, &error);
+            (error.into_response(), None)
+        }
+    };
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, request_id.header_value().clone());
+    let took = started.elapsed();
+    state
+        .metrics
+        .observe_request(target.label(), response.status(), took);
+    tracing::info!(
+        request_id = request_id.as_str(),
+        %method,
+        path = ?logged_path,
+        status = response.status().as_u16(),
+        latency_ms = took.as_secs_f64() * 1000.0,
+        openid = identity.as_ref().map_or("-", |identity| identity.openid.as_str()),
+        "request"
+    );
+    response
+}
+
+/// Runs the endpoint or route picked for the normalized path: the answer, and who it was for.
+async fn dispatch(
+    state: &Arc<AppState>,
+    target: &Target<'_>,
+    path: &str,
+    client: &ClientConnection,
+    request: Request<Incoming>,
+) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
+    let answer = match target {
+        Target::Login => login::handle(state, path, client, request).await,
+        Target::Refresh => token_lifecycle::refresh(state, request).await,
+        Target::Logout => token_lifecycle::logout(state, request).await,
+        Target::Phone => phone::handle(state, request).await,
+        Target::Decrypt => decrypt::handle(state, request).await,
+        Target::ForwardAuth => return forward_auth::handle(state, path, client, request).await,
+        Target::Jwks => {
+            let keys = &state.config.jwt.keys;
+            return Ok((jwks::handle(request.method(), keys)?, None));
+        }
+        Target::Route(route) => return proxy::forward(state, route, path, client, request).await,
+        Target::Unrouted => return Err(GatewayError::NotFound),
+    };
+    let (response, identity) = answer?;
+    Ok((response, Some(identity)))
+}
+
+/// Counts a login by its outcome and the WeChat errcode behind it.
+fn count_login(
+    state: &AppState,
+    answer: &Result<(Response<Body>, Option<Identity>), GatewayError>,
+) {
+    match answer {
+        Ok(_) => state.metrics.count_login("success", Some(0)),
+        Err(error) => state
+            .metrics
+            .count_login(error.code(), error.wechat_errcode()),
+    }
+}
+
+/// Counts a request refused for its bearer token, by reason.
+fn count_rejection(state: &AppState, error: &GatewayError) {
+    let reason = match error {
+        GatewayError::MissingToken => "missing token".to_string(),
+        GatewayError::InvalidToken(reason) => (*reason).to_string(),
+        GatewayError::SessionExpired => "session expired".to_string(),
+        GatewayError::AppNotAllowed => "app not allowed".to_string(),
+        _ => return,
+    };
+    state
+        .metrics
+        .count_token_rejection(&reason.replace(' ', "_"));
+}
