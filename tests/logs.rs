@@ -51,6 +51,8 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
         401
     );
     assert_eq!(gateway.get("/unreachable/x", &[]).await.status, 502);
+    let traced = [("X-Request-Id", "trace-me-42")];
+    assert_eq!(gateway.get("/unreachable/y", &traced).await.status, 502);
 
     let closed = common::closed_port().await;
     let unreachable = Harness::start_with(Setup {
@@ -84,6 +86,23 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
     assert!(logs.contains(r#"openid="oMock_alice""#));
     assert!(logs.contains(r#"path="/api/x" status=200"#));
     assert!(logs.contains("status=502") && logs.contains("status=504"));
+    // The request id is on the request line, and on every line logged while answering it.
+    let traced: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("trace-me-42"))
+        .collect();
+    assert!(
+        traced
+            .iter()
+            .any(|line| line.contains("upstream unreachable")),
+        "{traced:?}"
+    );
+    assert!(
+        traced
+            .iter()
+            .any(|line| line.contains(r#"request_id="trace-me-42""#) && line.contains("status=502")),
+        "{traced:?}"
+    );
 
     let mut secrets = vec![
         common::APP_SECRET.to_string(),

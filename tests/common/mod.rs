@@ -5,6 +5,7 @@
 
 pub mod external;
 pub mod load;
+pub mod metrics;
 pub mod raw_http;
 pub mod redis;
 pub mod tls;
@@ -76,6 +77,8 @@ impl Default for Setup {
 pub struct Harness {
     /// Where the gateway listens.
     pub addr: SocketAddr,
+    /// Where its admin listener (metrics, health) listens.
+    pub admin_addr: SocketAddr,
     /// The fake WeChat, for its call counter and issued session keys.
     pub wechat: MockWeChat,
     /// Where the fake WeChat listens (another gateway can share it through `Setup.api_base`).
@@ -197,12 +200,19 @@ timeout_ms = 300
     ) -> Harness {
         let listener = bind().await;
         let addr = listener.local_addr().unwrap();
+        let admin = bind().await;
+        let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(wxgate::server::run(listener, config, async {
+        let listeners = wxgate::server::Listeners {
+            public: listener,
+            admin: Some(admin),
+        };
+        let server = tokio::spawn(wxgate::server::run(listeners, config, async {
             let _ = stopped.await;
         }));
         Harness {
             addr,
+            admin_addr,
             wechat,
             wechat_addr,
             echo,
