@@ -45,7 +45,10 @@ async fn a_missing_or_unfit_id_is_replaced_by_a_fresh_one() {
         let id = response.header("x-request-id").expect("an id").to_string();
         assert_eq!(id.len(), 32, "{sent:?}");
         assert!(id.bytes().all(|byte| byte.is_ascii_hexdigit()));
-        assert_eq!(response.upstream_header("x-request-id"), std::slice::from_ref(&id));
+        assert_eq!(
+            response.upstream_header("x-request-id"),
+            std::slice::from_ref(&id)
+        );
         seen.push(id);
     }
     seen.dedup();
