@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod external;
+pub mod fake_wechat;
 pub mod load;
 pub mod metrics;
 pub mod raw_http;
