@@ -15,43 +15,48 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::state::AppState;
 
-/// Reloads on SIGHUP and, when watched, on file changes, until the task is dropped.
-pub(crate) async fn watch(current: Arc<ArcSwap<AppState>>) {
-    let Some(source) = current.load().config.source.clone() else {
-        // Built from text (tests, embedding): nothing to read again.
-        return std::future::pending().await;
-    };
+/// Reloads on SIGHUP and, when watched, on file changes, until the returned future is dropped.
+/// The SIGHUP handler is installed right away, before the listener accepts anything, so an
+/// early SIGHUP cannot hit the default action (terminating the process).
+pub(crate) fn watch(current: Arc<ArcSwap<AppState>>) -> impl std::future::Future<Output = ()> {
+    // Built from text (tests, embedding): nothing to read again, SIGHUP left alone.
+    let source = current.load().config.source.clone();
     #[cfg(unix)]
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; config reloads need [reload] watch");
-            None
-        }
-    };
-    let mut seen = std::fs::read(&source).ok();
-    loop {
-        let settings = current.load().config.reload.clone();
-        let hangup = async {
-            #[cfg(unix)]
-            if let Some(signal) = hangups.as_mut() {
-                signal.recv().await;
-                return;
-            }
-            std::future::pending::<()>().await
+    let mut hangups = source.as_ref().and_then(|_| {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot listen for SIGHUP; config reloads need [reload] watch");
+            })
+            .ok()
+    });
+    async move {
+        let Some(source) = source else {
+            return std::future::pending().await;
         };
-        tokio::select! {
-            () = hangup => tracing::info!(file = %source.display(), "SIGHUP: reloading the config"),
-            () = tokio::time::sleep(settings.interval), if settings.watch => {
-                let now = std::fs::read(&source).ok();
-                if now == seen {
-                    continue;
+        let mut seen = std::fs::read(&source).ok();
+        loop {
+            let settings = current.load().config.reload.clone();
+            let hangup = async {
+                #[cfg(unix)]
+                if let Some(signal) = hangups.as_mut() {
+                    signal.recv().await;
+                    return;
                 }
-                tracing::info!(file = %source.display(), "config file changed: reloading");
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                () = hangup => tracing::info!(file = %source.display(), "SIGHUP: reloading the config"),
+                () = tokio::time::sleep(settings.interval), if settings.watch => {
+                    let now = std::fs::read(&source).ok();
+                    if now == seen {
+                        continue;
+                    }
+                    tracing::info!(file = %source.display(), "config file changed: reloading");
+                }
             }
+            seen = std::fs::read(&source).ok();
+            apply(&current, &source);
         }
-        seen = std::fs::read(&source).ok();
-        apply(&current, &source);
     }
 }
 

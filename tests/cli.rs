@@ -2,28 +2,15 @@
 
 mod common;
 
+use common::process::{wait_exit, wxgate};
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_wxgate");
 const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wxgate.toml");
 const APP_SECRET: &str = "cli-app-secret-value-1234567890";
 const JWT_SECRET: &str = "cli-jwt-secret-value-that-is-long-enough";
-
-fn wxgate(args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("WXGATE_CONFIG");
-    for (name, _) in std::env::vars().filter(|(name, _)| name.contains("__")) {
-        command.env_remove(name);
-    }
-    // Tests run side by side: the admin listener's default port would be taken twice.
-    command.env("WXGATE_ADMIN__LISTEN", "127.0.0.1:0");
-    command
-}
 
 #[test]
 fn check_prints_the_resolved_config_with_secrets_redacted() {
@@ -123,22 +110,7 @@ fn spawn_with_first_line(mut command: Command) -> (Child, String) {
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_exit(mut child: Child) -> std::process::ExitStatus {
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().ok();
-    panic!("wxgate did not exit within 5 s of SIGTERM");
+    common::process::signal(child, "TERM");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod external;
 pub mod fake_wechat;
 pub mod load;
 pub mod metrics;
+pub mod process;
 pub mod raw_http;
 pub mod redis;
 pub mod tls;
