@@ -121,6 +121,73 @@ pub(super) fn wechat_resilience(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
+
+    fn load(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_toml(&format!("{BASE}{extra}"), std::iter::empty())
+    }
+
+    fn refused_key(extra: &str) -> String {
+        load(extra).expect_err(extra).key
+    }
+
+    #[test]
+    fn operations_defaults() {
+        let config = load("").unwrap();
+        assert!(config.admin.enabled);
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
+        assert!(!config.reload.watch);
+        assert_eq!(config.log.format, LogFormat::Text);
+        assert_eq!(config.login.rate_limit, Some(LOGIN_RATE_LIMIT));
+        assert_eq!(config.wechat.retry_backoff, Duration::from_millis(200));
+        assert_eq!(config.wechat.breaker_threshold, 5);
+        assert_eq!(config.wechat.breaker_open, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn rate_limits_parse_and_zero_turns_them_off() {
+        let config = load(
+            "[login.rate_limit]\nper_minute = 0\n\
+             [[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"required\"\n\
+             rate_limit = { per_minute = 30 }\n",
+        )
+        .unwrap();
+        assert_eq!(config.login.rate_limit, None);
+        let limit = config.routes[0].rate_limit.unwrap();
+        assert_eq!((limit.per_minute, limit.burst), (30, 30));
+    }
+
+    #[test]
+    fn bad_operations_settings_name_their_key() {
+        assert_eq!(
+            refused_key("[server]\nlisten = \"0.0.0.0:9090\""),
+            "admin.listen"
+        );
+        assert_eq!(refused_key("[log]\nformat = \"xml\""), "log.format");
+        assert_eq!(
+            refused_key("[login.rate_limit]\nburst = 5"),
+            "login.rate_limit.per_minute"
+        );
+        assert_eq!(
+            refused_key(
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n\
+                 rate_limit = { per_minute = 5, burst = 0 }"
+            ),
+            "routes[0].rate_limit.burst"
+        );
+        let env = [("WXGATE_WECHAT__BREAKER_THRESHOLD".into(), "0".into())];
+        let refused = Config::from_toml(BASE, env).unwrap_err();
+        assert_eq!(refused.key, "wechat.breaker_threshold");
+        assert_eq!(
+            refused_key("[reload]\ninterval_ms = 0"),
+            "reload.interval_ms"
+        );
+        // A disabled admin listener may share nothing and collides with nothing.
+        assert!(load("[server]\nlisten = \"0.0.0.0:9090\"\n[admin]\nenabled = false").is_ok());
+    }
 
     #[test]
     fn listen_addresses_overlap_on_the_same_port_and_a_shared_or_wildcard_ip() {

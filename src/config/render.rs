@@ -34,6 +34,9 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
     wechat_table.insert("secret".into(), text(REDACTED));
     wechat_table.insert("api_base".into(), text(&wechat.api_base));
     wechat_table.insert("timeout_ms".into(), ms(wechat.timeout));
+    wechat_table.insert("retry_backoff_ms".into(), ms(wechat.retry_backoff));
+    wechat_table.insert("breaker_threshold".into(), int(wechat.breaker_threshold));
+    wechat_table.insert("breaker_open_ms".into(), ms(wechat.breaker_open));
     let apps: Table = wechat.apps[1..]
         .iter()
         .map(|app| {
@@ -71,10 +74,32 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             ("path", text(&login.path)),
             ("refresh_path", text(&login.refresh_path)),
             ("logout_path", text(&login.logout_path)),
+            ("rate_limit", rate_limit(login.rate_limit)),
         ]),
     );
     root.insert("session".into(), session_table(&config.session));
-    root.insert("log".into(), table([("level", text(&config.log.level))]));
+    let format = match config.log.format {
+        crate::logging::LogFormat::Text => "text",
+        crate::logging::LogFormat::Json => "json",
+    };
+    root.insert(
+        "log".into(),
+        table([("level", text(&config.log.level)), ("format", text(format))]),
+    );
+    root.insert(
+        "admin".into(),
+        table([
+            ("enabled", Value::Boolean(config.admin.enabled)),
+            ("listen", text(config.admin.listen)),
+        ]),
+    );
+    root.insert(
+        "reload".into(),
+        table([
+            ("watch", Value::Boolean(config.reload.watch)),
+            ("interval_ms", ms(config.reload.interval)),
+        ]),
+    );
     let mut websocket = Table::new();
     if let Some(param) = &config.websocket.token_query_param {
         websocket.insert("token_query_param".into(), text(param));
@@ -107,6 +132,9 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             entry.insert("strip_prefix".into(), Value::Boolean(route.strip_prefix));
             entry.insert("preserve_host".into(), Value::Boolean(route.preserve_host));
             entry.insert("timeout_ms".into(), ms(route.timeout));
+            if route.rate_limit.is_some() {
+                entry.insert("rate_limit".into(), rate_limit(route.rate_limit));
+            }
             if let Some(appids) = &route.apps {
                 let names = config
                     .wechat
@@ -122,6 +150,17 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         .collect();
     root.insert("routes".into(), Value::Array(routes));
     toml::to_string_pretty(&root).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+}
+
+/// A rate limit; `per_minute = 0` for none.
+fn rate_limit(limit: Option<crate::rate_limit::RateLimit>) -> Value {
+    match limit {
+        Some(limit) => table([
+            ("per_minute", int(limit.per_minute)),
+            ("burst", int(limit.burst)),
+        ]),
+        None => table([("per_minute", int(0))]),
+    }
 }
 
 fn table<const N: usize>(entries: [(&str, Value); N]) -> Value {
