@@ -75,7 +75,7 @@ fn lowercase<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
 /// lacks (it loads with them, and only with them), the named port is the listen port, and the pod
 /// outlives the shutdown grace period.
 fn wxgate_container(docs: &[Yaml], deployment: &str) -> Config {
-    let pod = &object(docs, "Deployment", deployment)["spec"]["template"]["spec"];
+    let pod = &pod_template(docs, deployment)["spec"];
     assert_eq!(
         pod["securityContext"]["runAsNonRoot"].as_bool(),
         Some(true),
@@ -112,9 +112,25 @@ fn wxgate_container(docs: &[Yaml], deployment: &str) -> Config {
         port["containerPort"].as_i64(),
         Some(i64::from(config.server.listen.port()))
     );
+    // Probes go to the admin listener: liveness to /healthz, readiness to /readyz.
+    let admin = named(&container["ports"], "admin");
+    assert!(config.admin.enabled);
     assert_eq!(
-        text(&container["readinessProbe"]["tcpSocket"]["port"]),
-        "http"
+        admin["containerPort"].as_i64(),
+        Some(i64::from(config.admin.listen.port()))
+    );
+    assert!(
+        config.admin.listen.ip().is_unspecified(),
+        "the kubelet probes the pod IP"
+    );
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!((text(&get["path"]), text(&get["port"])), (path, "admin"));
+    }
+    let annotations = &pod_template(docs, deployment)["metadata"]["annotations"];
+    assert_eq!(
+        text(&annotations["prometheus.io/port"]),
+        config.admin.listen.port().to_string()
     );
     let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
     assert!(
@@ -124,10 +140,21 @@ fn wxgate_container(docs: &[Yaml], deployment: &str) -> Config {
     config
 }
 
+/// A deployment's pod template.
+fn pod_template<'a>(docs: &'a [Yaml], deployment: &str) -> &'a Yaml {
+    &object(docs, "Deployment", deployment)["spec"]["template"]
+}
+
 /// The Service in front of a deployment's wxgate port: `host:port` as other objects address it.
 fn service_address(docs: &[Yaml], service: &str) -> String {
     let service = object(docs, "Service", service);
-    let port = &list(&service["spec"]["ports"])[0];
+    let ports = list(&service["spec"]["ports"]);
+    assert_eq!(
+        ports.len(),
+        1,
+        "only the public port: the admin listener stays in the pod"
+    );
+    let port = &ports[0];
     assert_eq!(text(&port["targetPort"]), "http");
     let namespace = service["metadata"]["namespace"]
         .as_str()
