@@ -20,6 +20,8 @@
 //!   -> add identity and X-Forwarded-* (headers)
 //!   -> forward, streaming, with the body limit (proxy)         unreachable -> 502, slow -> 504
 //! every failure -> GatewayError (error) -> one JSON response builder
+//! every request -> an id (request_id), counted (metrics), one log line; on the state current when
+//! it arrived (state), which SIGHUP swaps (reload)
 //! ```
 //!
 //! # Modules
@@ -27,7 +29,13 @@
 //! | --- | --- |
 //! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
 //! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
-//! | [`server`] | accept loop, TLS handshake, HTTP/1.1 + HTTP/2 connections, limits, graceful shutdown, dispatch |
+//! | [`server`] | accept loop, TLS handshake, HTTP/1.1 + HTTP/2 connections, limits, graceful shutdown; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
+//! | `state` | the running state built from one config, carried over on reload |
+//! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
+//! | `admin` | the admin listener: /metrics, /healthz, /readyz |
+//! | `metrics` | the Prometheus registry and every metric |
+//! | [`request_id`] | X-Request-Id: kept when sane, generated otherwise |
+//! | [`rate_limit`] | token buckets: logins per client IP, per openid per route |
 //! | [`tls`] | rustls: certificates by SNI with hot reload, upstream client TLS |
 //! | `path` | path normalization |
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
@@ -37,8 +45,8 @@
 //! | `forward_auth` | the auth-decision endpoint for ingress controllers |
 //! | `jwks` | `/.well-known/jwks.json` |
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
-//! | `wechat` | the code2session client |
-//! | `login` | the login endpoint |
+//! | `wechat` | the WeChat API client: one retry, circuit breaker (`wechat/breaker.rs`) |
+//! | `login` | the login endpoint; same-code logins share one call (`login/coalesce.rs`) |
 //! | [`session`] | the session store trait: in memory or Redis; sessions (session_key) and revocations |
 //! | `token_lifecycle` | refresh and logout |
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |

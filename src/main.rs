@@ -39,6 +39,11 @@ Endpoints (paths configurable):
   ANY  /auth[/<original path>]  forward-auth check for nginx, Traefik, Envoy     [forward_auth] path
   GET  /.well-known/jwks.json   public keys of RS256/ES256/EdDSA tokens
   every other path              proxied per [[routes]], X-OpenId from a valid bearer token
+Admin listener ([admin] listen, default 127.0.0.1:9090; never the public port):
+  GET  /metrics                 Prometheus text format
+  GET  /healthz  /readyz        liveness; readiness (store reachable, not shutting down)
+Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config file (invalid: refused, the
+running config keeps serving) and the TLS certificates.
 Full reference: README.md and the commented config/wxgate.toml.";
 
 #[derive(Subcommand)]

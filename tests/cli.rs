@@ -90,6 +90,9 @@ fn help_lists_every_subcommand() {
         "/login",
         "/auth",
         "/.well-known/jwks.json",
+        "/metrics",
+        "/readyz",
+        "SIGHUP",
     ] {
         assert!(stdout.contains(subcommand), "{subcommand} in {stdout}");
     }
