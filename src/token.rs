@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Identity;
 use crate::error::GatewayError;
 
+mod cache;
 mod keys;
 pub(crate) use keys::{KeyMaterial, KeySpec, LoadedKey};
 
@@ -62,6 +63,8 @@ pub struct TokenKeys {
     issuer: String,
     audience: Option<String>,
     ttl_secs: u64,
+    /// Tokens already verified with these keys.
+    verified: cache::VerifiedCache,
 }
 
 impl fmt::Debug for TokenKeys {
@@ -177,6 +180,7 @@ impl TokenKeys {
             issuer: settings.issuer.to_string(),
             audience: settings.audience.map(str::to_string),
             ttl_secs: settings.ttl_secs,
+            verified: cache::VerifiedCache::new(),
         })
     }
 
@@ -218,8 +222,15 @@ impl TokenKeys {
     }
 
     /// Verifies a presented token; the error names the reason in words safe to show the client.
+    /// A token verified before is answered from a bounded cache until its `exp` (see
+    /// `token/cache.rs`).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, GatewayError> {
-        self.check(token, None)
+        if let Some(verified) = self.verified.get(token) {
+            return Ok(verified);
+        }
+        let verified = self.check(token, None)?;
+        self.verified.remember(token, &verified);
+        Ok(verified)
     }
 
     /// Verifies a token presented for a refresh: like `verify`, but a token expired less than

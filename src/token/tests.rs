@@ -266,3 +266,37 @@ fn refresh_accepts_a_recently_expired_token_and_carries_the_session() {
         ))
     );
 }
+
+#[test]
+fn verified_tokens_are_remembered_but_only_successes() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let token = keys.issue(&identity(), None).unwrap().token;
+    let first = keys.verify(&token).unwrap();
+    assert_eq!(keys.verified.len(), 1);
+    assert_eq!(
+        keys.verify(&token).unwrap(),
+        first,
+        "the cached answer is the same"
+    );
+    // One changed byte is another token, verified in full and refused.
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    assert!(keys.verify(&tampered).is_err());
+    assert_eq!(keys.verified.len(), 1);
+}
+
+#[test]
+fn a_remembered_token_is_refused_once_it_expires() {
+    let short = TokenSettings {
+        ttl_secs: 1,
+        ..settings()
+    };
+    let key = load(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let keys = TokenKeys::new(short, key, Vec::new()).unwrap();
+    let token = keys.issue(&identity(), None).unwrap().token;
+    assert!(keys.verify(&token).is_ok());
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    assert_eq!(
+        keys.verify(&token),
+        Err(GatewayError::InvalidToken("token expired"))
+    );
+}
