@@ -37,8 +37,13 @@ impl RequestId {
             bytes[..8].copy_from_slice(&count.to_be_bytes());
             bytes[8..].copy_from_slice(&std::process::id().to_be_bytes().repeat(2));
         }
-        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-        RequestId(HeaderValue::from_str(&hex).expect("hex digits are a valid header value"))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        RequestId(HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value"))
     }
 
     /// The id as a header value.

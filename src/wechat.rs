@@ -128,7 +128,6 @@ impl WeChatClient {
                 retry_after_secs: crate::rate_limit::retry_after_secs(wait),
             }
         })?;
-        self.metrics.wechat_circuit_open.set(0);
         let mut outcome = self.attempt(api, &request, &interpret).await;
         if let Err((_, true)) = &outcome {
             self.metrics.count_wechat_retry(api);
