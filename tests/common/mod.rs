@@ -1,7 +1,7 @@
 //! Shared test harness: the gateway started through the same `server::run` as `main`, the mock
 //! WeChat and the echo upstream, all on 127.0.0.1:0, plus a raw HTTP/1.1 client that sends bytes
 //! exactly as written (attack paths must not be normalized by a client library first).
-#![allow(dead_code, unused_imports)] // each test binary uses its own subset
+#![allow(dead_code, unused_imports)] // tests/logs.rs uses only a small part
 
 pub mod external;
 pub mod fake_wechat;

@@ -1,4 +1,4 @@
-"""Makes the decryption test vectors in tests/decrypt.rs with an independent AES implementation
+"""Makes the decryption test vectors in tests/integration/decrypt.rs with an independent AES implementation
 (pyca/cryptography), the way WeChat encrypts user data: AES-128-CBC, PKCS#7, base64.
 
 usage: python3 tests/support/make_decrypt_vectors.py

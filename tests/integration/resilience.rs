@@ -2,13 +2,11 @@
 //! that may have spent the code), a circuit breaker that answers 503 at once while WeChat fails
 //! and lets a probe through to recover, and concurrent logins with one code sharing one call.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_wechat::{FakeWeChat, Mode};
-use common::{Harness, Setup};
+use crate::common::fake_wechat::{FakeWeChat, Mode};
+use crate::common::{Harness, Setup};
 
 async fn gateway_for(fake: &FakeWeChat, wechat: &str) -> Harness {
     Harness::start_with(Setup {
@@ -58,7 +56,7 @@ async fn logins_fail_fast_while_the_breaker_is_open_and_succeed_after_it_recover
     assert_eq!(gateway.login_response("back.3").await.status, 200);
     assert_eq!(fake.calls(), 8);
 
-    let metrics = common::request(gateway.admin_addr, "GET", "/metrics", &[], b"").await;
+    let metrics = crate::common::request(gateway.admin_addr, "GET", "/metrics", &[], b"").await;
     let metrics = metrics.text();
     assert!(
         metrics.contains("wxgate_wechat_circuit_open 0"),
@@ -103,7 +101,7 @@ async fn a_busy_wechat_is_retried_once() {
 #[tokio::test]
 async fn a_connection_error_is_retried_once() {
     // WeChat's address refuses connections at first and comes up during the backoff.
-    let port = common::closed_port().await;
+    let port = crate::common::closed_port().await;
     let gateway = Harness::start_with(Setup {
         api_base: Some(format!("http://{port}")),
         wechat: "retry_backoff_ms = 600".into(),
@@ -113,7 +111,7 @@ async fn a_connection_error_is_retried_once() {
     let addr = gateway.addr;
     let login = tokio::spawn(async move {
         let body = br#"{"code":"late.1"}"#;
-        common::request(
+        crate::common::request(
             addr,
             "POST",
             "/login",

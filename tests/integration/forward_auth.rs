@@ -2,9 +2,7 @@
 //! Envoy ext_authz), and its trust rules: original-request headers count only from
 //! `server.trusted_proxies`, and sources that disagree are judged as a protected path.
 
-mod common;
-
-use common::{request, Harness, Response, Setup};
+use crate::common::{request, Harness, Response, Setup};
 
 /// A gateway that trusts the test client (127.0.0.1) as its proxy, with an extra forward-auth-only
 /// rule (`/docs`, no upstream).

@@ -2,10 +2,8 @@
 //! `error="invalid_token"` before the upstream is contacted; valid tokens from any tool with the
 //! same key and issuer work; each asymmetric algorithm round-trips.
 
-mod common;
-
-use common::tokens::{self, claims, hs256, now, sign, unsigned, with_payload};
-use common::{Harness, Setup};
+use crate::common::tokens::{self, claims, hs256, now, sign, unsigned, with_payload};
+use crate::common::{Harness, Setup};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 
@@ -66,7 +64,7 @@ async fn a_token_signed_with_another_key_is_refused() {
 #[tokio::test]
 async fn another_algorithm_with_the_same_key_is_refused() {
     let gateway = Harness::start().await;
-    let key = EncodingKey::from_secret(common::JWT_SECRET.as_bytes());
+    let key = EncodingKey::from_secret(crate::common::JWT_SECRET.as_bytes());
     for algorithm in [Algorithm::HS384, Algorithm::HS512] {
         let token = sign(algorithm, &claims("o1"), &key);
         assert_refused(&gateway, &token, "algorithm not accepted").await;
@@ -91,7 +89,7 @@ async fn expired_tokens_are_refused_beyond_the_leeway_only() {
 #[tokio::test]
 async fn a_token_without_exp_is_refused() {
     let gateway = Harness::start().await;
-    let token = hs256(&json!({"sub": "o1", "iss": common::ISSUER}));
+    let token = hs256(&json!({"sub": "o1", "iss": crate::common::ISSUER}));
     assert_refused(&gateway, &token, "required claim missing").await;
 }
 
@@ -133,7 +131,7 @@ async fn a_tampered_payload_is_refused() {
 #[tokio::test]
 async fn a_token_without_subject_or_with_garbage_is_refused() {
     let gateway = Harness::start().await;
-    let no_sub = json!({"iss": common::ISSUER, "exp": now() + 600});
+    let no_sub = json!({"iss": crate::common::ISSUER, "exp": now() + 600});
     assert_refused(&gateway, &hs256(&no_sub), "required claim missing").await;
     assert_refused(&gateway, "not-a-jwt", "malformed token").await;
     assert_refused(&gateway, &"a".repeat(9000), "token too large").await;
@@ -144,8 +142,8 @@ async fn audience_is_required_and_checked_when_configured() {
     let gateway = Harness::start_with(Setup {
         jwt: format!(
             "[jwt]\nsecret = \"{}\"\nissuer = \"{}\"\naudience = \"shop\"\n",
-            common::JWT_SECRET,
-            common::ISSUER
+            crate::common::JWT_SECRET,
+            crate::common::ISSUER
         ),
         ..Setup::default()
     })

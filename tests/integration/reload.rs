@@ -3,8 +3,6 @@
 //! serving; with `[reload] watch` a file change is enough. Logs here are JSON lines, and every
 //! one of them must parse.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::process::{signal, wait_exit, wait_listening, wxgate};
+use crate::common::process::{signal, wait_exit, wait_listening, wxgate};
 use wxgate::echo::EchoUpstream;
 use wxgate::mock_wechat::MockWeChat;
 
@@ -42,14 +40,14 @@ impl std::ops::Deref for Running {
 impl Running {
     /// Starts the binary on a config with a /public route and `reload` as its `[reload]` lines.
     async fn start(name: &str, reload: &str) -> Running {
-        let wechat = common::bind().await;
+        let wechat = crate::common::bind().await;
         let wechat_addr = wechat.local_addr().unwrap();
         tokio::spawn(async move {
             MockWeChat::new()
                 .serve(wechat, std::future::pending())
                 .await
         });
-        let echo = common::bind().await;
+        let echo = crate::common::bind().await;
         let echo_addr = echo.local_addr().unwrap();
         tokio::spawn(async move {
             EchoUpstream::new()
@@ -57,9 +55,9 @@ impl Running {
                 .await
         });
         let places = Places {
-            config: common::tls::temp_dir(name).join("wxgate.toml"),
-            addr: common::closed_port().await,
-            admin: common::closed_port().await,
+            config: crate::common::tls::temp_dir(name).join("wxgate.toml"),
+            addr: crate::common::closed_port().await,
+            admin: crate::common::closed_port().await,
             echo: echo_addr,
             wechat: wechat_addr,
         };
@@ -87,7 +85,7 @@ impl Running {
     }
 
     async fn status(&self, path: &str) -> u16 {
-        common::request(self.addr, "GET", path, &[], b"")
+        crate::common::request(self.addr, "GET", path, &[], b"")
             .await
             .status
     }
@@ -186,7 +184,8 @@ auth = "none"
 async fn sighup_adds_a_route_under_load_and_a_broken_config_is_refused_while_the_old_serves() {
     let gateway = Running::start("reload-sighup", "").await;
     assert_eq!(gateway.status("/added/x").await, 404);
-    let load = common::load::SteadyLoad::start(&format!("http://{}/public", gateway.addr), 16);
+    let load =
+        crate::common::load::SteadyLoad::start(&format!("http://{}/public", gateway.addr), 16);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     gateway.write_config("", &gateway.route("/added", "none"));
@@ -216,14 +215,14 @@ async fn sighup_adds_a_route_under_load_and_a_broken_config_is_refused_while_the
     assert!(failures.is_empty(), "failed during reloads: {failures:?}");
     assert!(served >= 50, "steady load: {served}");
 
-    let metrics = common::request(gateway.admin, "GET", "/metrics", &[], b"").await;
+    let metrics = crate::common::request(gateway.admin, "GET", "/metrics", &[], b"").await;
     let metrics = metrics.text();
     assert!(metrics.contains(r#"wxgate_config_reloads_total{result="applied"} 1"#));
     assert!(metrics.contains(r#"wxgate_config_reloads_total{result="refused"} 1"#));
 
     // The request id is a field of the JSON request line.
     let traced = [("X-Request-Id", "json-rid-1")];
-    let response = common::request(gateway.addr, "GET", "/added/y", &traced, b"").await;
+    let response = crate::common::request(gateway.addr, "GET", "/added/y", &traced, b"").await;
     assert_eq!(response.upstream_header("x-request-id"), ["json-rid-1"]);
     let line = gateway.wait_log("json-rid-1").await;
     assert_eq!(line["message"], "request");

@@ -2,14 +2,12 @@
 //! implementation (PyJWT, fetching the JWKS over HTTP), and rotations across gateway generations
 //! (each started with the next config, as an operator would roll it out).
 
-mod common;
-
-use common::tokens::{claims, ec_key, ed_key, jwt_section, temp_file, with_payload};
-use common::{Harness, Setup, ISSUER};
+use crate::common::tokens::{claims, ec_key, ed_key, jwt_section, temp_file, with_payload};
+use crate::common::{Harness, Setup, ISSUER};
 use serde_json::Value;
 
 fn pyjwt_available() -> bool {
-    common::external::available(
+    crate::common::external::available(
         "python3 with PyJWT (pip install 'pyjwt[crypto]')",
         std::process::Command::new("python3").args(["-c", "import jwt, cryptography"]),
     )
@@ -92,7 +90,7 @@ async fn es256_and_eddsa_tokens_verify_with_pyjwt_against_the_published_jwks() {
             continue;
         }
         let mut forged = claims("oMock_mallory");
-        forged["exp"] = (common::tokens::now() + 600).into();
+        forged["exp"] = (crate::common::tokens::now() + 600).into();
         let tampered = with_payload(&token, &forged);
         let verdicts = pyjwt_verify(&gateway, &[&token, &tampered]).await;
         assert_eq!(
@@ -107,7 +105,8 @@ async fn es256_and_eddsa_tokens_verify_with_pyjwt_against_the_published_jwks() {
 async fn hs256_secrets_are_never_published() {
     let gateway = Harness::start().await;
     assert!(jwks(&gateway).await.is_empty());
-    let post = common::request(gateway.addr, "POST", "/.well-known/jwks.json", &[], b"").await;
+    let post =
+        crate::common::request(gateway.addr, "POST", "/.well-known/jwks.json", &[], b"").await;
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
 }

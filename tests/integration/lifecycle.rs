@@ -1,16 +1,14 @@
 //! Graceful shutdown: in-flight requests finish, new connections are refused, `run` returns.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Harness, Setup};
+use crate::common::{Harness, Setup};
 use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_then_returns() {
-    let (slow, received) = common::slow_upstream(Duration::from_millis(600)).await;
+    let (slow, received) = crate::common::slow_upstream(Duration::from_millis(600)).await;
     let mut gateway = Harness::start_with(Setup {
         extra_routes: format!(
             "[[routes]]\nprefix = \"/work\"\nupstream = \"http://{slow}\"\nauth = \"none\"\ntimeout_ms = 5000\n"
@@ -20,7 +18,9 @@ async fn shutdown_lets_in_flight_requests_finish_then_returns() {
     .await;
     let addr = gateway.addr;
     let in_flight =
-        tokio::spawn(async move { common::request(addr, "GET", "/work/long", &[], b"").await });
+        tokio::spawn(
+            async move { crate::common::request(addr, "GET", "/work/long", &[], b"").await },
+        );
     while received.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -99,10 +99,12 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
         .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n\r\n")
         .await
         .unwrap();
-    common::raw_http::read_echo_response(&mut holder).await;
+    crate::common::raw_http::read_echo_response(&mut holder).await;
     let addr = gateway.addr;
     let waiting =
-        tokio::spawn(async move { common::request(addr, "GET", "/public/x", &[], b"").await });
+        tokio::spawn(
+            async move { crate::common::request(addr, "GET", "/public/x", &[], b"").await },
+        );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !waiting.is_finished(),
@@ -118,7 +120,7 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_during_steady_load_fails_no_request() {
-    let (slow, _) = common::slow_upstream(Duration::from_millis(100)).await;
+    let (slow, _) = crate::common::slow_upstream(Duration::from_millis(100)).await;
     let mut gateway = Harness::start_with(Setup {
         extra_routes: format!(
             "[[routes]]\nprefix = \"/work\"\nupstream = \"http://{slow}\"\nauth = \"none\"\n"
@@ -126,7 +128,7 @@ async fn shutdown_during_steady_load_fails_no_request() {
         ..Setup::default()
     })
     .await;
-    let load = common::load::SteadyLoad::start(&format!("http://{}/work", gateway.addr), 32);
+    let load = crate::common::load::SteadyLoad::start(&format!("http://{}/work", gateway.addr), 32);
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Clients issue nothing new from here on; everything already sent must complete.
     load.stop_sending();
@@ -148,38 +150,39 @@ async fn request_heads_over_the_limit_are_431() {
     })
     .await;
     let big = "a".repeat(20_000);
-    let response = common::request(gateway.addr, "GET", "/public/x", &[("X-Big", &big)], b"").await;
+    let response =
+        crate::common::request(gateway.addr, "GET", "/public/x", &[("X-Big", &big)], b"").await;
     assert_eq!(response.status, 431);
     let fits = "a".repeat(8_000);
     let response =
-        common::request(gateway.addr, "GET", "/public/x", &[("X-Fits", &fits)], b"").await;
+        crate::common::request(gateway.addr, "GET", "/public/x", &[("X-Fits", &fits)], b"").await;
     assert_eq!(response.status, 200);
     assert_eq!(gateway.echo.requests(), 1);
 }
 
 #[tokio::test]
 async fn the_redirect_listener_sends_every_request_to_https() {
-    let listener = common::bind().await;
+    let listener = crate::common::bind().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(wxgate::server::redirect_to_https(
         listener,
         8443,
         std::future::pending(),
     ));
-    let response = common::request(addr, "POST", "/api/x?a=1", &[], b"{}").await;
+    let response = crate::common::request(addr, "POST", "/api/x?a=1", &[], b"{}").await;
     assert_eq!(response.status, 308);
     assert_eq!(
         response.header("location"),
         Some("https://gateway.test:8443/api/x?a=1")
     );
-    let listener = common::bind().await;
+    let listener = crate::common::bind().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(wxgate::server::redirect_to_https(
         listener,
         443,
         std::future::pending(),
     ));
-    let response = common::request(addr, "GET", "/", &[], b"").await;
+    let response = crate::common::request(addr, "GET", "/", &[], b"").await;
     assert_eq!(response.header("location"), Some("https://gateway.test/"));
 }
 
@@ -196,7 +199,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
         .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n\r\n")
         .await
         .unwrap();
-    common::raw_http::read_echo_response(&mut connection).await;
+    crate::common::raw_http::read_echo_response(&mut connection).await;
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
     let closed =

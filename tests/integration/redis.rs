@@ -3,12 +3,10 @@
 //! Redis outage is handled per `session.on_store_error`. Skips (saying why) without redis-server,
 //! unless WXGATE_REQUIRE_EXTERNAL=1.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
-use common::{Harness, Setup};
+use crate::common::redis::RedisServer;
+use crate::common::{Harness, Setup};
 
 async fn replica(redis: &RedisServer, policy: &str) -> Harness {
     Harness::start_with(Setup {

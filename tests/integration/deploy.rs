@@ -2,8 +2,6 @@
 //! variables, timeouts) agrees with the wxgate config it ships with, loaded by wxgate's own config
 //! loader. A drifting port or a renamed header fails here, not in a cluster.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -447,9 +445,9 @@ fn systemd_unit_matches_its_config() {
     assert_ne!(setting("User"), "root");
 
     // The config, with its certificate paths pointed at a real test certificate.
-    let dir = common::tls::temp_dir("systemd");
+    let dir = crate::common::tls::temp_dir("systemd");
     let ca = wxgate::tls::dev::DevCa::new("deploy test CA").unwrap();
-    let (cert, key) = common::tls::write_cert(
+    let (cert, key) = crate::common::tls::write_cert(
         &ca,
         &dir,
         "host",

@@ -2,9 +2,7 @@
 //! `X-Forwarded-*` and `X-Original-*` are ignored: forward-auth judges the request as a protected
 //! path and the proxy writes the forwarding headers from the connection alone.
 
-mod common;
-
-use common::{request, Harness, Setup};
+use crate::common::{request, Harness, Setup};
 
 /// Trusts a network the test client (127.0.0.1) is not in.
 async fn with_loopback_untrusted() -> Harness {

@@ -1,10 +1,8 @@
 //! Several mini-programs behind one gateway: `[wechat.apps.NAME]`, the app chosen by the login
 //! body or path, tokens carrying their appid, and routes restricted to some apps.
 
-mod common;
-
-use common::tokens::payload;
-use common::{request, Harness, Setup, APPID};
+use crate::common::tokens::payload;
+use crate::common::{request, Harness, Setup, APPID};
 
 const SHOP_APPID: &str = "wxtest0000000002";
 
@@ -19,12 +17,12 @@ async fn two_apps() -> Harness {
     .await
 }
 
-async fn login_json(gateway: &Harness, path: &str, body: &str) -> common::Response {
+async fn login_json(gateway: &Harness, path: &str, body: &str) -> crate::common::Response {
     let json = [("Content-Type", "application/json")];
     request(gateway.addr, "POST", path, &json, body.as_bytes()).await
 }
 
-fn token(response: &common::Response) -> String {
+fn token(response: &crate::common::Response) -> String {
     assert_eq!(response.status, 200, "{}", response.text());
     response.json()["token"].as_str().unwrap().to_string()
 }

@@ -1,10 +1,8 @@
 //! `POST /wx/phone` and the access_token behind it: one stable_token fetch for many concurrent
 //! callers, one for two replicas sharing Redis, and a stale token fetched again exactly once.
 
-mod common;
-
-use common::redis::RedisServer;
-use common::{request, Harness, Response, Setup};
+use crate::common::redis::RedisServer;
+use crate::common::{request, Harness, Response, Setup};
 use wxgate::mock_wechat::MOCK_PHONE;
 
 async fn phone(gateway: &Harness, token: &str, code: &str) -> Response {

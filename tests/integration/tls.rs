@@ -1,16 +1,14 @@
 //! TLS termination with a real rustls client trusting a test CA: ALPN, key types, SNI, hot
 //! reload, handshake timeout, and https upstreams behind a private CA.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::raw_http::echoed_header;
-use common::tls::{https_get, leaf_of, temp_dir, tls_section, write_cert};
-use common::tokens::{claims, hs256};
-use common::{Harness, Setup};
+use crate::common::raw_http::echoed_header;
+use crate::common::tls::{https_get, leaf_of, temp_dir, tls_section, write_cert};
+use crate::common::tokens::{claims, hs256};
+use crate::common::{Harness, Setup};
 use wxgate::tls::dev::{DevCa, KeyType};
 
 fn tls_setup(section: String) -> Setup {

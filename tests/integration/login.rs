@@ -1,9 +1,7 @@
 //! The login endpoint over real sockets: success in both encodings, every WeChat error class, and
 //! bad requests that never reach WeChat.
 
-mod common;
-
-use common::{request, tokens, Harness, Setup};
+use crate::common::{request, tokens, Harness, Setup};
 
 /// Extra request header lines.
 type Headers<'a> = [(&'a str, &'a str)];
@@ -35,8 +33,8 @@ async fn json_login_returns_a_bearer_token_and_keeps_the_session_key() {
     let claims = tokens::payload(token);
     assert_eq!(claims["sub"], "oMock_alice");
     assert_eq!(claims["unionid"], "uMock_alice");
-    assert_eq!(claims["appid"], common::APPID);
-    assert_eq!(claims["iss"], common::ISSUER);
+    assert_eq!(claims["appid"], crate::common::APPID);
+    assert_eq!(claims["iss"], crate::common::ISSUER);
     assert!(claims["jti"].as_str().is_some_and(|jti| jti.len() == 32));
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
@@ -120,7 +118,7 @@ async fn wrong_app_credentials_are_a_502_naming_the_misconfiguration() {
 
 #[tokio::test]
 async fn unreachable_wechat_is_502_and_slow_wechat_is_504() {
-    let closed = common::closed_port().await;
+    let closed = crate::common::closed_port().await;
     let gateway = Harness::start_with(Setup {
         api_base: Some(format!("http://{closed}")),
         ..Setup::default()

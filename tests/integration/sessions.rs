@@ -1,10 +1,8 @@
 //! Token lifecycle with the default in-memory store: refresh of a live session (also shortly after
 //! expiry), logout revoking the token and its login, and what is refused afterwards.
 
-mod common;
-
-use common::tokens::{claims, hs256, now, payload};
-use common::{request, Harness, Response};
+use crate::common::tokens::{claims, hs256, now, payload};
+use crate::common::{request, Harness, Response};
 
 fn token_of(response: &Response) -> String {
     assert_eq!(response.status, 200, "{}", response.text());

@@ -2,14 +2,12 @@
 //! configured query parameter, removed before forwarding), identity headers are set on it, then
 //! messages flow both ways; refused upgrades never reach the upstream.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::tokens::{claims, hs256};
-use common::ws::ws_echo_upstream;
-use common::{Harness, Setup};
+use crate::common::tokens::{claims, hs256};
+use crate::common::ws::ws_echo_upstream;
+use crate::common::{Harness, Setup};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -104,7 +102,7 @@ async fn upgrades_without_a_valid_token_are_refused_before_the_upstream() {
     );
     let expired = {
         let mut expired = claims("o1");
-        expired["exp"] = serde_json::json!(common::tokens::now() - 600);
+        expired["exp"] = serde_json::json!(crate::common::tokens::now() - 600);
         format!("Bearer {}", hs256(&expired))
     };
     assert_eq!(

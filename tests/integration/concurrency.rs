@@ -1,10 +1,8 @@
 //! Hundreds of simultaneous requests from different users: each upstream request carries its own
 //! user's openid, never another's.
 
-mod common;
-
-use common::tokens::{claims, hs256};
-use common::{Harness, Setup};
+use crate::common::tokens::{claims, hs256};
+use crate::common::{Harness, Setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_concurrent_request_carries_its_own_users_openid() {

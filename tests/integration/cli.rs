@@ -1,8 +1,6 @@
 //! The `wxgate` binary as users run it: `check`, `--help`, `demo` and `run` with SIGTERM.
 
-mod common;
-
-use common::process::{wait_exit, wxgate};
+use crate::common::process::{wait_exit, wxgate};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -113,7 +111,7 @@ fn spawn_with_first_line(mut command: Command) -> (Child, String) {
 }
 
 fn sigterm(child: &Child) {
-    common::process::signal(child, "TERM");
+    crate::common::process::signal(child, "TERM");
 }
 
 #[tokio::test]
@@ -127,7 +125,7 @@ async fn demo_runs_the_readme_flow_and_exits_zero_on_sigterm() {
     let address: std::net::SocketAddr = address.parse().unwrap();
 
     let body = br#"{"code":"alice.1"}"#;
-    let login = common::request(
+    let login = crate::common::request(
         address,
         "POST",
         "/login",
@@ -138,7 +136,7 @@ async fn demo_runs_the_readme_flow_and_exits_zero_on_sigterm() {
     assert_eq!(login.status, 200);
     let token = login.json()["token"].as_str().unwrap().to_string();
     let authorization = format!("Bearer {token}");
-    let echoed = common::request(
+    let echoed = crate::common::request(
         address,
         "GET",
         "/api/hello",
@@ -148,12 +146,12 @@ async fn demo_runs_the_readme_flow_and_exits_zero_on_sigterm() {
     .await;
     assert_eq!(echoed.upstream_header("x-openid"), ["oMock_alice"]);
     assert_eq!(
-        common::request(address, "GET", "/api/hello", &[], b"")
+        crate::common::request(address, "GET", "/api/hello", &[], b"")
             .await
             .status,
         401
     );
-    let public = common::request(
+    let public = crate::common::request(
         address,
         "GET",
         "/public/hello",
@@ -186,7 +184,7 @@ async fn run_serves_with_a_mock_wechat_process_and_exits_zero_on_sigterm() {
         .next()
         .unwrap()
         .to_string();
-    let port = common::closed_port().await;
+    let port = crate::common::closed_port().await;
     let gateway = wxgate(&["run", "--config", EXAMPLE_CONFIG])
         .env("WXGATE_WECHAT__SECRET", APP_SECRET)
         .env("WXGATE_JWT__SECRET", JWT_SECRET)
@@ -201,7 +199,7 @@ async fn run_serves_with_a_mock_wechat_process_and_exits_zero_on_sigterm() {
         if tokio::net::TcpStream::connect(port).await.is_ok() {
             let body = br#"{"code":"kim.1"}"#;
             login = Some(
-                common::request(
+                crate::common::request(
                     port,
                     "POST",
                     "/login",
@@ -226,8 +224,8 @@ async fn run_serves_with_a_mock_wechat_process_and_exits_zero_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_during_steady_load_fails_no_request_and_exits_zero() {
-    let (slow, _) = common::slow_upstream(Duration::from_millis(150)).await;
-    let port = common::closed_port().await;
+    let (slow, _) = crate::common::slow_upstream(Duration::from_millis(150)).await;
+    let port = crate::common::closed_port().await;
     let gateway = wxgate(&["run", "--config", EXAMPLE_CONFIG])
         .env("WXGATE_WECHAT__SECRET", APP_SECRET)
         .env("WXGATE_JWT__SECRET", JWT_SECRET)
@@ -243,7 +241,7 @@ async fn sigterm_during_steady_load_fails_no_request_and_exits_zero() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let load = common::load::SteadyLoad::start(&format!("http://{port}/public"), 24);
+    let load = crate::common::load::SteadyLoad::start(&format!("http://{port}/public"), 24);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // The load balancer has stopped sending: nothing new from here on, and then the SIGTERM.
     load.stop_sending();

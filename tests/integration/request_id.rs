@@ -2,9 +2,7 @@
 //! fresh one; the same id reaches the upstream (once, whatever spellings the client sent) and
 //! comes back on the response, errors included.
 
-mod common;
-
-use common::Harness;
+use crate::common::Harness;
 
 #[tokio::test]
 async fn a_sane_client_id_goes_upstream_and_comes_back() {

@@ -1,9 +1,7 @@
 //! Path confusion over real sockets: the path that picks the route and its auth mode is the path
 //! the upstream receives, and what cannot be normalized safely is a 400 that reaches no upstream.
 
-mod common;
-
-use common::Harness;
+use crate::common::Harness;
 
 #[tokio::test]
 async fn traversal_out_of_a_public_prefix_is_judged_as_the_target_path() {
@@ -78,7 +76,7 @@ async fn segment_parameters_are_judged_by_their_segment() {
 #[tokio::test]
 async fn the_login_path_is_matched_after_normalization() {
     let gateway = Harness::start().await;
-    let response = common::request(
+    let response = crate::common::request(
         gateway.addr,
         "POST",
         "/public/../login",

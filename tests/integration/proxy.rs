@@ -1,10 +1,8 @@
 //! Forwarding over real sockets: identity headers, hop-by-hop rules, what passes both ways,
 //! bodies, limits and upstream failures, asserting what the upstream actually received.
 
-mod common;
-
-use common::tokens::{claims, hs256};
-use common::{request, send_raw, Harness, Setup};
+use crate::common::tokens::{claims, hs256};
+use crate::common::{request, send_raw, Harness, Setup};
 use sha2::{Digest, Sha256};
 
 const SPOOFS: [(&str, &str); 6] = [
@@ -17,7 +15,7 @@ const SPOOFS: [(&str, &str); 6] = [
 ];
 
 /// Every header name the upstream received that spells an identity header.
-fn identity_headers(response: &common::Response) -> Vec<(String, Vec<String>)> {
+fn identity_headers(response: &crate::common::Response) -> Vec<(String, Vec<String>)> {
     let json = response.json();
     json["headers"]
         .as_object()
@@ -303,7 +301,7 @@ async fn no_route_is_404_and_required_without_token_is_401() {
 #[tokio::test]
 async fn strip_prefix_base_path_and_preserve_host() {
     let echo = wxgate::echo::EchoUpstream::new();
-    let listener = common::bind().await;
+    let listener = crate::common::bind().await;
     let echo_addr = listener.local_addr().unwrap();
     let serving = echo.clone();
     tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });

@@ -2,14 +2,12 @@
 //! `deploy/nginx/wxgate.conf`, with only its addresses swapped for the test's ports. Skips (saying
 //! why) when nginx is missing, unless WXGATE_REQUIRE_EXTERNAL=1, where that fails the test.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{request, Harness, Response, Setup};
+use crate::common::{request, Harness, Response, Setup};
 
 /// The nginx binary: on PATH, or where Debian puts it (not on a normal user's PATH).
 fn nginx_binary() -> Option<PathBuf> {
@@ -22,7 +20,7 @@ fn nginx_binary() -> Option<PathBuf> {
             .is_ok_and(|status| status.success())
     });
     let probe = found.clone().unwrap_or_else(|| PathBuf::from("nginx"));
-    common::external::available(
+    crate::common::external::available(
         "nginx (Debian package nginx-light)",
         Command::new(probe).arg("-v"),
     )
@@ -62,9 +60,9 @@ fn shipped_config(gateway: SocketAddr, app: SocketAddr, listen: SocketAddr) -> S
 }
 
 async fn start_nginx(binary: &Path, gateway: &Harness) -> Nginx {
-    let dir = common::tls::temp_dir("nginx");
+    let dir = crate::common::tls::temp_dir("nginx");
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    let addr = common::closed_port().await;
+    let addr = crate::common::closed_port().await;
     std::fs::write(
         dir.join("wxgate.conf"),
         shipped_config(gateway.addr, gateway.echo_addr, addr),

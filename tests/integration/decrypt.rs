@@ -2,10 +2,8 @@
 //! sample key, and data encrypted for it by an independent AES implementation
 //! (`tests/support/make_decrypt_vectors.py`).
 
-mod common;
-
-use common::tokens::{claims, hs256};
-use common::{request, Harness, Response, APPID};
+use crate::common::tokens::{claims, hs256};
+use crate::common::{request, Harness, Response, APPID};
 use serde_json::json;
 use wxgate::mock_wechat::SAMPLE_SESSION_KEY;
 

@@ -2,15 +2,13 @@
 //! a development CA written by `wxgate gen-cert`. Skips (saying why) when curl is missing, unless
 //! WXGATE_REQUIRE_EXTERNAL=1, where a missing curl fails the test.
 
-mod common;
-
 use std::process::Command;
 
-use common::tokens::{claims, hs256};
-use common::{Harness, Setup};
+use crate::common::tokens::{claims, hs256};
+use crate::common::{Harness, Setup};
 
 fn curl_available() -> bool {
-    common::external::available("curl", Command::new("curl").arg("--version"))
+    crate::common::external::available("curl", Command::new("curl").arg("--version"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +16,7 @@ async fn curl_reaches_the_upstream_over_http2_and_http1_with_the_gen_cert_ca() {
     if !curl_available() {
         return;
     }
-    let dir = common::tls::temp_dir("curl");
+    let dir = crate::common::tls::temp_dir("curl");
     let output = Command::new(env!("CARGO_BIN_EXE_wxgate"))
         .args([
             "gen-cert",
@@ -35,7 +33,11 @@ async fn curl_reaches_the_upstream_over_http2_and_http1_with_the_gen_cert_ca() {
         String::from_utf8_lossy(&output.stderr)
     );
     let gateway = Harness::start_with(Setup {
-        server: common::tls::tls_section(&dir.join("server.pem"), &dir.join("server-key.pem"), ""),
+        server: crate::common::tls::tls_section(
+            &dir.join("server.pem"),
+            &dir.join("server-key.pem"),
+            "",
+        ),
         ..Setup::default()
     })
     .await;

@@ -1,12 +1,10 @@
 //! The admin listener: /metrics read by the Prometheus project's own parser with the counters
 //! moving as requests are made, /healthz and /readyz, and none of it on the public listener.
 
-mod common;
-
 use std::time::Duration;
 
-use common::metrics::{parser_available, Scrape};
-use common::{Harness, Setup};
+use crate::common::metrics::{parser_available, Scrape};
+use crate::common::{Harness, Setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
@@ -126,7 +124,7 @@ async fn session_store_errors_are_counted_and_make_the_gateway_unready() {
     if !parser_available() {
         return;
     }
-    let closed = common::closed_port().await;
+    let closed = crate::common::closed_port().await;
     let gateway = Harness::start_with(Setup {
         sections: format!(
             "[session]\nstore = \"redis\"\nredis_url = \"redis://{closed}\"\nredis_timeout_ms = 300\n"
@@ -135,13 +133,13 @@ async fn session_store_errors_are_counted_and_make_the_gateway_unready() {
     })
     .await;
     assert_eq!(gateway.login_response("bob.1").await.status, 503);
-    let ready = common::request(gateway.admin_addr, "GET", "/readyz", &[], b"").await;
+    let ready = crate::common::request(gateway.admin_addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 503);
     let checks = &ready.json()["checks"];
     assert_eq!(checks["config"], "ok");
     assert_eq!(checks["listener"], "ok");
     assert_ne!(checks["session_store"], "ok");
-    let healthy = common::request(gateway.admin_addr, "GET", "/healthz", &[], b"").await;
+    let healthy = crate::common::request(gateway.admin_addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(healthy.status, 200, "alive, if not ready");
     let scrape = Scrape::of(gateway.admin_addr).await;
     assert!(scrape.value("wxgate_session_store_errors_total", &[]) >= 2.0);
@@ -149,7 +147,7 @@ async fn session_store_errors_are_counted_and_make_the_gateway_unready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_until_shutdown_begins_then_unready_while_draining() {
-    let (slow, _) = common::slow_upstream(Duration::from_secs(2)).await;
+    let (slow, _) = crate::common::slow_upstream(Duration::from_secs(2)).await;
     let mut gateway = Harness::start_with(Setup {
         extra_routes: format!(
             "[[routes]]\nprefix = \"/drain\"\nupstream = \"http://{slow}\"\nauth = \"none\"\ntimeout_ms = 5000\n"
@@ -158,11 +156,11 @@ async fn ready_until_shutdown_begins_then_unready_while_draining() {
     })
     .await;
     let admin = gateway.admin_addr;
-    let ready = common::request(admin, "GET", "/readyz", &[], b"").await;
+    let ready = crate::common::request(admin, "GET", "/readyz", &[], b"").await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert_eq!(ready.json()["status"], "ready");
     assert_eq!(
-        common::request(admin, "POST", "/readyz", &[], b"")
+        crate::common::request(admin, "POST", "/readyz", &[], b"")
             .await
             .status,
         405
@@ -170,12 +168,14 @@ async fn ready_until_shutdown_begins_then_unready_while_draining() {
 
     let addr = gateway.addr;
     let in_flight =
-        tokio::spawn(async move { common::request(addr, "GET", "/drain/x", &[], b"").await });
+        tokio::spawn(
+            async move { crate::common::request(addr, "GET", "/drain/x", &[], b"").await },
+        );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let server = gateway.begin_shutdown();
     let mut draining = None;
     for _ in 0..40 {
-        let answer = common::request(admin, "GET", "/readyz", &[], b"").await;
+        let answer = crate::common::request(admin, "GET", "/readyz", &[], b"").await;
         if answer.status == 503 {
             draining = Some(answer);
             break;

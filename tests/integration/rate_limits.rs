@@ -2,16 +2,14 @@
 //! a trusted proxy) and per openid on a route; 429 with Retry-After once the bucket is empty, and
 //! WeChat never asked for a refused login.
 
-mod common;
-
-use common::{Harness, Setup};
+use crate::common::{Harness, Setup};
 
 /// Two logins at once, then one every 10 seconds.
 const LOGIN_LIMIT: &str = "[login.rate_limit]\nper_minute = 6\nburst = 2\n";
 
-async fn login_from(gateway: &Harness, code: &str, forwarded_for: &str) -> common::Response {
+async fn login_from(gateway: &Harness, code: &str, forwarded_for: &str) -> crate::common::Response {
     let body = serde_json::json!({ "code": code }).to_string();
-    common::request(
+    crate::common::request(
         gateway.addr,
         "POST",
         "/login",

@@ -1,0 +1,33 @@
+//! Every integration test in one binary: each module below is one area of the gateway, driven over
+//! real loopback sockets (see `common`). One binary instead of one per file keeps a clean build's
+//! link time and disk use down; `tests/logs.rs` stays separate because it installs the process-wide
+//! log subscriber.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod apps;
+mod cli;
+mod concurrency;
+mod curl;
+mod decrypt;
+mod deploy;
+mod forward_auth;
+mod jwks;
+mod lifecycle;
+mod login;
+mod metrics;
+mod nginx;
+mod paths;
+mod phone;
+mod proxy;
+mod rate_limits;
+mod redis;
+mod reload;
+mod request_id;
+mod resilience;
+mod sessions;
+mod tls;
+mod tokens;
+mod trusted_proxies;
+mod websocket;
