@@ -54,7 +54,7 @@ const GATEWAY_OWNED: [&str; 13] = [
 ];
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -83,7 +83,7 @@ pub(crate) fn is_gateway_owned(name: &HeaderName) -> bool {
 }
 
 /// Removes every client-supplied gateway-owned header.
-pub(crate) fn remove_gateway_owned(headers: &mut HeaderMap) {
+pub fn remove_gateway_owned(headers: &mut HeaderMap) {
     let owned: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_gateway_owned(name))
@@ -96,7 +96,7 @@ pub(crate) fn remove_gateway_owned(headers: &mut HeaderMap) {
 
 /// Adds the authenticated identity. Values come from a verified token; one that cannot be a header
 /// value is skipped rather than forwarded mangled.
-pub(crate) fn set_identity(headers: &mut HeaderMap, identity: &Identity) {
+pub fn set_identity(headers: &mut HeaderMap, identity: &Identity) {
     if let Ok(value) = HeaderValue::from_str(&identity.openid) {
         headers.insert(X_OPENID, value);
     }
@@ -108,7 +108,7 @@ pub(crate) fn set_identity(headers: &mut HeaderMap, identity: &Identity) {
 /// What a trusted proxy in front of the gateway said about the original request, read after the
 /// hop-by-hop headers are gone and before the gateway-owned ones are stripped.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct ProxyForwarding {
+pub struct ProxyForwarding {
     /// The `X-Forwarded-For` chain so far, all values joined.
     chain: Option<String>,
     /// `X-Forwarded-Proto`, when it is exactly `http` or `https`.
@@ -120,7 +120,7 @@ pub(crate) struct ProxyForwarding {
 impl ProxyForwarding {
     /// Reads the forwarding headers a trusted proxy set (exact names only: a `_` spelling is not
     /// what a proxy writes).
-    pub(crate) fn read(headers: &HeaderMap) -> Self {
+    pub fn read(headers: &HeaderMap) -> Self {
         let chain: Vec<&str> = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
@@ -154,7 +154,7 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderVal
 /// Adds `X-Forwarded-For/-Proto/-Host` describing the client connection. Behind a trusted proxy
 /// (`from_proxy`), the peer is appended to the proxy's chain and the proxy's scheme and host are
 /// kept; otherwise the peer is the whole chain.
-pub(crate) fn set_forwarding(
+pub fn set_forwarding(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
     proto: &'static str,

@@ -37,7 +37,7 @@
 //! | [`request_id`] | X-Request-Id: kept when sane, generated otherwise |
 //! | [`rate_limit`] | token buckets: logins per client IP, per openid per route |
 //! | [`tls`] | rustls: certificates by SNI with hot reload, upstream client TLS |
-//! | `path` | path normalization |
+//! | [`path`] | path normalization |
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
 //! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers |
 //! | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm |
@@ -76,7 +76,7 @@ pub mod logging;
 mod login;
 mod metrics;
 pub mod mock_wechat;
-mod path;
+pub mod path;
 mod phone;
 mod proxy;
 pub mod rate_limit;

@@ -11,7 +11,7 @@
 use crate::error::GatewayError;
 
 /// Normalizes a request path (without its query); see the module documentation.
-pub(crate) fn normalize(raw: &str) -> Result<String, GatewayError> {
+pub fn normalize(raw: &str) -> Result<String, GatewayError> {
     if !raw.starts_with('/') {
         return Err(GatewayError::InvalidPath("the path must start with '/'"));
     }

@@ -113,21 +113,21 @@ impl Route {
     }
 }
 
-/// All routes, longest prefix first.
+/// All routes, longest prefix first: what picks the route of a request.
 #[derive(Debug)]
-pub(crate) struct RouteTable {
+pub struct RouteTable {
     routes: Vec<Route>,
 }
 
 impl RouteTable {
     /// Orders the routes so that the first match is the longest prefix.
-    pub(crate) fn new(mut routes: Vec<Route>) -> Self {
+    pub fn new(mut routes: Vec<Route>) -> Self {
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix_segments().count()));
         RouteTable { routes }
     }
 
     /// The route for a normalized path, if any.
-    pub(crate) fn find(&self, path: &str) -> Option<&Route> {
+    pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|route| route.matches(path))
     }
 }
