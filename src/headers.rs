@@ -7,7 +7,12 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use std::io::Write as _;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 
 use crate::auth::Identity;
 
@@ -21,16 +26,16 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1, plus the
 /// non-standard `proxy-connection` and `keep-alive`).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Headers whose value upstreams trust because the gateway sets them: identity, forwarding
@@ -53,20 +58,25 @@ const GATEWAY_OWNED: [&str; 13] = [
     "x-request-id",
 ];
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names.
+/// Removes hop-by-hop headers, including every header the `Connection` header names. Touches the
+/// map only for names it holds: most requests carry none of them.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 
@@ -84,6 +94,9 @@ pub(crate) fn is_gateway_owned(name: &HeaderName) -> bool {
 
 /// Removes every client-supplied gateway-owned header.
 pub fn remove_gateway_owned(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_gateway_owned) {
+        return;
+    }
     let owned: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_gateway_owned(name))
@@ -162,11 +175,23 @@ pub fn set_forwarding(
     from_proxy: Option<ProxyForwarding>,
 ) {
     let from_proxy = from_proxy.unwrap_or_default();
-    let chain = match from_proxy.chain {
-        Some(chain) => format!("{chain}, {client_ip}"),
-        None => client_ip.to_string(),
+    // The common case (no proxy chain) is formatted on the stack: one allocation, the value's.
+    let mut text = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    let written = match &from_proxy.chain {
+        Some(chain) => write!(cursor, "{chain}, {client_ip}"),
+        None => write!(cursor, "{client_ip}"),
     };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
+    let length = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+    let value = match written {
+        Ok(()) => HeaderValue::from_bytes(&text[..length]),
+        // A chain longer than the stack buffer.
+        Err(_) => HeaderValue::from_str(&format!(
+            "{}, {client_ip}",
+            from_proxy.chain.as_deref().unwrap_or_default()
+        )),
+    };
+    if let Ok(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
     }
     let proto = from_proxy

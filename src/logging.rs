@@ -5,8 +5,88 @@
 //! whole request URLs at debug level, and the code2session URL carries the AppSecret) stay silent
 //! at every level.
 
+use std::io::{BufWriter, Stderr, Write};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+/// Longest a log line waits in memory before it is written out.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Bytes of log lines gathered before they are written out at once.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The gateway's log output: stderr, written in batches. A busy gateway would otherwise make one
+/// write system call per request for its request line; here lines gather in a buffer that is
+/// written out when it is full, at least every 100 ms by a small flusher thread, and whenever a
+/// handle is dropped (so the lines of a clean exit are all out). Lines are never split nor
+/// interleaved: each is appended whole under the lock.
+#[derive(Clone)]
+pub struct BatchedStderr {
+    buffer: Arc<Mutex<BufWriter<Stderr>>>,
+}
+
+impl BatchedStderr {
+    /// Starts the flusher thread, which ends once every handle is gone.
+    pub fn start() -> BatchedStderr {
+        let buffer = Arc::new(Mutex::new(BufWriter::with_capacity(
+            BATCH_BYTES,
+            std::io::stderr(),
+        )));
+        let weak: Weak<Mutex<BufWriter<Stderr>>> = Arc::downgrade(&buffer);
+        let flusher = std::thread::Builder::new()
+            .name("wxgate-log-flush".into())
+            .spawn(move || loop {
+                std::thread::sleep(FLUSH_EVERY);
+                let Some(buffer) = weak.upgrade() else { return };
+                let _ = lock(&buffer).flush();
+            });
+        if flusher.is_err() {
+            // Without the thread, lines still go out whenever the buffer fills and at exit;
+            // write through instead so none waits indefinitely.
+            return BatchedStderr {
+                buffer: Arc::new(Mutex::new(BufWriter::with_capacity(0, std::io::stderr()))),
+            };
+        }
+        BatchedStderr { buffer }
+    }
+}
+
+impl Drop for BatchedStderr {
+    /// Writes out what is buffered: the installed subscriber keeps its handle forever, so the
+    /// caller's handle going away is what marks the end.
+    fn drop(&mut self) {
+        let _ = lock(&self.buffer).flush();
+    }
+}
+
+/// The buffer, even if a thread panicked while holding it (a log line is not worth a crash).
+fn lock(buffer: &Mutex<BufWriter<Stderr>>) -> MutexGuard<'_, BufWriter<Stderr>> {
+    buffer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One event's access to the buffer: the formatter writes the whole line while holding it.
+pub struct BatchedLine<'a>(MutexGuard<'a, BufWriter<Stderr>>);
+
+impl Write for BatchedLine<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Flushing is the flusher thread's job; a per-line flush would undo the batching.
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchedStderr {
+    type Writer = BatchedLine<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        BatchedLine(lock(&self.buffer))
+    }
+}
 
 /// Checks a filter directive such as `info` or `wxgate=debug,hyper=warn`.
 pub fn parse_filter(directives: &str) -> Result<EnvFilter, String> {

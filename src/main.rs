@@ -160,7 +160,10 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(format!("invalid config: {error}")),
     };
-    if let Err(error) = wxgate::logging::init(&config.log.level, config.log.format, std::io::stderr)
+    // Held to the end of the function: its drop writes out the last log lines.
+    let log_output = wxgate::logging::BatchedStderr::start();
+    if let Err(error) =
+        wxgate::logging::init(&config.log.level, config.log.format, log_output.clone())
     {
         eprintln!("wxgate: logging not set up: {error}");
     }
