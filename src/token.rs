@@ -6,6 +6,8 @@
 //! algorithm and HS/RS key confusion are refused), `exp` is present and not
 //! passed, `nbf` (if present) has passed, `iss` equals the configured issuer, `aud` matches when an
 //! audience is configured, and `sub` (the openid) is present. Leeway applies to the time checks.
+//! A header with `crit` extensions or encryption parameters (`enc`, `zip`) is refused; `jku`,
+//! `x5u`, `jwk` and `x5c` are never looked at: keys come from the config only.
 //! Nothing else is required, so tokens minted by a user's own tooling with the same key work.
 
 use std::fmt;
@@ -255,6 +257,18 @@ impl TokenKeys {
             GatewayError::InvalidToken(rejection_reason(error.kind()))
         };
         let header = jsonwebtoken::decode_header(token).map_err(refused)?;
+        // RFC 7515 4.1.11: a `crit` extension we do not implement (none) makes the token invalid;
+        // `enc`/`zip` belong to encrypted tokens, which the gateway neither issues nor reads.
+        if header.crit.is_some() {
+            return Err(GatewayError::InvalidToken(
+                "critical header extensions are not supported",
+            ));
+        }
+        if header.enc.is_some() || header.zip.is_some() {
+            return Err(GatewayError::InvalidToken(
+                "encrypted tokens are not supported",
+            ));
+        }
         let key = match header.kid.as_deref() {
             Some(kid) => self
                 .verifying

@@ -172,6 +172,34 @@ fn a_key_verifies_only_its_own_algorithm() {
     assert!(keys.verify(&token).is_err());
 }
 
+/// Catches a build that lets jsonwebtoken ignore `crit` (RFC 7515 says refuse what you do not
+/// understand) or reads tokens that claim to be encrypted or compressed.
+#[test]
+fn critical_extensions_and_encryption_headers_are_refused() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let claims = serde_json::json!({ "sub": "o1", "iss": "iss", "exp": unix_now() + 60 });
+    let sign = |header: &Header| {
+        jsonwebtoken::encode(header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    };
+    assert!(keys.verify(&sign(&Header::new(Algorithm::HS256))).is_ok());
+    let mut critical = Header::new(Algorithm::HS256);
+    critical.crit = Some(vec!["b64".into()]);
+    assert_eq!(
+        keys.verify(&sign(&critical)),
+        Err(GatewayError::InvalidToken(
+            "critical header extensions are not supported"
+        ))
+    );
+    let encrypted: Header =
+        serde_json::from_value(serde_json::json!({"alg": "HS256", "zip": "DEF"})).unwrap();
+    assert_eq!(
+        keys.verify(&sign(&encrypted)),
+        Err(GatewayError::InvalidToken(
+            "encrypted tokens are not supported"
+        ))
+    );
+}
+
 #[test]
 fn tokens_without_a_kid_are_checked_against_the_signing_key_only() {
     let verify_secret = b"a-verify-only-secret-of-32-bytes-long!";

@@ -28,6 +28,7 @@ mod request_id;
 mod resilience;
 mod sessions;
 mod tls;
+mod token_attacks;
 mod tokens;
 mod trusted_proxies;
 mod websocket;
