@@ -8,6 +8,7 @@ pub mod fake_wechat;
 pub mod load;
 pub mod metrics;
 pub mod process;
+pub mod raw_h2;
 pub mod raw_http;
 pub mod redis;
 pub mod tls;

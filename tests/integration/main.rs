@@ -27,6 +27,7 @@ mod reload;
 mod request_id;
 mod resilience;
 mod sessions;
+mod smuggling;
 mod tls;
 mod token_attacks;
 mod tokens;
