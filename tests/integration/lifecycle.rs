@@ -53,6 +53,8 @@ async fn shutdown_with_idle_keep_alive_connections_returns_promptly() {
     );
 }
 
+/// Catches a build without a header read timeout (slowloris): the slow client is cut off and
+/// others are served meanwhile.
 #[tokio::test]
 async fn a_client_too_slow_to_send_its_headers_is_disconnected_while_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,6 +87,8 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected_while_others_are_
     );
 }
 
+/// Catches a build without a connection cap: connections past `server.max_connections` wait
+/// instead of exhausting memory and file descriptors.
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_for_a_free_slot() {
     use tokio::io::AsyncWriteExt;
@@ -142,6 +146,7 @@ async fn shutdown_during_steady_load_fails_no_request() {
     assert!(served >= 64, "steady load: {served}");
 }
 
+/// Catches a build without a header size limit: huge heads are a 431, not buffered.
 #[tokio::test]
 async fn request_heads_over_the_limit_are_431() {
     let gateway = Harness::start_with(Setup {
@@ -186,6 +191,7 @@ async fn the_redirect_listener_sends_every_request_to_https() {
     assert_eq!(response.header("location"), Some("https://gateway.test/"));
 }
 
+/// Catches a build where an idle keep-alive connection is held forever.
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

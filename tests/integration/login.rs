@@ -178,6 +178,7 @@ async fn login_only_accepts_post() {
     assert_eq!(gateway.wechat.calls(), 0);
 }
 
+/// Catches a build that buffers a login body without a limit.
 #[tokio::test]
 async fn an_oversized_login_body_is_413_without_calling_wechat() {
     let gateway = Harness::start().await;

@@ -26,6 +26,7 @@ mod redis;
 mod reload;
 mod request_id;
 mod resilience;
+mod secrets;
 mod sessions;
 mod smuggling;
 mod tls;

@@ -3,6 +3,8 @@
 
 use crate::common::Harness;
 
+/// Catches a build that routes on the raw path but forwards the normalized one (or the reverse):
+/// `..`, `%2e` in either case, and escaped letters out of a public prefix need a token.
 #[tokio::test]
 async fn traversal_out_of_a_public_prefix_is_judged_as_the_target_path() {
     let gateway = Harness::start().await;
@@ -29,6 +31,7 @@ async fn traversal_out_of_a_public_prefix_is_judged_as_the_target_path() {
     }
 }
 
+/// Catches a build whose prefix match is fooled by `//` (the upstream would merge them).
 #[tokio::test]
 async fn repeated_slashes_do_not_escape_a_rule() {
     let gateway = Harness::start().await;
@@ -39,6 +42,8 @@ async fn repeated_slashes_do_not_escape_a_rule() {
     assert_eq!(response.upstream_uri(), "/public/x");
 }
 
+/// Catches a build that forwards what it cannot normalize unambiguously: encoded `/` and `\`,
+/// double encoding, NUL, climbing above the root, `..;`, overlong UTF-8 (`%c0%ae`), bad escapes.
 #[tokio::test]
 async fn unsafe_paths_are_400_and_reach_no_upstream() {
     let gateway = Harness::start().await;
@@ -64,6 +69,8 @@ async fn unsafe_paths_are_400_and_reach_no_upstream() {
     assert_eq!(gateway.echo.requests(), 0);
 }
 
+/// Catches a build where `;` parameters hide a segment from the prefix match (Tomcat-style
+/// `/api;x=1/` reaching a protected route as if public).
 #[tokio::test]
 async fn segment_parameters_are_judged_by_their_segment() {
     let gateway = Harness::start().await;
@@ -73,6 +80,7 @@ async fn segment_parameters_are_judged_by_their_segment() {
     assert_eq!(response.upstream_uri(), "/public;v=1/x");
 }
 
+/// Catches a build that compares the gateway's own endpoints with the raw path.
 #[tokio::test]
 async fn the_login_path_is_matched_after_normalization() {
     let gateway = Harness::start().await;
@@ -88,10 +96,24 @@ async fn the_login_path_is_matched_after_normalization() {
     assert_eq!(response.json()["openid"], "oMock_zoe");
 }
 
+/// Catches a build that routes on the whole request target: a query that looks like a public
+/// path changes nothing, and is forwarded untouched.
 #[tokio::test]
 async fn a_query_that_looks_like_a_path_does_not_change_the_route() {
     let gateway = Harness::start().await;
     assert_eq!(gateway.get("/api/x?/public/../", &[]).await.status, 401);
     let response = gateway.get("/public/x?next=/api/../admin", &[]).await;
     assert_eq!(response.upstream_uri(), "/public/x?next=/api/../admin");
+}
+
+/// Catches a build that routes on a request target with its `#fragment` (clients never send one,
+/// attackers do): the fragment is dropped, and the path before it alone picks the route.
+#[tokio::test]
+async fn a_fragment_never_changes_the_route_and_is_not_forwarded() {
+    let gateway = Harness::start().await;
+    assert_eq!(gateway.get("/api/x#/public/x", &[]).await.status, 401);
+    let response = gateway.get("/public/x#/../../api/y", &[]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.upstream_uri(), "/public/x");
+    assert!(response.upstream_header("x-openid").is_empty());
 }

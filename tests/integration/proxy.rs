@@ -36,6 +36,9 @@ fn identity_headers(response: &crate::common::Response) -> Vec<(String, Vec<Stri
         .collect()
 }
 
+/// Catches a build that strips identity headers only on some auth modes, or compares names
+/// case-sensitively or without folding `_` to `-`: spoofs in every spelling, duplicated, on
+/// required, optional and public routes.
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_upstream_on_any_auth_mode() {
     let gateway = Harness::start().await;
@@ -72,6 +75,8 @@ async fn spoofed_identity_headers_never_reach_the_upstream_on_any_auth_mode() {
     assert!(identity_headers(&response).is_empty());
 }
 
+/// Catches a build that strips only the headers it is about to set: a token without a unionid
+/// must not let a client-supplied X-UnionId through.
 #[tokio::test]
 async fn a_spoofed_unionid_is_dropped_when_the_token_has_none() {
     let gateway = Harness::start().await;
@@ -83,6 +88,8 @@ async fn a_spoofed_unionid_is_dropped_when_the_token_has_none() {
     );
 }
 
+/// Catches a build that applies `Connection:`-listed removal after setting identity and
+/// forwarding headers (the oauth2-proxy/Traefik hop-by-hop abuse): the real values survive.
 #[tokio::test]
 async fn naming_identity_headers_in_connection_cannot_strip_them() {
     let gateway = Harness::start().await;
@@ -104,6 +111,8 @@ async fn naming_identity_headers_in_connection_cannot_strip_them() {
     assert_eq!(response.upstream_header("x-forwarded-proto"), ["http"]);
 }
 
+/// Catches a build that authenticates after hop-by-hop removal dropped `Authorization`, then
+/// forwards as anonymous: the request is refused instead.
 #[tokio::test]
 async fn naming_authorization_in_connection_fails_closed() {
     let gateway = Harness::start().await;
@@ -115,6 +124,8 @@ async fn naming_authorization_in_connection_fails_closed() {
     assert_eq!(gateway.echo.requests(), 0);
 }
 
+/// Catches a build that forwards hop-by-hop headers (RFC 9110 7.6.1) or headers the client listed
+/// in `Connection:`, or drops end-to-end ones.
 #[tokio::test]
 async fn hop_by_hop_headers_are_dropped_and_end_to_end_ones_pass() {
     let gateway = Harness::start().await;
@@ -162,6 +173,8 @@ async fn hop_by_hop_headers_are_dropped_and_end_to_end_ones_pass() {
     assert_eq!(response.header("content-type"), Some("application/json"));
 }
 
+/// Catches a build that keeps a direct client's `X-Forwarded-*`, `Forwarded`, `X-Real-IP` or
+/// `X-Original-*` headers instead of writing its own.
 #[tokio::test]
 async fn forwarding_headers_are_the_gateways_own() {
     let gateway = Harness::start().await;
@@ -240,6 +253,8 @@ async fn a_chunked_body_streams_through_unchanged() {
     );
 }
 
+/// Catches a build without a body limit, or one that checks only `Content-Length` and not a
+/// chunked body as it streams.
 #[tokio::test]
 async fn bodies_over_the_limit_are_413() {
     let gateway = Harness::start().await;
@@ -264,6 +279,7 @@ async fn bodies_over_the_limit_are_413() {
     assert_eq!(response.status, 413, "{}", response.text());
 }
 
+/// Catches a build without an upstream timeout: a slow upstream must cost a bounded wait.
 #[tokio::test]
 async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
     let gateway = Harness::start().await;

@@ -22,6 +22,8 @@ async fn login_from(gateway: &Harness, code: &str, forwarded_for: &str) -> crate
     .await
 }
 
+/// Catches a build that trusts `X-Forwarded-For` from any peer for the login limit, or calls
+/// WeChat before the limit.
 #[tokio::test]
 async fn logins_past_the_burst_get_429_with_retry_after_and_never_reach_wechat() {
     let gateway = Harness::start_with(Setup {
@@ -54,6 +56,8 @@ async fn logins_past_the_burst_get_429_with_retry_after_and_never_reach_wechat()
     );
 }
 
+/// Catches a build that takes the left-most `X-Forwarded-For` entry as the client (anyone can
+/// write it): the nearest untrusted address counts.
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
     let gateway = Harness::start_with(Setup {

@@ -40,6 +40,8 @@ async fn a_token_minted_by_other_tooling_with_the_same_key_is_accepted() {
     assert!(response.upstream_header("x-unionid").is_empty());
 }
 
+/// Catches a build that reads `alg` from the token (CVE-2015-9235 class): unsigned tokens in
+/// every spelling of `none` are refused.
 #[tokio::test]
 async fn alg_none_in_every_spelling_is_refused() {
     let gateway = Harness::start().await;
@@ -49,6 +51,7 @@ async fn alg_none_in_every_spelling_is_refused() {
     }
 }
 
+/// Catches a build that skips the signature check.
 #[tokio::test]
 async fn a_token_signed_with_another_key_is_refused() {
     let gateway = Harness::start().await;
@@ -61,6 +64,7 @@ async fn a_token_signed_with_another_key_is_refused() {
     .await;
 }
 
+/// Catches a build that accepts any HMAC algorithm for the key instead of the configured one.
 #[tokio::test]
 async fn another_algorithm_with_the_same_key_is_refused() {
     let gateway = Harness::start().await;
@@ -119,6 +123,7 @@ async fn a_wrong_or_missing_issuer_is_refused() {
     assert_refused(&gateway, &hs256(&missing), "required claim missing").await;
 }
 
+/// Catches a build that verifies the signature over something other than header.payload.
 #[tokio::test]
 async fn a_tampered_payload_is_refused() {
     let gateway = Harness::start().await;
@@ -168,6 +173,8 @@ async fn audience_is_required_and_checked_when_configured() {
     );
 }
 
+/// Catches a build that picks one of two Authorization headers (the backend may read the other):
+/// ambiguous credentials are refused.
 #[tokio::test]
 async fn two_authorization_headers_are_refused() {
     let gateway = Harness::start().await;
@@ -212,6 +219,8 @@ async fn asymmetric_algorithms_round_trip_from_login_to_upstream() {
     }
 }
 
+/// Catches HS/RS key confusion (CVE-2016-10555 class): an HS256 token whose secret is the RSA
+/// public key must not verify.
 #[tokio::test]
 async fn hs256_signed_with_the_rsa_public_key_is_refused() {
     let (private, public) = tokens::rsa_key();

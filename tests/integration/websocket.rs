@@ -92,6 +92,8 @@ async fn an_authenticated_upgrade_relays_messages_with_identity_set() {
     socket.close(None).await.unwrap();
 }
 
+/// Catches a build that relays an upgrade before authenticating it, or reads a token from the
+/// query when that is not configured.
 #[tokio::test]
 async fn upgrades_without_a_valid_token_are_refused_before_the_upstream() {
     let (gateway, upgrades) = gateway_with_ws("").await;
@@ -119,6 +121,8 @@ async fn upgrades_without_a_valid_token_are_refused_before_the_upstream() {
     assert_eq!(gateway.echo.requests(), 0);
 }
 
+/// Catches a build that leaks the query token to the upstream, or picks one of two tokens when
+/// both the header and the query carry one.
 #[tokio::test]
 async fn the_configured_query_parameter_carries_the_token_and_is_removed() {
     let (gateway, upgrades) =
