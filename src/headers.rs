@@ -204,6 +204,9 @@ pub fn set_forwarding(
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 

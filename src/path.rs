@@ -149,8 +149,9 @@ fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ok(raw: &str) -> String {
         normalize(raw).unwrap_or_else(|e| panic!("{raw} was refused: {e}"))
@@ -285,6 +286,73 @@ mod tests {
         ] {
             let once = ok(path);
             assert_eq!(ok(&once), once, "{path}");
+        }
+    }
+
+    /// Request paths built from the pieces path-confusion attacks are made of: route names, dot
+    /// segments plain and encoded, empty segments, `;` parameters, encoded separators, double and
+    /// overlong encodings, multi-byte UTF-8, and random safe text.
+    pub(crate) fn attack_path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            Just("api".to_string()),
+            Just("public".to_string()),
+            Just(".".to_string()),
+            Just("..".to_string()),
+            Just(String::new()),
+            Just("%2e".to_string()),
+            Just("%2E%2e".to_string()),
+            Just(".%2e".to_string()),
+            Just("%61pi".to_string()),
+            Just("api;v=1".to_string()),
+            Just("..;x".to_string()),
+            Just("%2f".to_string()),
+            Just("%5C".to_string()),
+            Just("%25".to_string()),
+            Just("%252e".to_string()),
+            Just("%c0%ae".to_string()),
+            Just("%e4%bd%a0".to_string()),
+            "[a-zA-Z0-9._~;=%-]{0,6}",
+        ];
+        proptest::collection::vec(segment, 0..8)
+            .prop_map(|segments| format!("/{}", segments.join("/")))
+    }
+
+    /// What an upstream that decodes everything (as many frameworks do) makes of a segment.
+    fn fully_decoded(segment: &str) -> String {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn normalizing_is_idempotent(raw in attack_path()) {
+            if let Ok(once) = normalize(&raw) {
+                prop_assert_eq!(normalize(&once), Ok(once.clone()));
+            }
+        }
+
+        #[test]
+        fn a_normalized_path_has_no_dot_segment_even_when_decoded(raw in attack_path()) {
+            if let Ok(normalized) = normalize(&raw) {
+                prop_assert!(normalized.starts_with('/'));
+                for segment in normalized.split('/') {
+                    let decoded = fully_decoded(segment);
+                    let name = decoded.split(';').next().unwrap_or_default();
+                    prop_assert!(name != "." && name != "..", "{} from {}", normalized, raw);
+                    prop_assert!(!decoded.contains('/') && !decoded.contains('\\'));
+                }
+            }
+        }
+
+        #[test]
+        fn the_shortcut_agrees_with_the_full_normalization_on_anything(raw in "\\PC{0,40}") {
+            prop_assert_eq!(
+                normalize(&raw).map_err(|error| error.to_string()),
+                normalize_in_full(&raw).map_err(|error| error.to_string())
+            );
         }
     }
 }

@@ -201,4 +201,56 @@ mod tests {
         let root = route("/", AuthMode::None, true, "/base");
         assert_eq!(root.upstream_path("/x"), "/base/x");
     }
+
+    /// An upstream's own reading of a forwarded path: every escape decoded, empty and `.` segments
+    /// dropped, `..` popping, `;` parameters cut off (as Java servers do).
+    fn resolved_like_an_upstream(path: &str) -> String {
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let mut segments: Vec<&str> = Vec::new();
+        for segment in decoded.split('/') {
+            match segment.split(';').next().unwrap_or_default() {
+                "" | "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                name => segments.push(name),
+            }
+        }
+        format!("/{}", segments.join("/"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The route that judged a request is the route its forwarded path means to an upstream
+        /// that decodes and resolves the path again (no route strips its prefix here).
+        #[test]
+        fn the_route_judged_is_the_route_the_upstream_sees(raw in crate::path::tests::attack_path()) {
+            let table = table();
+            if let Ok(normalized) = crate::path::normalize(&raw) {
+                let judged = table.find(&normalized).expect("/ matches everything");
+                let forwarded = judged.upstream_path(&normalized);
+                proptest::prop_assert_eq!(&forwarded, &normalized);
+                let seen = resolved_like_an_upstream(&forwarded);
+                let upstream_route = table.find(&seen).expect("/ matches everything");
+                proptest::prop_assert_eq!(
+                    &judged.prefix, &upstream_route.prefix, "{} -> {} -> {}", raw, forwarded, seen
+                );
+            }
+        }
+
+        /// With `strip_prefix`, what is forwarded is the rest of the normalized path: already
+        /// normal, so the upstream cannot climb out of it.
+        #[test]
+        fn a_stripped_path_is_still_normal(raw in crate::path::tests::attack_path()) {
+            let route = route("/api", AuthMode::Required, true, "/base");
+            if let Ok(normalized) = crate::path::normalize(&raw) {
+                if route.matches(&normalized) {
+                    let forwarded = route.upstream_path(&normalized);
+                    proptest::prop_assert!(forwarded.starts_with("/base/"));
+                    proptest::prop_assert_eq!(crate::path::normalize(&forwarded), Ok(forwarded.clone()));
+                }
+            }
+        }
+    }
 }

@@ -295,6 +295,15 @@ impl TokenKeys {
         if claims.sub.is_empty() {
             return Err(GatewayError::InvalidToken("empty subject"));
         }
+        // Fail closed: an identity that cannot be a header value would reach the upstream as no
+        // identity at all on a route that requires one.
+        let forwardable = |id: &str| http::HeaderValue::from_str(id).is_ok();
+        if !forwardable(&claims.sub) || claims.unionid.as_deref().is_some_and(|id| !forwardable(id))
+        {
+            return Err(GatewayError::InvalidToken(
+                "identity cannot be forwarded as a header",
+            ));
+        }
         Ok(VerifiedToken {
             identity: Identity {
                 openid: claims.sub,

@@ -200,6 +200,34 @@ fn critical_extensions_and_encryption_headers_are_refused() {
     );
 }
 
+/// Catches a build that accepts a subject the proxy then cannot set as X-OpenId, forwarding the
+/// request on a required route with no identity.
+#[test]
+fn identities_that_cannot_be_header_values_are_refused() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    };
+    let exp = unix_now() + 60;
+    for claims in [
+        serde_json::json!({ "sub": "o1\r\nx-admin: 1", "iss": "iss", "exp": exp }),
+        serde_json::json!({ "sub": "o1\u{0}", "iss": "iss", "exp": exp }),
+        serde_json::json!({ "sub": "o1", "unionid": "u\n1", "iss": "iss", "exp": exp }),
+    ] {
+        assert_eq!(
+            keys.verify(&sign(claims)),
+            Err(GatewayError::InvalidToken(
+                "identity cannot be forwarded as a header"
+            ))
+        );
+    }
+}
+
 #[test]
 fn tokens_without_a_kid_are_checked_against_the_signing_key_only() {
     let verify_secret = b"a-verify-only-secret-of-32-bytes-long!";
