@@ -57,6 +57,7 @@
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
 //! | [`echo`] | an upstream that describes what it received (demo and tests) |
 //! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |
+//! | [`fuzzing`] | the fuzz targets' entry points (token, path, login body, decrypt input) and their invariants |
 //! | [`logging`] | tracing setup, with no `log` bridge (secrets in dependency logs) |
 
 #![warn(missing_docs)]
@@ -70,6 +71,7 @@ pub mod demo;
 pub mod echo;
 pub mod error;
 mod forward_auth;
+pub mod fuzzing;
 pub mod headers;
 mod jwks;
 pub mod logging;

@@ -17,7 +17,7 @@ use crate::state::AppState;
 mod coalesce;
 
 /// wx.login() codes are short; anything much longer is not one.
-const MAX_CODE_LEN: usize = 256;
+pub(crate) const MAX_CODE_LEN: usize = 256;
 
 /// Logins in flight, by (appid, code): see [`coalesce`].
 pub(crate) type LoginFlights = coalesce::SingleFlight<(String, String), LoginOutcome>;
@@ -132,16 +132,16 @@ pub(crate) fn store_failed(error: crate::session::StoreError) -> GatewayError {
 
 /// What a login body carries.
 #[derive(Debug, PartialEq)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     /// The wx.login() code.
-    code: String,
+    pub(crate) code: String,
     /// The app's name, when the body names one.
-    app: Option<String>,
+    pub(crate) app: Option<String>,
 }
 
 /// Reads `code` (and `app`) from a JSON object or a form-encoded body (a body opening with `{` is
 /// JSON whatever its Content-Type says).
-fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, GatewayError> {
+pub(crate) fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, GatewayError> {
     let looks_like_json = body.trim_ascii_start().starts_with(b"{");
     let (code, app) =
         if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {

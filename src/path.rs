@@ -41,7 +41,7 @@ fn is_already_normal(raw: &str) -> bool {
 }
 
 /// The general case of [`normalize`]: escapes, dot segments and empty segments resolved.
-fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
+pub(crate) fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
     if !raw.starts_with('/') {
         return Err(GatewayError::InvalidPath("the path must start with '/'"));
     }
@@ -51,7 +51,14 @@ fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
     let mut trailing_slash = false;
     for (index, raw_segment) in raw_segments.iter().enumerate() {
         let is_last = index + 1 == raw_segments.len();
+        // Checked per segment: `%c5/%ae` must not pass as one character split by a '/'.
+        decoded_bytes.clear();
         let segment = normalize_segment(raw_segment, &mut decoded_bytes)?;
+        if std::str::from_utf8(&decoded_bytes).is_err() {
+            return Err(GatewayError::InvalidPath(
+                "percent-encoded bytes are not valid UTF-8",
+            ));
+        }
         let name = segment.split(';').next().unwrap_or_default();
         if (name == "." || name == "..") && segment.len() != name.len() {
             return Err(GatewayError::InvalidPath("dot segment with ';' parameters"));
@@ -70,11 +77,6 @@ fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
                 trailing_slash = false;
             }
         }
-    }
-    if std::str::from_utf8(&decoded_bytes).is_err() {
-        return Err(GatewayError::InvalidPath(
-            "percent-encoded bytes are not valid UTF-8",
-        ));
     }
     let mut normalized = String::with_capacity(raw.len());
     for segment in &segments {
@@ -103,9 +105,6 @@ fn normalize_segment(raw: &str, decoded: &mut Vec<u8>) -> Result<String, Gateway
                     b'/' => return Err(GatewayError::InvalidPath("encoded '/' in the path")),
                     b'\\' => return Err(GatewayError::InvalidPath("encoded '\\' in the path")),
                     0 => return Err(GatewayError::InvalidPath("encoded NUL in the path")),
-                    b'%' if hex_pair(bytes, i + 3).is_some_and(is_dangerous_when_decoded) => {
-                        return Err(GatewayError::InvalidPath("double percent-encoding"));
-                    }
                     _ if is_unreserved(value) => out.push(char::from(value)),
                     _ => {
                         out.push('%');
@@ -128,7 +127,19 @@ fn normalize_segment(raw: &str, decoded: &mut Vec<u8>) -> Result<String, Gateway
             }
         }
     }
+    // Checked on the output, not the input: `%25%32e` becomes `%252e` once `%32` is decoded.
+    if is_double_encoded(out.as_bytes()) {
+        return Err(GatewayError::InvalidPath("double percent-encoding"));
+    }
     Ok(out)
+}
+
+/// Whether an encoded `%` is followed by the escape of a character that, decoded a second time by
+/// a careless upstream, would change the path's meaning.
+fn is_double_encoded(segment: &[u8]) -> bool {
+    segment.windows(3).enumerate().any(|(at, window)| {
+        window == b"%25" && hex_pair(segment, at + 3).is_some_and(is_dangerous_when_decoded)
+    })
 }
 
 /// Characters that, decoded a second time by a careless upstream, would change the path's meaning.
@@ -211,6 +222,9 @@ pub(crate) mod tests {
             "/public/%252e%252e/api",
             "/public/%252f",
             "/public/%25252e",
+            "/public/%25%32e%25%32e/api",
+            "/public/%25%32%66",
+            "/p%c5/%ae/../x",
             "/public/..;/api",
             "/public/.;x/api",
             "/%c0%ae%c0%ae/api",
@@ -309,8 +323,11 @@ pub(crate) mod tests {
             Just("%5C".to_string()),
             Just("%25".to_string()),
             Just("%252e".to_string()),
+            Just("%25%32e".to_string()),
             Just("%c0%ae".to_string()),
             Just("%e4%bd%a0".to_string()),
+            Just("%e4".to_string()),
+            Just("%bd%a0".to_string()),
             "[a-zA-Z0-9._~;=%-]{0,6}",
         ];
         proptest::collection::vec(segment, 0..8)

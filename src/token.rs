@@ -281,9 +281,14 @@ impl TokenKeys {
             Some(_) => &key.refresh_validation,
             None => &key.validation,
         };
-        let claims = jsonwebtoken::decode::<VerifiedClaims>(token, &key.decoding, validation)
+        // Read as a whole JSON value first: decoding straight into the struct would skip unknown
+        // members without checking them (invalid UTF-8, lone surrogates), and a backend parsing
+        // the same token strictly would then disagree with the gateway about what it says.
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, validation)
             .map_err(refused)?
             .claims;
+        let claims: VerifiedClaims = serde_json::from_value(claims)
+            .map_err(|_| GatewayError::InvalidToken("malformed token"))?;
         if let Some(window) = refresh_window {
             let leeway = key.validation.leeway;
             if claims.exp.saturating_add(leeway).saturating_add(window) < unix_now() {

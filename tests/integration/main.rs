@@ -13,6 +13,7 @@ mod curl;
 mod decrypt;
 mod deploy;
 mod forward_auth;
+mod fuzz_corpus;
 mod jwks;
 mod lifecycle;
 mod login;

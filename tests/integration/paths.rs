@@ -52,6 +52,7 @@ async fn unsafe_paths_are_400_and_reach_no_upstream() {
         "/public%2F..%2Fapi/x",
         "/public/%252e%252e/api/x",
         "/public/%252f/api",
+        "/public/%25%32e%25%32e/api/x",
         "/public/%5c../api/x",
         "/public\\..\\api\\x",
         "/..",
