@@ -1,6 +1,6 @@
 //! Logs at TRACE level, through the gateway's own logging setup, across successful and failing
 //! flows: one line per request with method, path, status, latency and openid; never the AppSecret,
-//! the JWT secret, a session_key or a whole token.
+//! the JWT secret, a session_key, an access_token or a whole token.
 
 mod common;
 
@@ -42,6 +42,20 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
         200
     );
     assert_eq!(gateway.login_response("alice.1").await.status, 401);
+    // /wx/phone: the gateway fetches an access_token and sends it to WeChat in a URL.
+    let bearer = format!("Bearer {token}");
+    let phone = common::request(
+        gateway.addr,
+        "POST",
+        "/wx/phone",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"code":"phone-ok"}"#,
+    )
+    .await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
     assert_eq!(gateway.login_response("mock-busy").await.status, 502);
     assert_eq!(
         gateway
@@ -109,6 +123,7 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
         "wrong-app-secret-value".to_string(),
         common::JWT_SECRET.to_string(),
         "query-secret".to_string(),
+        "mock-access-token".to_string(),
         token.clone(),
         token.split('.').nth(2).unwrap().to_string(),
     ];
