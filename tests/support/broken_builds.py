@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Deliberately broken builds: applies each breakage below to the source, runs the tests that must
+catch it, restores the source, and reports CAUGHT or NOT CAUGHT (exit 1 if any is not caught).
+
+    python3 tests/support/broken_builds.py          # every breakage (~5 min)
+    python3 tests/support/broken_builds.py jwt      # those whose name contains "jwt"
+
+This is how SECURITY.md's claim "each attack test fails against a broken build" is checked. Each
+breakage names the exact source text it replaces; if the code moved, the script says so instead of
+testing nothing. Run it from a clean tree: it rewrites files under src/ while it runs.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (name, [(file, old text, new text)], [(test binary: "lib" or "integration", test filter)])
+BREAKAGES = [
+    ("identity: '_' spellings not folded",
+     [("src/headers.rs", ".all(|(want, got)| want == if got == b'_' { b'-' } else { got })",
+       ".all(|(want, got)| want == got)")],
+     [("integration", "proxy::spoofed_identity_headers_never_reach_the_upstream_on_any_auth_mode"),
+      ("lib", "headers::properties")]),
+    ("hop-by-hop: Connection applied after the identity is set",
+     [("src/proxy.rs", "    headers::remove_hop_by_hop(&mut parts.headers);\n    let from_proxy",
+       "    let from_proxy"),
+      ("src/proxy.rs", "        headers::set_identity(&mut parts.headers, identity);\n    }\n",
+       "        headers::set_identity(&mut parts.headers, identity);\n    }\n"
+       "    headers::remove_hop_by_hop(&mut parts.headers);\n")],
+     [("integration", "proxy::naming_identity_headers_in_connection_cannot_strip_them")]),
+    ("forwarding: every peer trusted",
+     [("src/trust.rs", "        self.networks.iter().any(|network| network.contains(&peer))",
+       "        let _ = peer;\n        true")],
+     [("integration", "trusted_proxies::x_forwarded_uri_from_an_untrusted_peer_is_ignored"),
+      ("integration", "trusted_proxies::forwarding_headers_from_an_untrusted_peer_are_replaced")]),
+    ("forwarding: left-most X-Forwarded-For believed",
+     [("src/trust.rs", "for entry in chain.iter().rev() {", "for entry in chain.iter() {")],
+     [("integration", "rate_limits::behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket")]),
+    ("path: escapes of unreserved characters not decoded",
+     [("src/path.rs", "                    _ if is_unreserved(value) => out.push(char::from(value)),\n", "")],
+     [("integration", "paths::traversal_out_of_a_public_prefix_is_judged_as_the_target_path"),
+      ("lib", "routes::tests::the_route_judged_is_the_route_the_upstream_sees"),
+      ("lib", "path::tests::a_normalized_path_has_no_dot_segment_even_when_decoded")]),
+    ("path: double encoding checked on the input only (a fuzzer find)",
+     [("src/path.rs", "    if is_double_encoded(out.as_bytes()) {", "    if is_double_encoded(raw.as_bytes()) {")],
+     [("integration", "paths::unsafe_paths_are_400_and_reach_no_upstream"),
+      ("integration", "fuzz_corpus::path_inputs_keep_their_invariants")]),
+    ("jwt: an unknown kid falls back to the signing key",
+     [("src/token.rs", '.ok_or(GatewayError::InvalidToken("unknown key id"))?,',
+       ".unwrap_or(&self.verifying[0]),")],
+     [("integration", "token_attacks::kid_injection_names_no_key_and_is_refused")]),
+    ("jwt: crit ignored",
+     [("src/token.rs", "        if header.crit.is_some() {", "        if header.crit.is_some() && false {")],
+     [("integration", "token_attacks::critical_header_extensions_are_refused")]),
+    ("jwt: any HMAC algorithm accepted for the HS256 key",
+     [("src/token.rs", "    let mut validation = Validation::new(algorithm);\n",
+       "    let mut validation = Validation::new(algorithm);\n    if algorithm == Algorithm::HS256 {\n"
+       "        validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];\n    }\n")],
+     [("integration", "tokens::another_algorithm_with_the_same_key_is_refused")]),
+    ("jwt: claims decoded straight into the struct (a fuzzer find)",
+     [("src/token.rs", "let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, validation)",
+       "let claims: VerifiedClaims = jsonwebtoken::decode::<VerifiedClaims>(token, &key.decoding, validation)"),
+      ("src/token.rs", "        let claims: VerifiedClaims = serde_json::from_value(claims)\n"
+       "            .map_err(|_| GatewayError::InvalidToken(\"malformed token\"))?;\n", "")],
+     [("integration", "fuzz_corpus::token_inputs_keep_their_invariants")]),
+    ("smuggling: malformed header lines skipped instead of refused",
+     [("src/server.rs", "        .keep_alive(true);\n", "        .keep_alive(true)\n        .ignore_invalid_headers(true);\n")],
+     [("integration", "smuggling::obs_fold_and_bare_cr_are_400_and_reach_no_upstream")]),
+    ("resources: no header read timeout (slowloris)",
+     [("src/server.rs", "        .header_read_timeout(server.header_read_timeout)\n", "")],
+     [("integration", "lifecycle::a_client_too_slow_to_send_its_headers_is_disconnected_while_others_are_served")]),
+    ("secrets: the session_key in the login answer",
+     [("src/login.rs", "    if let Some(unionid) = &identity.unionid {\n        answer",
+       "    answer[\"session_key\"] = serde_json::Value::String(session.session_key.expose().to_string());\n"
+       "    if let Some(unionid) = &identity.unionid {\n        answer")],
+     [("integration", "secrets::no_secret_or_session_key_appears_in_answers_or_metrics")]),
+]
+
+
+def run_tests(kind, test_filter):
+    binary = ["--lib"] if kind == "lib" else ["--test", "integration"]
+    result = subprocess.run(["cargo", "test", "-q", *binary, test_filter],
+                            cwd=ROOT, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    if "could not compile" in output:
+        return "BUILD ERROR (the breakage no longer applies cleanly)"
+    summary = re.search(r"test result: \w+\. \d+ passed; \d+ failed", output)
+    if summary is None or re.search(r"; 0 passed; 0 failed", summary.group(0)):
+        return "NO TEST RAN (renamed?)"
+    return "CAUGHT" if result.returncode != 0 else "NOT CAUGHT"
+
+
+def main():
+    wanted = sys.argv[1:]
+    failures = 0
+    for name, edits, tests in BREAKAGES:
+        if wanted and not any(word in name for word in wanted):
+            continue
+        originals = {}
+        try:
+            for file, old, new in edits:
+                path = ROOT / file
+                originals.setdefault(path, path.read_text())
+                text = path.read_text()
+                if text.count(old) != 1:
+                    raise SystemExit(f"{name}: {file} no longer contains the text to break")
+                path.write_text(text.replace(old, new))
+            print(name)
+            for kind, test_filter in tests:
+                verdict = run_tests(kind, test_filter)
+                failures += verdict != "CAUGHT"
+                print(f"    {verdict:11} {test_filter}", flush=True)
+        finally:
+            for path, text in originals.items():
+                path.write_text(text)
+    # Property tests write failing cases next to the code; those of broken builds are not kept.
+    subprocess.run(["rm", "-rf", str(ROOT / "proptest-regressions")])
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
