@@ -5,7 +5,8 @@
 //! escape is kept with upper-case hex, empty segments (`//`) and `.` are dropped, `..` removes the
 //! previous segment. What cannot be made safe is refused: an encoded `/`, `\` or NUL, a literal `\`,
 //! double encoding of those or of `.` or `%`, `..` above the root, a dot segment carrying `;`
-//! parameters (`..;`, which Java servers treat as `..`), escapes that are not UTF-8 (overlong forms
+//! parameters (`..;`, which Java servers treat as `..`), a segment of parameters only (`/;/api`,
+//! which they treat as `/api`), escapes that are not UTF-8 (overlong forms
 //! such as `%c0%ae`), a fragment, and anything not starting with `/`.
 
 use crate::error::GatewayError;
@@ -33,7 +34,8 @@ fn is_already_normal(raw: &str) -> bool {
     while let Some(segment) = segments.next() {
         let is_last = segments.peek().is_none();
         let name = segment.split(';').next().unwrap_or_default();
-        if (segment.is_empty() && !is_last) || name == "." || name == ".." {
+        let parameters_only = name.is_empty() && !segment.is_empty();
+        if (segment.is_empty() && !is_last) || parameters_only || name == "." || name == ".." {
             return false;
         }
     }
@@ -62,6 +64,12 @@ pub(crate) fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
         let name = segment.split(';').next().unwrap_or_default();
         if (name == "." || name == "..") && segment.len() != name.len() {
             return Err(GatewayError::InvalidPath("dot segment with ';' parameters"));
+        }
+        // `/;/api` is `/api` to a server that cuts parameters off, but `;` is no route's segment.
+        if name.is_empty() && !segment.is_empty() {
+            return Err(GatewayError::InvalidPath(
+                "empty segment with ';' parameters",
+            ));
         }
         match segment.as_str() {
             "" => trailing_slash = is_last,
@@ -225,6 +233,9 @@ pub(crate) mod tests {
             "/public/%25%32e%25%32e/api",
             "/public/%25%32%66",
             "/p%c5/%ae/../x",
+            "/;/api/x",
+            "/;x=1/api",
+            "/api/;",
             "/public/..;/api",
             "/public/.;x/api",
             "/%c0%ae%c0%ae/api",
@@ -266,6 +277,8 @@ pub(crate) mod tests {
             "/api/..",
             "/api/.;x/y",
             "/api/..;/y",
+            "/;/api",
+            "/api/;v",
             "/api/%41",
             "/api/%2e%2E/x",
             "/a\\b",
