@@ -107,7 +107,15 @@ async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, Ga
         }
         match store.try_lock(&lock, LOCK_TTL).await {
             Ok(true) => {
-                let fetched = fetch(state, app, Some(&lock)).await;
+                // Looked again under the lock: the holder before us may have shared a token
+                // between our read above and our taking the lock.
+                let fetched = match store.shared_access_token(&app.appid).await {
+                    Ok(Some((token, ttl))) if ttl > POLL => Ok(Cached {
+                        token,
+                        refresh_at: Instant::now() + ttl,
+                    }),
+                    _ => fetch(state, app, Some(&lock)).await,
+                };
                 if let Err(error) = store.unlock(&lock).await {
                     tracing::warn!(%error, "could not release the access_token lock");
                 }
