@@ -90,6 +90,29 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Mint a token with the configured signing key, to call a backend through the gateway
+    /// without a mini-program. Prints the token alone: TOKEN=$(wxgate token --openid o1).
+    /// It belongs to no login: it cannot be refreshed, and a logout cannot end it.
+    Token {
+        /// The user's openid: the token's `sub`, X-OpenId upstream.
+        #[arg(long)]
+        openid: String,
+        /// Lifetime: seconds, or with a unit (90s, 15m, 2h, 7d).
+        #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
+        ttl: u64,
+        /// The user's unionid, X-UnionId upstream.
+        #[arg(long)]
+        unionid: Option<String>,
+        /// The mini-program the user belongs to: "default" ([wechat]) or NAME ([wechat.apps.NAME]).
+        #[arg(long, default_value = "default")]
+        app: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `wxgate completions bash > /etc/bash_completion.d/wxgate`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,6 +167,17 @@ fn main() -> ExitCode {
                 }
                 Err(error) => fail(error),
             },
+            Command::Token {
+                openid,
+                ttl,
+                unionid,
+                app,
+            } => mint_token(&cli.config, openid, ttl, unionid, &app),
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "wxgate", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
             Command::Demo { listen } => {
                 init_logging("info");
                 match TcpListener::bind(listen).await {
@@ -203,6 +237,67 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
     }
     let listeners = wxgate::server::Listeners { public, admin };
     exit_code(wxgate::server::run(listeners, config, shutdown_signal()).await)
+}
+
+/// `wxgate token`: a token the running gateway (same config) accepts, printed on stdout.
+fn mint_token(
+    config_path: &std::path::Path,
+    openid: String,
+    ttl_secs: u64,
+    unionid: Option<String>,
+    app: &str,
+) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(error) => return fail(format!("invalid config: {error}")),
+    };
+    let Some(app) = config.wechat.app_named(app) else {
+        return fail(format!(
+            "--app {app:?} is not \"default\" or a [wechat.apps.NAME]"
+        ));
+    };
+    let identity = wxgate::auth::Identity {
+        openid,
+        unionid,
+        appid: Some(app.appid.clone()),
+    };
+    let issued = match config.jwt.keys.issue_without_session(&identity, ttl_secs) {
+        Ok(issued) => issued,
+        Err(error) => return fail(error.to_string()),
+    };
+    // Refused here rather than by the gateway later: what it would not accept is not printed.
+    if let Err(error) = config.jwt.keys.verify(&issued.token) {
+        return fail(format!("this token would be refused: {error}"));
+    }
+    println!("{}", issued.token);
+    eprintln!(
+        "wxgate: token for {} (app {}), expires in {} s",
+        identity.openid, app.name, issued.expires_in
+    );
+    ExitCode::SUCCESS
+}
+
+/// A lifetime in seconds: `3600`, or a number with a unit (`90s`, `15m`, `2h`, `7d`).
+fn parse_duration_secs(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+    {
+        Some(0) | None => Err(format!("{text:?} is not a positive duration")),
+        Some(secs) => Ok(secs),
+    }
 }
 
 fn init_logging(level: &str) {

@@ -203,13 +203,33 @@ impl TokenKeys {
         identity: &Identity,
         sid: Option<&str>,
     ) -> Result<IssuedToken, GatewayError> {
+        self.sign(identity, sid, self.ttl_secs)
+    }
+
+    /// Signs a token outside any login (no `sid`), valid for `ttl_secs`: what `wxgate token` mints
+    /// to test a backend. Verified like any other token; it cannot be refreshed, and a logout
+    /// cannot end it, so keep `ttl_secs` short.
+    pub fn issue_without_session(
+        &self,
+        identity: &Identity,
+        ttl_secs: u64,
+    ) -> Result<IssuedToken, GatewayError> {
+        self.sign(identity, None, ttl_secs)
+    }
+
+    fn sign(
+        &self,
+        identity: &Identity,
+        sid: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<IssuedToken, GatewayError> {
         let now = unix_now();
         let claims = IssuedClaims {
             sub: &identity.openid,
             iss: &self.issuer,
             aud: self.audience.as_deref(),
             iat: now,
-            exp: now + self.ttl_secs,
+            exp: now.saturating_add(ttl_secs),
             jti: random_id()?,
             unionid: identity.unionid.as_deref(),
             appid: identity.appid.as_deref(),
@@ -219,7 +239,7 @@ impl TokenKeys {
             .map_err(|_| GatewayError::Internal("the token could not be signed"))?;
         Ok(IssuedToken {
             token,
-            expires_in: self.ttl_secs,
+            expires_in: ttl_secs,
         })
     }
 

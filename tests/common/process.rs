@@ -8,6 +8,17 @@ use std::time::Duration;
 /// The binary under test.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_wxgate");
 
+/// Every subcommand the binary has.
+pub const SUBCOMMANDS: [&str; 7] = [
+    "run",
+    "check",
+    "mock-wechat",
+    "gen-cert",
+    "demo",
+    "token",
+    "completions",
+];
+
 /// `wxgate args...` with no inherited config variables, and the admin listener on an ephemeral
 /// port (tests run side by side: the default port would be taken twice).
 pub fn wxgate(args: &[&str]) -> Command {
@@ -53,4 +64,19 @@ pub async fn wait_listening(address: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("nothing listens on {address}");
+}
+
+/// Spawns `command` and returns it with the first line it prints (where it says it listens).
+pub fn spawn_with_first_line(mut command: Command) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
 }

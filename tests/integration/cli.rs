@@ -1,9 +1,8 @@
 //! The `wxgate` binary as users run it: `check`, `--help`, `demo` and `run` with SIGTERM.
 
-use crate::common::process::{wait_exit, wxgate};
+use crate::common::process::{spawn_with_first_line, wait_exit, wxgate, SUBCOMMANDS};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wxgate.toml");
@@ -77,12 +76,7 @@ fn a_bad_config_exits_non_zero_naming_the_key() {
 fn help_lists_every_subcommand() {
     let output = wxgate(&["--help"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for subcommand in [
-        "run",
-        "check",
-        "mock-wechat",
-        "gen-cert",
-        "demo",
+    let more = [
         "--config",
         "WXGATE_CONFIG",
         "/login",
@@ -91,23 +85,10 @@ fn help_lists_every_subcommand() {
         "/metrics",
         "/readyz",
         "SIGHUP",
-    ] {
-        assert!(stdout.contains(subcommand), "{subcommand} in {stdout}");
+    ];
+    for expected in SUBCOMMANDS.iter().chain(&more) {
+        assert!(stdout.contains(expected), "{expected} in {stdout}");
     }
-}
-
-/// Spawns the binary and returns it with the first stdout line.
-fn spawn_with_first_line(mut command: Command) -> (Child, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line)
 }
 
 fn sigterm(child: &Child) {
