@@ -2,7 +2,8 @@
 //! it (it listens on localhost), and greets the user it names.
 //!
 //! ```text
-//! cargo run --example whoami            # listens on 127.0.0.1:3000, the example config's upstream
+//! cargo run --example whoami                    # listens on 127.0.0.1:3000, the example config's upstream
+//! cargo run --example whoami -- 127.0.0.1:0     # any free port; the first line printed names it
 //! ```
 //! A backend must never be reachable except through the gateway: anyone who can reach it directly
 //! can send any `X-OpenId` they like.
@@ -33,8 +34,11 @@ async fn whoami(
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:3000").await?;
-    println!("whoami backend on http://127.0.0.1:3000");
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".to_string());
+    let listener = TcpListener::bind(&address).await?;
+    println!("whoami backend on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {
