@@ -303,4 +303,100 @@ mod tests {
         assert_eq!(GatewayError::WeChatUnreachable.status(), 502);
         assert_eq!(GatewayError::WeChatTimeout.status(), 504);
     }
+
+    /// One error of each kind. The match makes this fail to compile when a kind is added here
+    /// not: a new error code cannot skip the documentation check below.
+    fn one_of_each() -> Vec<GatewayError> {
+        use GatewayError::*;
+        let all = vec![
+            InvalidPath(""),
+            NotFound,
+            MethodNotAllowed { allow: "POST" },
+            InvalidRequest(""),
+            MissingCode,
+            PayloadTooLarge { limit: 1 },
+            MissingToken,
+            InvalidToken(""),
+            WeChatInvalidCode,
+            WeChatCodeUsed,
+            WeChatUserBlocked,
+            WeChatRateLimited,
+            WeChatBusy,
+            WeChatConfigRejected(40013),
+            WeChatOther(1),
+            WeChatBadAnswer,
+            WeChatUnavailable {
+                retry_after_secs: 1,
+            },
+            RateLimited {
+                retry_after_secs: 1,
+            },
+            WeChatUnreachable,
+            WeChatTimeout,
+            UpstreamUnreachable,
+            UpstreamTimeout,
+            UpstreamFailed,
+            SessionExpired,
+            UndecryptableData(""),
+            InvalidPhoneCode,
+            UnknownApp,
+            AppNotAllowed,
+            SessionStoreUnavailable,
+            HttpVersionNotSupported,
+            Internal(""),
+        ];
+        for error in &all {
+            match error {
+                InvalidPath(_)
+                | NotFound
+                | MethodNotAllowed { .. }
+                | InvalidRequest(_)
+                | MissingCode
+                | PayloadTooLarge { .. }
+                | MissingToken
+                | InvalidToken(_)
+                | WeChatInvalidCode
+                | WeChatCodeUsed
+                | WeChatUserBlocked
+                | WeChatRateLimited
+                | WeChatBusy
+                | WeChatConfigRejected(_)
+                | WeChatOther(_)
+                | WeChatBadAnswer
+                | WeChatUnavailable { .. }
+                | RateLimited { .. }
+                | WeChatUnreachable
+                | WeChatTimeout
+                | UpstreamUnreachable
+                | UpstreamTimeout
+                | UpstreamFailed
+                | SessionExpired
+                | UndecryptableData(_)
+                | InvalidPhoneCode
+                | UnknownApp
+                | AppNotAllowed
+                | SessionStoreUnavailable
+                | HttpVersionNotSupported
+                | Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// Catches an error code that clients would meet undocumented: every code is in openapi.yaml's
+    /// Error schema and in the README's error table, with its status.
+    #[test]
+    fn every_error_code_is_documented_in_openapi_yaml_and_the_readme() {
+        let openapi = include_str!("../openapi.yaml");
+        let readme = include_str!("../README.md");
+        for error in one_of_each() {
+            let code = error.code();
+            assert!(
+                openapi.contains(&format!("            - {code}\n")),
+                "{code} is not in openapi.yaml's Error enum"
+            );
+            let row = format!("| {} | `{code}` |", error.status().as_u16());
+            assert!(readme.contains(&row), "README has no row {row}");
+        }
+    }
 }

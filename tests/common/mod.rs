@@ -7,6 +7,7 @@ pub mod external;
 pub mod fake_wechat;
 pub mod load;
 pub mod metrics;
+pub mod openapi;
 pub mod process;
 pub mod raw_h2;
 pub mod raw_http;
