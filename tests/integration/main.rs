@@ -28,6 +28,7 @@ mod paths;
 mod phone;
 mod proxy;
 mod rate_limits;
+mod readme;
 mod redis;
 mod reload;
 mod request_id;
