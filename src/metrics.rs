@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     wechat_circuit_rejections: IntCounterVec,
     token_rejections: IntCounterVec,
     pub(crate) open_connections: IntGauge,
+    pub(crate) idle_connections: IntGauge,
     pub(crate) connections: IntCounter,
     pub(crate) session_store_errors: IntCounter,
     rate_limited: IntCounterVec,
@@ -117,6 +118,10 @@ impl Metrics {
             open_connections: gauge(
                 "wxgate_open_connections",
                 "Client connections currently open on the public listener.",
+            ),
+            idle_connections: gauge(
+                "wxgate_idle_connections",
+                "Open HTTP/1.1 connections waiting for their next request (parked: no HTTP buffers held).",
             ),
             connections: counter(
                 "wxgate_connections_total",

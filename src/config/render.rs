@@ -195,6 +195,7 @@ fn server_table(config: &Config) -> Value {
         "header_read_timeout_ms".into(),
         ms(server.header_read_timeout),
     );
+    entries.insert("keepalive_timeout_ms".into(), ms(server.keepalive_timeout));
     entries.insert(
         "shutdown_grace_secs".into(),
         int(server.shutdown_grace.as_secs()),

@@ -29,6 +29,11 @@ impl RawConfig {
                 &server.header_read_timeout_ms,
                 10_000,
             )?,
+            keepalive_timeout: millis(
+                "server.keepalive_timeout_ms",
+                &server.keepalive_timeout_ms,
+                60_000,
+            )?,
             shutdown_grace: secs(
                 "server.shutdown_grace_secs",
                 &server.shutdown_grace_secs,

@@ -18,6 +18,7 @@ mod examples;
 mod forward_auth;
 mod fuzz_corpus;
 mod jwks;
+mod keepalive;
 mod lifecycle;
 mod login;
 mod metrics;

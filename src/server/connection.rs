@@ -1,0 +1,279 @@
+//! One client connection: the TLS handshake, HTTP/2 or HTTP/1.1 (told apart by the client's first
+//! bytes), and for HTTP/1.1 the serve-park-resume loop of `keepalive.rs`, with the header-read,
+//! keep-alive and shutdown limits.
+
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, Service};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::dispatch;
+use super::keepalive::{Activity, Handback, ParkableIo, Socket, TrackedBody};
+use crate::config::Config;
+use crate::proxy::ClientConnection;
+use crate::state::AppState;
+
+/// How often a quiet HTTP/2 connection is pinged, and how long the answer may take.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a client sends first on an HTTP/2 connection with prior knowledge (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells every connection to finish its in-flight requests and close.
+pub(super) type Stop = watch::Receiver<bool>;
+
+/// What every connection task needs, shared.
+pub(super) struct Listener {
+    /// The running state; a config reload swaps it.
+    pub(super) current: Arc<ArcSwap<AppState>>,
+    pub(super) tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+    keepalive_timeout: Duration,
+}
+
+impl Listener {
+    /// The connection settings of `config`: limits, timeouts and protocols.
+    pub(super) fn new(
+        config: &Config,
+        current: Arc<ArcSwap<AppState>>,
+        tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
+    ) -> Self {
+        let server = &config.server;
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .max_buf_size(server.max_header_bytes)
+            .keep_alive(true);
+        // HTTP/2 connections are pinged when quiet, and closed when the peer stops answering.
+        // HTTP/2 where it is not enabled is refused per request in `dispatch::handle`.
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(HTTP2_PING_INTERVAL)
+            .keep_alive_timeout(HTTP2_PING_TIMEOUT)
+            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+        Listener {
+            current,
+            tls,
+            http1,
+            http2,
+            header_read_timeout: server.header_read_timeout,
+            keepalive_timeout: server.keepalive_timeout,
+        }
+    }
+
+    /// Completes the TLS handshake when configured, then serves HTTP on the connection.
+    pub(super) async fn serve(&self, stream: TcpStream, peer: SocketAddr, stop: Stop) {
+        // Best effort: a socket that refuses NODELAY still works.
+        let _ = stream.set_nodelay(true);
+        let metrics = self.current.load().metrics.clone();
+        metrics.connections.inc();
+        metrics.open_connections.inc();
+        match &self.tls {
+            Some((acceptor, timeout)) => {
+                // Boxed, like the TLS connection below: a plain connection's task stays small.
+                let handshake = Box::pin(tokio::time::timeout(*timeout, acceptor.accept(stream)));
+                match handshake.await {
+                    Ok(Ok(tls_stream)) => {
+                        Box::pin(self.serve_http(tls_stream, peer, "https", stop)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+            None => self.serve_http(stream, peer, "http", stop).await,
+        }
+        metrics.open_connections.dec();
+    }
+
+    /// Serves HTTP/2 or HTTP/1.1 on `io`, whichever the client's first bytes say.
+    async fn serve_http<I: Socket>(
+        &self,
+        mut io: I,
+        peer: SocketAddr,
+        proto: &'static str,
+        mut stop: Stop,
+    ) {
+        let started = Instant::now();
+        let first_bytes = tokio::select! {
+            biased;
+            () = stopping(&mut stop) => return,
+            read = tokio::time::timeout(self.header_read_timeout, read_preface(&mut io)) => read,
+        };
+        let (prefix, http2) = match first_bytes {
+            Ok(Ok(Some(first))) => first,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => return tracing::debug!(%error, %peer, "connection read failed"),
+            Err(_) => return tracing::debug!(%peer, "no request within the header read timeout"),
+        };
+        let activity = Arc::new(Activity::default());
+        let handback: Handback<I> = Arc::new(Mutex::new(None));
+        let io = ParkableIo::new(io, prefix, activity.clone(), handback.clone());
+        if http2 {
+            return self.serve_http2(io, peer, proto, activity, stop).await;
+        }
+        let header_timeout = self.header_read_timeout.saturating_sub(started.elapsed());
+        self.serve_http1(io, peer, proto, activity, handback, header_timeout, stop)
+            .await;
+    }
+
+    async fn serve_http2<I: Socket>(
+        &self,
+        io: ParkableIo<I>,
+        peer: SocketAddr,
+        proto: &'static str,
+        activity: Arc<Activity>,
+        mut stop: Stop,
+    ) {
+        let service = self.service(peer, proto, activity);
+        let mut connection = pin!(self.http2.serve_connection(TokioIo::new(io), service));
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopping(&mut stop) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %peer, "connection ended with an error");
+        }
+    }
+
+    /// Serves HTTP/1.1 requests, parking the socket whenever hyper is idle between two of them and
+    /// resuming on the client's next bytes, until the client leaves, a limit is hit or `stop`.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_http1<I: Socket>(
+        &self,
+        mut io: ParkableIo<I>,
+        peer: SocketAddr,
+        proto: &'static str,
+        activity: Arc<Activity>,
+        handback: Handback<I>,
+        mut header_timeout: Duration,
+        mut stop: Stop,
+    ) {
+        let metrics = self.current.load().metrics.clone();
+        loop {
+            let mut http1 = self.http1.clone();
+            http1.header_read_timeout(header_timeout.max(Duration::from_millis(1)));
+            let service = self.service(peer, proto, activity.clone());
+            let result = {
+                // Boxed: hyper's connection state (buffers, service future) is freed while parked.
+                let mut connection = Box::pin(
+                    http1
+                        .serve_connection(TokioIo::new(io), service)
+                        .with_upgrades(),
+                );
+                let mut stop_signal = pin!(stopping(&mut stop));
+                let mut draining = false;
+                poll_fn(|cx| {
+                    if !draining && stop_signal.as_mut().poll(cx).is_ready() {
+                        draining = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    let polled = connection.as_mut().poll(cx);
+                    if polled.is_ready() || draining || !activity.is_idle() {
+                        return polled;
+                    }
+                    activity.ask_park();
+                    let polled = connection.as_mut().poll(cx);
+                    if polled.is_pending() && activity.withdraw_park() {
+                        // The socket is already handed back: hyper finishes at its next poll.
+                        cx.waker().wake_by_ref();
+                    }
+                    polled
+                })
+                .await
+            };
+            if let Err(error) = result {
+                return tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+            if !activity.parked() {
+                return;
+            }
+            let Some(socket) = handback.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                return;
+            };
+            metrics.idle_connections.inc();
+            let next_request = tokio::select! {
+                biased;
+                () = stopping(&mut stop) => false,
+                ready = tokio::time::timeout(self.keepalive_timeout, socket.readable()) => {
+                    matches!(ready, Ok(Ok(())))
+                }
+            };
+            metrics.idle_connections.dec();
+            if !next_request {
+                return;
+            }
+            activity.resume();
+            io = ParkableIo::new(socket, Bytes::new(), activity.clone(), handback.clone());
+            header_timeout = self.header_read_timeout;
+        }
+    }
+
+    /// The per-request service: each request runs on the state current when it arrived, whatever
+    /// reloads meanwhile, and stays counted as in flight until its response body is dropped.
+    fn service(
+        &self,
+        peer: SocketAddr,
+        proto: &'static str,
+        activity: Arc<Activity>,
+    ) -> impl Service<
+        Request<Incoming>,
+        Response = Response<TrackedBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+           + 'static {
+        let current = self.current.clone();
+        service_fn(move |request| {
+            let state = current.load_full();
+            let in_flight = activity.begin(http_body::Body::size_hint(request.body()).exact());
+            async move {
+                let client = ClientConnection { peer, proto };
+                let response = dispatch::handle(&state, client, request).await;
+                Ok(response.map(|body| TrackedBody::new(body, in_flight)))
+            }
+        })
+    }
+}
+
+/// Resolves once the gateway is shutting down (or is gone).
+async fn stopping(stop: &mut Stop) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Reads the client's first bytes, as far as they could be the HTTP/2 preface: the bytes read, and
+/// whether they are the preface. `None` when the client hung up first.
+async fn read_preface<I: Socket>(io: &mut I) -> std::io::Result<Option<(Bytes, bool)>> {
+    let mut first = [0; H2_PREFACE.len()];
+    let mut filled = 0;
+    while filled < first.len() {
+        let read = io.read(&mut first[filled..]).await?;
+        if read == 0 {
+            return Ok((filled > 0).then(|| (Bytes::copy_from_slice(&first[..filled]), false)));
+        }
+        filled += read;
+        if first[..filled] != H2_PREFACE[..filled] {
+            return Ok(Some((Bytes::copy_from_slice(&first[..filled]), false)));
+        }
+    }
+    Ok(Some((Bytes::copy_from_slice(&first), true)))
+}
