@@ -30,6 +30,11 @@ use crate::state::AppState;
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long an HTTP/1.1 connection stays idle in hyper before it is parked: long enough that a
+/// client sending its requests one after another (a page load, a load test) keeps its connection
+/// in hyper, short enough that idle clients hold no buffers.
+const PARK_AFTER: Duration = Duration::from_millis(50);
+
 /// What a client sends first on an HTTP/2 connection with prior knowledge (RFC 9113 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -86,20 +91,28 @@ impl Listener {
         metrics.connections.inc();
         metrics.open_connections.inc();
         match &self.tls {
+            // Boxed: a plain connection's task does not carry room for a TLS connection.
             Some((acceptor, timeout)) => {
-                // Boxed, like the TLS connection below: a plain connection's task stays small.
-                let handshake = Box::pin(tokio::time::timeout(*timeout, acceptor.accept(stream)));
-                match handshake.await {
-                    Ok(Ok(tls_stream)) => {
-                        Box::pin(self.serve_http(tls_stream, peer, "https", stop)).await;
-                    }
-                    Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
+                Box::pin(self.serve_tls(acceptor, *timeout, stream, peer, stop)).await;
             }
             None => self.serve_http(stream, peer, "http", stop).await,
         }
         metrics.open_connections.dec();
+    }
+
+    async fn serve_tls(
+        &self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        timeout: Duration,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: Stop,
+    ) {
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => self.serve_http(tls_stream, peer, "https", stop).await,
+            Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
     }
 
     /// Serves HTTP/2 or HTTP/1.1 on `io`, whichever the client's first bytes say.
@@ -114,7 +127,7 @@ impl Listener {
         let first_bytes = tokio::select! {
             biased;
             () = stopping(&mut stop) => return,
-            read = tokio::time::timeout(self.header_read_timeout, read_preface(&mut io)) => read,
+            read = tokio::time::timeout(self.header_read_timeout, Box::pin(read_preface(&mut io))) => read,
         };
         let (prefix, http2) = match first_bytes {
             Ok(Ok(Some(first))) => first,
@@ -126,7 +139,7 @@ impl Listener {
         let handback: Handback<I> = Arc::new(Mutex::new(None));
         let io = ParkableIo::new(io, prefix, activity.clone(), handback.clone());
         if http2 {
-            return self.serve_http2(io, peer, proto, activity, stop).await;
+            return Box::pin(self.serve_http2(io, peer, proto, activity, stop)).await;
         }
         let header_timeout = self.header_read_timeout.saturating_sub(started.elapsed());
         self.serve_http1(io, peer, proto, activity, handback, header_timeout, stop)
@@ -155,8 +168,9 @@ impl Listener {
         }
     }
 
-    /// Serves HTTP/1.1 requests, parking the socket whenever hyper is idle between two of them and
-    /// resuming on the client's next bytes, until the client leaves, a limit is hit or `stop`.
+    /// Serves HTTP/1.1 requests, parking the socket whenever hyper has been idle between two of them
+    /// for [`PARK_AFTER`] and resuming on the client's next bytes, until the client leaves, a limit
+    /// is hit or `stop`.
     #[allow(clippy::too_many_arguments)]
     async fn serve_http1<I: Socket>(
         &self,
@@ -170,41 +184,11 @@ impl Listener {
     ) {
         let metrics = self.current.load().metrics.clone();
         loop {
-            let mut http1 = self.http1.clone();
-            http1.header_read_timeout(header_timeout.max(Duration::from_millis(1)));
-            let service = self.service(peer, proto, activity.clone());
-            let result = {
-                // Boxed: hyper's connection state (buffers, service future) is freed while parked.
-                let mut connection = Box::pin(
-                    http1
-                        .serve_connection(TokioIo::new(io), service)
-                        .with_upgrades(),
-                );
-                let mut stop_signal = pin!(stopping(&mut stop));
-                let mut draining = false;
-                poll_fn(|cx| {
-                    if !draining && stop_signal.as_mut().poll(cx).is_ready() {
-                        draining = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    let polled = connection.as_mut().poll(cx);
-                    if polled.is_ready() || draining || !activity.is_idle() {
-                        return polled;
-                    }
-                    activity.ask_park();
-                    let polled = connection.as_mut().poll(cx);
-                    if polled.is_pending() && activity.withdraw_park() {
-                        // The socket is already handed back: hyper finishes at its next poll.
-                        cx.waker().wake_by_ref();
-                    }
-                    polled
-                })
-                .await
-            };
-            if let Err(error) = result {
-                return tracing::debug!(%error, %peer, "connection ended with an error");
-            }
-            if !activity.parked() {
+            // Boxed: hyper's connection state (buffers, service future) is freed while parked, and
+            // the task of a parked connection stays small.
+            let phase =
+                self.serve_until_idle(io, peer, proto, &activity, header_timeout, &mut stop);
+            if !Box::pin(phase).await {
                 return;
             }
             let Some(socket) = handback.lock().unwrap_or_else(|e| e.into_inner()).take() else {
@@ -225,6 +209,67 @@ impl Listener {
             activity.resume();
             io = ParkableIo::new(socket, Bytes::new(), activity.clone(), handback.clone());
             header_timeout = self.header_read_timeout;
+        }
+    }
+
+    /// Runs one hyper connection on the socket until the client leaves (false) or hyper has been
+    /// idle for [`PARK_AFTER`] and handed the socket back (true).
+    async fn serve_until_idle<I: Socket>(
+        &self,
+        io: ParkableIo<I>,
+        peer: SocketAddr,
+        proto: &'static str,
+        activity: &Arc<Activity>,
+        header_timeout: Duration,
+        stop: &mut Stop,
+    ) -> bool {
+        let mut http1 = self.http1.clone();
+        http1.header_read_timeout(header_timeout.max(Duration::from_millis(1)));
+        let service = self.service(peer, proto, activity.clone());
+        let mut connection = pin!(http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades());
+        let mut stop_signal = pin!(stopping(stop));
+        let mut draining = false;
+        let mut park_timer = pin!(tokio::time::sleep(PARK_AFTER));
+        let mut idle_timed = false;
+        let result = poll_fn(|cx| {
+            if !draining && stop_signal.as_mut().poll(cx).is_ready() {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            let polled = connection.as_mut().poll(cx);
+            if polled.is_ready() || draining {
+                return polled;
+            }
+            if !activity.is_idle() {
+                idle_timed = false;
+                return polled;
+            }
+            if !idle_timed {
+                idle_timed = true;
+                park_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + PARK_AFTER);
+            }
+            if park_timer.as_mut().poll(cx).is_pending() {
+                return polled;
+            }
+            activity.ask_park();
+            let polled = connection.as_mut().poll(cx);
+            if polled.is_pending() && activity.withdraw_park() {
+                // The socket is already handed back: hyper finishes at its next poll.
+                cx.waker().wake_by_ref();
+            }
+            polled
+        })
+        .await;
+        match result {
+            Ok(()) => activity.parked(),
+            Err(error) => {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+                false
+            }
         }
     }
 
