@@ -89,6 +89,7 @@ pub async fn run(
         tls_acceptor,
     ));
     let reloads = tokio::spawn(crate::reload::watch(current.clone()));
+    let trims = tokio::spawn(keepalive::return_freed_memory());
     let readiness = Arc::new(Readiness::default());
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
     let admin = admin.map(|admin| {
@@ -142,6 +143,7 @@ pub async fn run(
     readiness.set_accepting(false);
     drop(listener);
     reloads.abort();
+    trims.abort();
     let _ = reloads.await;
     drop(shared);
     drop(current);
