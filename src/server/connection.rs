@@ -115,7 +115,10 @@ impl Listener {
         }
     }
 
-    /// Serves HTTP/2 or HTTP/1.1 on `io`, whichever the client's first bytes say.
+    /// Serves HTTP/2 or HTTP/1.1 on `io`, whichever the client's first bytes say. For HTTP/1.1, the
+    /// socket is parked whenever hyper has been idle between two requests for [`PARK_AFTER`], and
+    /// resumed on the client's next bytes, until the client leaves, a limit is hit or `stop`.
+    /// Everything but the parked wait is boxed: the task of a parked connection stays small.
     async fn serve_http<I: Socket>(
         &self,
         mut io: I,
@@ -124,68 +127,19 @@ impl Listener {
         mut stop: Stop,
     ) {
         let started = Instant::now();
-        let first_bytes = tokio::select! {
-            biased;
-            () = stopping(&mut stop) => return,
-            read = tokio::time::timeout(self.header_read_timeout, Box::pin(read_preface(&mut io))) => read,
-        };
-        let (prefix, http2) = match first_bytes {
-            Ok(Ok(Some(first))) => first,
-            Ok(Ok(None)) => return,
-            Ok(Err(error)) => return tracing::debug!(%error, %peer, "connection read failed"),
-            Err(_) => return tracing::debug!(%peer, "no request within the header read timeout"),
+        let Some((prefix, http2)) = Box::pin(self.first_bytes(&mut io, peer, &mut stop)).await
+        else {
+            return;
         };
         let activity = Arc::new(Activity::default());
         let handback: Handback<I> = Arc::new(Mutex::new(None));
-        let io = ParkableIo::new(io, prefix, activity.clone(), handback.clone());
+        let mut io = ParkableIo::new(io, prefix, activity.clone(), handback.clone());
         if http2 {
             return Box::pin(self.serve_http2(io, peer, proto, activity, stop)).await;
         }
-        let header_timeout = self.header_read_timeout.saturating_sub(started.elapsed());
-        self.serve_http1(io, peer, proto, activity, handback, header_timeout, stop)
-            .await;
-    }
-
-    async fn serve_http2<I: Socket>(
-        &self,
-        io: ParkableIo<I>,
-        peer: SocketAddr,
-        proto: &'static str,
-        activity: Arc<Activity>,
-        mut stop: Stop,
-    ) {
-        let service = self.service(peer, proto, activity);
-        let mut connection = pin!(self.http2.serve_connection(TokioIo::new(io), service));
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = stopping(&mut stop) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, %peer, "connection ended with an error");
-        }
-    }
-
-    /// Serves HTTP/1.1 requests, parking the socket whenever hyper has been idle between two of them
-    /// for [`PARK_AFTER`] and resuming on the client's next bytes, until the client leaves, a limit
-    /// is hit or `stop`.
-    #[allow(clippy::too_many_arguments)]
-    async fn serve_http1<I: Socket>(
-        &self,
-        mut io: ParkableIo<I>,
-        peer: SocketAddr,
-        proto: &'static str,
-        activity: Arc<Activity>,
-        handback: Handback<I>,
-        mut header_timeout: Duration,
-        mut stop: Stop,
-    ) {
+        let mut header_timeout = self.header_read_timeout.saturating_sub(started.elapsed());
         let metrics = self.current.load().metrics.clone();
         loop {
-            // Boxed: hyper's connection state (buffers, service future) is freed while parked, and
-            // the task of a parked connection stays small.
             let phase =
                 self.serve_until_idle(io, peer, proto, &activity, header_timeout, &mut stop);
             if !Box::pin(phase).await {
@@ -210,6 +164,54 @@ impl Listener {
             activity.resume();
             io = ParkableIo::new(socket, Bytes::new(), activity.clone(), handback.clone());
             header_timeout = self.header_read_timeout;
+        }
+    }
+
+    /// Waits (up to the header read timeout) for the client's first bytes: those read, and whether
+    /// they are the HTTP/2 preface.
+    async fn first_bytes<I: Socket>(
+        &self,
+        io: &mut I,
+        peer: SocketAddr,
+        stop: &mut Stop,
+    ) -> Option<(Bytes, bool)> {
+        let first_bytes = tokio::select! {
+            biased;
+            () = stopping(stop) => return None,
+            read = tokio::time::timeout(self.header_read_timeout, read_preface(io)) => read,
+        };
+        match first_bytes {
+            Ok(Ok(first)) => first,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, %peer, "connection read failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no request within the header read timeout");
+                None
+            }
+        }
+    }
+
+    async fn serve_http2<I: Socket>(
+        &self,
+        io: ParkableIo<I>,
+        peer: SocketAddr,
+        proto: &'static str,
+        activity: Arc<Activity>,
+        mut stop: Stop,
+    ) {
+        let service = self.service(peer, proto, activity);
+        let mut connection = pin!(self.http2.serve_connection(TokioIo::new(io), service));
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopping(&mut stop) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %peer, "connection ended with an error");
         }
     }
 

@@ -43,7 +43,7 @@ const TRIM_AFTER_PARKS: usize = 1024;
 const TRIM_AFTER_QUIET_PARKS: usize = 64;
 
 /// How often that is checked.
-const TRIM_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const TRIM_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Counts a parked connection for [`return_freed_memory`].
 pub(super) fn count_park() {
