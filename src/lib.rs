@@ -29,7 +29,7 @@
 //! | --- | --- |
 //! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
 //! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
-//! | [`server`] | accept loop, connection limit, graceful shutdown; `server/connection.rs`: TLS handshake, HTTP/1.1 or HTTP/2, limits; `server/keepalive.rs`: idle HTTP/1.1 connections parked without buffers; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
+//! | [`server`] | accept loop, connection limit, graceful shutdown; `server/connection.rs`: TLS handshake, HTTP/1.1 or HTTP/2, limits; `server/keepalive.rs`: idle HTTP/1.1 connections parked without buffers, `server/trim.rs`: the memory they freed returned; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
 //! | `state` | the running state built from one config, carried over on reload |
 //! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
 //! | `admin` | the admin listener: /metrics, /healthz, /readyz |

@@ -1,8 +1,8 @@
 //! The listener: accept loop, connection limit and graceful shutdown (in-flight requests and open
 //! WebSockets finish). `server/connection.rs` serves one connection (TLS handshake, HTTP/1.1 or
 //! HTTP/2, limits and timeouts), `server/keepalive.rs` parks idle HTTP/1.1 connections without
-//! buffers, `server/dispatch.rs` answers one request (normalize -> login or route -> proxy) with its
-//! log line.
+//! buffers, `server/trim.rs` returns the memory they freed, and `server/dispatch.rs` answers one
+//! request (normalize -> login or route -> proxy) with its log line.
 //!
 //! `run` takes an already-bound listener and a shutdown future, so `main` and the tests start the
 //! gateway the same way.
@@ -30,6 +30,7 @@ mod connection;
 mod dispatch;
 mod keepalive;
 mod redirect;
+mod trim;
 pub use redirect::redirect_to_https;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
@@ -89,7 +90,7 @@ pub async fn run(
         tls_acceptor,
     ));
     let reloads = tokio::spawn(crate::reload::watch(current.clone()));
-    let trims = tokio::spawn(keepalive::return_freed_memory());
+    let trims = tokio::spawn(trim::return_freed_memory());
     let readiness = Arc::new(Readiness::default());
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
     let admin = admin.map(|admin| {

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::dispatch;
-use super::keepalive::{self, Activity, Handback, ParkableIo, Socket, TrackedBody};
+use super::keepalive::{Activity, Handback, ParkableIo, Socket, TrackedBody};
 use crate::config::Config;
 use crate::proxy::ClientConnection;
 use crate::state::AppState;
@@ -149,7 +149,7 @@ impl Listener {
                 return;
             };
             metrics.idle_connections.inc();
-            keepalive::count_park();
+            super::trim::count_park();
             let next_request = tokio::select! {
                 biased;
                 () = stopping(&mut stop) => false,

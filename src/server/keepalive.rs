@@ -20,9 +20,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{
-    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
-};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -32,62 +30,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::{Body, BoxError};
-
-/// Connections parked since the allocator was last asked to return freed memory (process-wide,
-/// like the memory itself).
-static PARKED_SINCE_TRIM: AtomicUsize = AtomicUsize::new(0);
-
-/// How many parked connections make it worth asking the allocator for their freed buffers back:
-/// at once, or once a wave of them is over (no park for a whole check interval).
-const TRIM_AFTER_PARKS: usize = 1024;
-const TRIM_AFTER_QUIET_PARKS: usize = 64;
-
-/// How often that is checked.
-const TRIM_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Counts a parked connection for [`return_freed_memory`].
-pub(super) fn count_park() {
-    PARKED_SINCE_TRIM.fetch_add(1, Relaxed);
-}
-
-/// Runs for the server's life: once many connections have parked, asks glibc to give the pages of
-/// their freed hyper buffers back to the OS. glibc returns only the top of its heaps by itself;
-/// freed buffers between long-lived allocations (the parked connections' tasks) would otherwise
-/// stay resident. Other allocators return memory on their own, so this does nothing there.
-pub(super) async fn return_freed_memory() {
-    let mut ticks = tokio::time::interval(TRIM_CHECK_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut parked_at_last_tick = 0;
-    loop {
-        ticks.tick().await;
-        let parked = PARKED_SINCE_TRIM.load(Relaxed);
-        let wave_over = parked == parked_at_last_tick && parked >= TRIM_AFTER_QUIET_PARKS;
-        parked_at_last_tick = parked;
-        if parked >= TRIM_AFTER_PARKS || wave_over {
-            PARKED_SINCE_TRIM.fetch_sub(parked, Relaxed);
-            parked_at_last_tick = 0;
-            let started = std::time::Instant::now();
-            let _ = tokio::task::spawn_blocking(trim_allocator).await;
-            let took_ms = started.elapsed().as_secs_f64() * 1e3;
-            tracing::debug!(took_ms, "returned memory freed by parked connections");
-        }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_allocator() {
-    extern "C" {
-        fn malloc_trim(pad: usize) -> std::ffi::c_int;
-    }
-    // SAFETY: glibc's malloc_trim takes no pointers and is safe to call from any thread at any
-    // time; it only releases free pages.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_allocator() {}
 
 /// Park requests: none, asked by the serving loop, carried out by the wrapper.
 const PARK_NONE: u8 = 0;
