@@ -44,7 +44,8 @@ pub(super) type Stop = watch::Receiver<bool>;
 /// What every connection task needs, shared.
 pub(super) struct Listener {
     /// The running state; a config reload swaps it.
-    pub(super) current: Arc<ArcSwap<AppState>>,
+    current: Arc<ArcSwap<AppState>>,
+    /// The TLS acceptor and handshake timeout, when the listener terminates TLS.
     pub(super) tls: Option<(tokio_rustls::TlsAcceptor, Duration)>,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
