@@ -131,6 +131,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long an HTTP/1.1 connection may wait for its next request before it is closed.
     pub keepalive_timeout: Duration,
+    /// Threads serving connections, each with its own single-threaded runtime.
+    pub workers: usize,
     /// How long in-flight requests and open WebSockets may run after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Largest request head (request line and headers) accepted; larger -> 431.

@@ -29,7 +29,7 @@
 //! | --- | --- |
 //! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
 //! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
-//! | [`server`] | accept loop, connection limit, graceful shutdown; `server/connection.rs`: TLS handshake, HTTP/1.1 or HTTP/2, limits; `server/keepalive.rs`: idle HTTP/1.1 connections parked without buffers, `server/trim.rs`: the memory they freed returned; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
+//! | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`: one single-threaded runtime per core serving connections; `server/connection.rs`: TLS handshake, HTTP/1.1 or HTTP/2, limits; `server/keepalive.rs`: idle HTTP/1.1 connections parked without buffers, `server/trim.rs`: the memory they freed returned; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
 //! | `state` | the running state built from one config, carried over on reload |
 //! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
 //! | `admin` | the admin listener: /metrics, /healthz, /readyz |
@@ -52,7 +52,8 @@
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
 //! | `phone` | `/wx/phone`: getuserphonenumber |
 //! | `access_token` | each app's access_token: cached, single flight, shared by the fleet |
-//! | `proxy` | the pooled upstream clients (http, https) and request/response rewriting |
+//! | `proxy` | request/response rewriting, the streamed body limit |
+//! | `upstream` | upstream connections (http, https), pooled per worker thread |
 //! | `websocket` | upgrade detection and the authenticated byte relay |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
 //! | [`echo`] | an upstream that describes what it received (demo and tests) |
@@ -92,5 +93,6 @@ pub mod tls;
 pub mod token;
 mod token_lifecycle;
 pub mod trust;
+mod upstream;
 mod websocket;
 mod wechat;

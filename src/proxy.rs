@@ -1,88 +1,25 @@
-//! Forwarding to upstreams: the pooled hyper-util clients (http, and https with the system roots
-//! or a route's private CA), request and response rewriting, WebSocket upgrades, and the body
-//! limit applied while the body streams (never buffered whole).
+//! Forwarding to upstreams: request and response rewriting, WebSocket upgrades, and the body
+//! limit applied while the body streams (never buffered whole). The connections themselves are
+//! `upstream.rs`'s.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::error::Error as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::auth::{self, Identity};
-use crate::config::UpstreamConfig;
 use crate::error::{Body, BoxError, GatewayError};
 use crate::headers;
 use crate::request_id::{RequestId, X_REQUEST_ID};
-use crate::routes::{Route, Upstream, UpstreamCa};
+use crate::routes::{Route, Upstream};
 use crate::state::AppState;
+use crate::upstream::UpstreamError;
 use crate::websocket;
-
-/// A pooled HTTP/1.1 client reaching http and https upstreams.
-pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// One client per trust configuration: the system roots, and each route's private CA.
-#[derive(Debug)]
-pub(crate) struct UpstreamClients {
-    system_roots: UpstreamClient,
-    by_ca: HashMap<PathBuf, UpstreamClient>,
-}
-
-impl UpstreamClients {
-    /// Builds the clients the routes need.
-    pub(crate) fn new(config: &UpstreamConfig, routes: &[Route]) -> Result<Self, String> {
-        let mut by_ca = HashMap::new();
-        let upstreams = routes.iter().filter_map(|route| route.upstream.as_ref());
-        for ca in upstreams.filter_map(|upstream| upstream.ca.as_ref()) {
-            if !by_ca.contains_key(&ca.file) {
-                by_ca.insert(ca.file.clone(), upstream_client(config, Some(ca))?);
-            }
-        }
-        Ok(UpstreamClients {
-            system_roots: upstream_client(config, None)?,
-            by_ca,
-        })
-    }
-
-    fn for_upstream(&self, upstream: &Upstream) -> &UpstreamClient {
-        upstream
-            .ca
-            .as_ref()
-            .and_then(|ca| self.by_ca.get(&ca.file))
-            .unwrap_or(&self.system_roots)
-    }
-}
-
-/// Builds an upstream client with the configured connect timeout and pool.
-fn upstream_client(
-    config: &UpstreamConfig,
-    ca: Option<&UpstreamCa>,
-) -> Result<UpstreamClient, String> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    let extra_ca = ca.map(|ca| ca.certificates.as_slice()).unwrap_or_default();
-    let tls = crate::tls::upstream_client_config(extra_ca)?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .build(connector))
-}
 
 /// Where the client's request came in, for X-Forwarded-* and the upgrade relay.
 pub(crate) struct ClientConnection {
@@ -155,7 +92,7 @@ where
         return Err(GatewayError::PayloadTooLarge { limit });
     }
 
-    parts.uri = upstream_uri(route, upstream, path, query.as_deref())?;
+    parts.uri = upstream_uri(route, path, query.as_deref())?;
     parts.version = Version::HTTP_11;
     match (&client_host, route.preserve_host) {
         (Some(host), true) => parts.headers.insert(HOST, host.clone()),
@@ -182,9 +119,11 @@ where
 
     let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
     let upstream_request = Request::from_parts(parts, body);
-    let client_for_route = state.upstreams.for_upstream(upstream);
     let started = std::time::Instant::now();
-    let answer = tokio::time::timeout(route.timeout, client_for_route.request(upstream_request));
+    let answer = tokio::time::timeout(
+        route.timeout,
+        state.upstreams.send(upstream, upstream_request),
+    );
     let answer = answer.await;
     state
         .metrics
@@ -238,25 +177,16 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// The upstream URI: the route's upstream, with the normalized path and the original query.
-fn upstream_uri(
-    route: &Route,
-    upstream: &Upstream,
-    path: &str,
-    query: Option<&str>,
-) -> Result<Uri, GatewayError> {
+/// The request target sent upstream (origin form): the normalized path, as the route maps it, and
+/// the original query.
+fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
     let mut path_and_query = route.upstream_path(path);
     if let Some(query) = query {
         path_and_query.push('?');
         path_and_query.push_str(query);
     }
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|_| GatewayError::InvalidPath("the path cannot be forwarded"))?;
-    Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    PathAndQuery::try_from(path_and_query)
+        .map(Uri::from)
         .map_err(|_| GatewayError::InvalidPath("the path cannot be forwarded"))
 }
 
@@ -267,19 +197,22 @@ fn authority_header(upstream: &Upstream) -> Result<HeaderValue, GatewayError> {
 }
 
 /// Classifies a failed upstream exchange.
-fn upstream_error(error: &hyper_util::client::legacy::Error, limit: u64) -> GatewayError {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if cause.downcast_ref::<LengthLimitError>().is_some() {
-            return GatewayError::PayloadTooLarge { limit };
+fn upstream_error(error: &UpstreamError, limit: u64) -> GatewayError {
+    match error {
+        UpstreamError::Connect(reason) => {
+            tracing::warn!(error = %reason, "upstream unreachable");
+            GatewayError::UpstreamUnreachable
         }
-        source = cause.source();
-    }
-    if error.is_connect() {
-        tracing::warn!(error = %error, "upstream unreachable");
-        GatewayError::UpstreamUnreachable
-    } else {
-        tracing::warn!(error = %error, "upstream exchange failed");
-        GatewayError::UpstreamFailed
+        UpstreamError::Exchange(error) => {
+            let mut source = error.source();
+            while let Some(cause) = source {
+                if cause.downcast_ref::<LengthLimitError>().is_some() {
+                    return GatewayError::PayloadTooLarge { limit };
+                }
+                source = cause.source();
+            }
+            tracing::warn!(%error, "upstream exchange failed");
+            GatewayError::UpstreamFailed
+        }
     }
 }

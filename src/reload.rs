@@ -117,6 +117,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             server.header_read_timeout != next.header_read_timeout,
         ),
         (
+            "server.keepalive_timeout_ms",
+            server.keepalive_timeout != next.keepalive_timeout,
+        ),
+        ("server.workers", server.workers != next.workers),
+        (
             "server.max_header_bytes",
             server.max_header_bytes != next.max_header_bytes,
         ),

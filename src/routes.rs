@@ -41,6 +41,9 @@ pub struct Upstream {
     pub base_path: String,
     /// Extra CA certificates trusted for this https upstream, besides the system roots.
     pub ca: Option<UpstreamCa>,
+    /// Which pool of upstream connections serves it: the same for the routes of one config that
+    /// reach the same upstream the same way, never reused by another config (a reload).
+    pub(crate) pool: u64,
 }
 
 /// A private CA for https upstreams, loaded from `ca_file`.
@@ -144,6 +147,7 @@ mod tests {
                 authority: Authority::from_static("127.0.0.1:1"),
                 base_path: base_path.to_string(),
                 ca: None,
+                pool: 0,
             }),
             auth,
             strip_prefix,

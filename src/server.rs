@@ -31,6 +31,7 @@ mod dispatch;
 mod keepalive;
 mod redirect;
 mod trim;
+mod workers;
 pub use redirect::redirect_to_https;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
@@ -107,8 +108,11 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(max_connections));
     // Every connection holds a receiver: `stop` tells them to finish, and is closed once they did.
     let (stop, stopped) = watch::channel(false);
+    let worker_count = current.load().config.server.workers;
+    let mut workers = workers::Workers::start(worker_count, &shared, &stopped)?;
     tracing::info!(
         address = %listener.local_addr()?,
+        workers = worker_count,
         tls = shared.tls.is_some(),
         routes = current.load().config.routes.len(),
         "wxgate listening"
@@ -133,12 +137,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let shared = shared.clone();
-        let stopped = stopped.clone();
-        tokio::spawn(async move {
-            shared.serve(stream, peer, stopped).await;
-            drop(slot);
-        });
+        workers.hand(stream, peer, slot);
     }
 
     readiness.set_accepting(false);
@@ -156,6 +155,7 @@ pub async fn run(
         "shutting down: no new connections, finishing in-flight requests and WebSockets"
     );
     drop(stopped);
+    workers.close_intake();
     let drained = async {
         let _ = stop.send(true);
         stop.closed().await;
@@ -166,6 +166,7 @@ pub async fn run(
         Ok(()) => tracing::info!("all connections finished"),
         Err(_) => tracing::warn!("grace period over; dropping the remaining connections"),
     }
+    workers.finish().await;
     let _ = admin_stop.send(());
     if let Some(admin) = admin {
         let _ = admin.await;

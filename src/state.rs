@@ -12,10 +12,10 @@ use crate::access_token::AccessTokens;
 use crate::config::Config;
 use crate::login::LoginFlights;
 use crate::metrics::Metrics;
-use crate::proxy::UpstreamClients;
 use crate::rate_limit::Limits;
 use crate::routes::RouteTable;
 use crate::session::SessionStore;
+use crate::upstream::UpstreamClients;
 use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
 

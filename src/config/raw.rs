@@ -97,6 +97,7 @@ pub(crate) struct RawServer {
     pub(crate) max_connections: Option<Flex<usize>>,
     pub(crate) header_read_timeout_ms: Option<Flex<u64>>,
     pub(crate) keepalive_timeout_ms: Option<Flex<u64>>,
+    pub(crate) workers: Option<Flex<usize>>,
     pub(crate) shutdown_grace_secs: Option<Flex<u64>>,
     pub(crate) max_header_bytes: Option<Flex<usize>>,
     pub(crate) http2: Option<Flex<bool>>,

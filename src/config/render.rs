@@ -196,6 +196,7 @@ fn server_table(config: &Config) -> Value {
         ms(server.header_read_timeout),
     );
     entries.insert("keepalive_timeout_ms".into(), ms(server.keepalive_timeout));
+    entries.insert("workers".into(), int(server.workers));
     entries.insert(
         "shutdown_grace_secs".into(),
         int(server.shutdown_grace.as_secs()),

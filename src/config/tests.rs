@@ -39,6 +39,37 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.jwt.issuer, "wxgate");
     assert_eq!(config.login.path, "/login");
     assert!(config.routes.is_empty());
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(config.server.workers, cpus);
+}
+
+#[test]
+fn routes_to_one_upstream_share_its_connection_pool_and_reloads_get_new_pools() {
+    let text = config_text(
+        "[[routes]]\nprefix = \"/a\"\nupstream = \"http://Backend:80/a\"\nauth = \"none\"\n\
+         [[routes]]\nprefix = \"/b\"\nupstream = \"http://backend:80/b\"\nauth = \"none\"\n\
+         [[routes]]\nprefix = \"/c\"\nupstream = \"https://backend:80\"\nauth = \"none\"\n\
+         [server]\nworkers = 3",
+    );
+    let pools = |config: &Config| -> Vec<u64> {
+        let upstreams = config
+            .routes
+            .iter()
+            .filter_map(|route| route.upstream.as_ref());
+        upstreams.map(|upstream| upstream.pool).collect()
+    };
+    let first = load(&text, &[]).unwrap();
+    assert_eq!(first.server.workers, 3);
+    let [a, b, c] = pools(&first)[..] else {
+        panic!("three routes")
+    };
+    assert_eq!(
+        a, b,
+        "same scheme and authority (any case), different base paths"
+    );
+    assert_ne!(a, c, "another scheme");
+    let reloaded = pools(&load(&text, &[]).unwrap());
+    assert!(reloaded.iter().all(|pool| ![a, c].contains(pool)));
 }
 
 #[test]
@@ -86,8 +117,10 @@ fn environment_overrides_any_key_with_string_values() {
 
 #[test]
 fn errors_name_the_key_at_fault() {
-    let cases: [RefusalCase; 16] = [
+    let cases: [RefusalCase; 18] = [
         ("[server]\nlisten = \"nope\"", &[], "server.listen"),
+        ("[server]\nworkers = 1025", &[], "server.workers"),
+        ("[server]\nworkers = -1", &[], "server.workers"),
         ("[server]\nlisen = \"0.0.0.0:1\"", &[], "server"),
         ("[server]\nmax_body_bytes = 0", &[], "server.max_body_bytes"),
         (

@@ -34,6 +34,7 @@ impl RawConfig {
                 &server.keepalive_timeout_ms,
                 60_000,
             )?,
+            workers: workers(&server.workers)?,
             shutdown_grace: secs(
                 "server.shutdown_grace_secs",
                 &server.shutdown_grace_secs,
@@ -172,6 +173,7 @@ impl RawConfig {
             }
             routes.push(route);
         }
+        crate::upstream::assign_pools(&mut routes);
         let websocket = WebSocketConfig {
             token_query_param: self
                 .websocket
@@ -441,6 +443,7 @@ fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
         authority,
         base_path,
         ca: None,
+        pool: 0,
     })
 }
 
@@ -483,4 +486,19 @@ fn certificate_files(
         cert_file: PathBuf::from(required(&format!("{key}.cert_file"), cert_file)?),
         key_file: PathBuf::from(required(&format!("{key}.key_file"), key_file)?),
     })
+}
+
+/// Most worker threads accepted: far beyond any machine's cores, short of a typo's thousands.
+const MAX_WORKERS: usize = 1024;
+
+/// `server.workers`: 0 (the default) means one per CPU the process may use.
+fn workers(value: &Option<raw::Flex<usize>>) -> Result<usize, ConfigError> {
+    match raw::number("server.workers", value, 0)? {
+        0 => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
+        workers if workers > MAX_WORKERS => Err(ConfigError::new(
+            "server.workers",
+            format!("{workers} is more than {MAX_WORKERS}"),
+        )),
+        workers => Ok(workers),
+    }
 }

@@ -41,4 +41,5 @@ mod tls;
 mod token_attacks;
 mod tokens;
 mod trusted_proxies;
+mod upstream_pool;
 mod websocket;

@@ -1,0 +1,222 @@
+//! Connections to upstreams: HTTP/1.1 over TCP, or over TLS with the system roots or a route's
+//! private CA, kept alive in a pool of each worker thread's own.
+//!
+//! A connection is used by one request at a time. It goes back to its worker's pool once the
+//! response body has been read to the end, and is closed after `upstream.pool_idle_timeout_secs`
+//! unused, beyond `upstream.pool_max_idle_per_host` idle ones, or when the upstream closes it.
+//! Because each worker (`server/workers.rs`) keeps its own pool and drives its connections itself,
+//! a request and its upstream exchange never leave the worker's thread.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::uri::Scheme;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use crate::config::UpstreamConfig;
+use crate::error::Body;
+use crate::routes::{Route, Upstream, UpstreamCa};
+
+mod pooled;
+pub(crate) use pooled::PooledBody;
+
+/// How to reach the upstreams of one config: timeouts, pool limits and TLS settings.
+#[derive(Debug)]
+pub(crate) struct UpstreamClients {
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    system_roots: Arc<rustls::ClientConfig>,
+    by_ca: HashMap<PathBuf, Arc<rustls::ClientConfig>>,
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// No connection could be made (refused, unresolvable, TLS failure, connect timeout).
+    Connect(String),
+    /// The connection failed during the exchange.
+    Exchange(hyper::Error),
+}
+
+impl UpstreamClients {
+    /// The settings the routes need: the system roots, and each route's private CA.
+    pub(crate) fn new(config: &UpstreamConfig, routes: &[Route]) -> Result<Self, String> {
+        let mut by_ca = HashMap::new();
+        let upstreams = routes.iter().filter_map(|route| route.upstream.as_ref());
+        for ca in upstreams.filter_map(|upstream| upstream.ca.as_ref()) {
+            if !by_ca.contains_key(&ca.file) {
+                by_ca.insert(ca.file.clone(), tls_config(Some(ca))?);
+            }
+        }
+        Ok(UpstreamClients {
+            connect_timeout: config.connect_timeout,
+            idle_timeout: config.pool_idle_timeout,
+            max_idle: config.pool_max_idle_per_host,
+            system_roots: tls_config(None)?,
+            by_ca,
+        })
+    }
+
+    /// Sends `request` (origin-form URI, Host set) to `upstream` on a pooled connection or a new
+    /// one. A request the pooled connection never sent (the upstream had just closed it) is sent
+    /// again on a new connection.
+    pub(crate) async fn send(
+        &self,
+        upstream: &Upstream,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let key = upstream.pool;
+        if let Some(mut sender) = pooled::take(key).await {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.hand_out(response, sender, key)),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(UpstreamError::Exchange(failed.into_error())),
+                },
+            }
+        }
+        let mut sender = self.connect(upstream).await?;
+        match sender.send_request(request).await {
+            Ok(response) => Ok(self.hand_out(response, sender, key)),
+            Err(error) => Err(UpstreamError::Exchange(error)),
+        }
+    }
+
+    /// The response, its body returning the connection to the pool once read to the end.
+    fn hand_out(
+        &self,
+        response: Response<Incoming>,
+        sender: http1::SendRequest<Body>,
+        key: PoolKey,
+    ) -> Response<PooledBody> {
+        let reusable = response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        let idle = pooled::Idle::new(sender, key, self.idle_timeout, self.max_idle);
+        response.map(|body| PooledBody::new(body, idle, reusable))
+    }
+
+    /// A new connection, TLS when the upstream is https, driven by a task on this worker.
+    async fn connect(
+        &self,
+        upstream: &Upstream,
+    ) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let https = upstream.scheme == Scheme::HTTPS;
+        let connecting = async {
+            let host = upstream.authority.host();
+            let port = upstream
+                .authority
+                .port_u16()
+                .unwrap_or(if https { 443 } else { 80 });
+            // An IPv6 literal comes in brackets in an authority, without them everywhere else.
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(|error| UpstreamError::Connect(format!("connect: {error}")))?;
+            // Best effort: a socket refusing NODELAY still works.
+            let _ = tcp.set_nodelay(true);
+            if !https {
+                return handshake(tcp).await;
+            }
+            let tls = self.tls_for(upstream);
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|error| UpstreamError::Connect(format!("server name: {error}")))?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|error| UpstreamError::Connect(format!("TLS: {error}")))?;
+            handshake(stream).await
+        };
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(connected) => connected,
+            Err(_) => Err(UpstreamError::Connect(format!(
+                "no connection within {} ms",
+                self.connect_timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn tls_for(&self, upstream: &Upstream) -> Arc<rustls::ClientConfig> {
+        upstream
+            .ca
+            .as_ref()
+            .and_then(|ca| self.by_ca.get(&ca.file))
+            .unwrap_or(&self.system_roots)
+            .clone()
+    }
+}
+
+/// Which pooled connections may serve a request: the upstream's pool (see [`assign_pools`]).
+pub(crate) type PoolKey = u64;
+
+/// The HTTP/1.1 handshake on a new connection, whose task runs on this worker.
+async fn handshake<IO>(io: IO) -> Result<http1::SendRequest<Body>, UpstreamError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|error| UpstreamError::Connect(format!("handshake: {error}")))?;
+    tokio::spawn(async move {
+        // Upgrades (WebSocket) take the socket over; other ends are the upstream's or ours.
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The TLS client settings for upstreams: the system roots plus a route's CA, HTTP/1.1 by ALPN.
+fn tls_config(ca: Option<&UpstreamCa>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let extra_ca = ca.map(|ca| ca.certificates.as_slice()).unwrap_or_default();
+    let mut config = crate::tls::upstream_client_config(extra_ca)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Process-wide source of upstream pool ids: a reloaded config never shares a pool with the one
+/// it replaces, whose connections were made with its settings.
+static POOL_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Gives every upstream its pool: one per scheme, authority (any case) and CA file in this config.
+pub(crate) fn assign_pools(routes: &mut [Route]) {
+    let mut pools = HashMap::new();
+    for upstream in routes
+        .iter_mut()
+        .filter_map(|route| route.upstream.as_mut())
+    {
+        let key = (
+            upstream.scheme.clone(),
+            upstream.authority.as_str().to_ascii_lowercase(),
+            upstream.ca.as_ref().map(|ca| ca.file.clone()),
+        );
+        upstream.pool = *pools
+            .entry(key)
+            .or_insert_with(|| POOL_IDS.fetch_add(1, Ordering::Relaxed));
+    }
+}
+
+thread_local! {
+    /// This worker's idle connections, by upstream; the most recently used last.
+    static POOL: RefCell<HashMap<PoolKey, Vec<pooled::Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// Closes this worker's connections that have been idle too long; each worker runs it
+/// periodically, so connections to an upstream no longer used are closed too.
+pub(crate) fn close_expired(now: Instant) {
+    POOL.with(|pool| {
+        pool.borrow_mut().retain(|_, idle| {
+            idle.retain(|connection| !connection.expired(now));
+            !idle.is_empty()
+        });
+    });
+}
