@@ -12,6 +12,9 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+mod lines;
+pub(crate) use lines::{in_request, REQUEST_LINE_TARGET};
+
 /// Longest a log line waits in memory before it is written out.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Bytes of log lines gathered before they are written out at once.
@@ -108,19 +111,6 @@ where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(parse_filter(&directives)?)
-        .with_writer(writer)
-        .with_ansi(false);
-    match format {
-        LogFormat::Text => builder.try_init(),
-        // The request span (its id) rides along on every line logged while answering.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    }
-    .map_err(|error| error.to_string())
+    let subscriber = lines::subscriber(parse_filter(&directives)?, format, writer);
+    tracing::subscriber::set_global_default(subscriber).map_err(|error| error.to_string())
 }

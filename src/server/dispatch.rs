@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use tracing::Instrument;
 
 use crate::auth::Identity;
 use crate::error::{Body, GatewayError};
@@ -74,7 +73,6 @@ pub(super) async fn handle(
     let started = Instant::now();
     let request_id = RequestId::for_request(request.headers());
     request.extensions_mut().insert(request_id.clone());
-    let span = tracing::info_span!("request", id = request_id.as_str());
     let method = request.method().clone();
     let http2_refused =
         request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
@@ -90,7 +88,10 @@ pub(super) async fn handle(
         ),
         Ok(path) => {
             let answer = dispatch(state, &target, &path, &client, request);
-            (answer.instrument(span).await, path)
+            (
+                crate::logging::in_request(request_id.clone(), answer).await,
+                path,
+            )
         }
         Err(error) => (Err(error), request.uri().path().to_string()),
     };
@@ -112,6 +113,7 @@ pub(super) async fn handle(
         .metrics
         .observe_request(target.label(), response.status(), took);
     tracing::info!(
+        target: crate::logging::REQUEST_LINE_TARGET,
         request_id = request_id.as_str(),
         %method,
         path = ?logged_path,

@@ -1,0 +1,342 @@
+//! How log lines are laid out, and which request they belong to.
+//!
+//! The layouts are tracing-subscriber's (its `Full` text format, or JSON lines with the fields at
+//! the top level), written more cheaply where it counts: the request line, written once per
+//! request, is laid out here directly, and timestamps reuse the text of the current second. The
+//! request a line belongs to comes from [`in_request`]: a thread-local set while the request's
+//! future is polled, shown as tracing-subscriber showed the span it replaces (`request{id="..."}:`
+//! in text, `"span":{"id":"...","name":"request"}` in JSON). A tracing span per request cost
+//! about as much as the whole request line.
+
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Full, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use super::LogFormat;
+use crate::request_id::RequestId;
+
+/// The target of the request line (`server/dispatch.rs`), laid out here without the generic
+/// field formatting.
+pub(crate) const REQUEST_LINE_TARGET: &str = "wxgate::server::dispatch";
+
+/// The gateway's subscriber: `filter`ed lines in `format`, to `writer`.
+pub(super) fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => Box::new(builder.event_format(TextLines::new()).finish()),
+        LogFormat::Json => Box::new(builder.json().event_format(JsonLines::new()).finish()),
+    }
+}
+
+thread_local! {
+    /// The request whose future this thread is polling, if any.
+    static CURRENT_REQUEST: Cell<Option<RequestId>> = const { Cell::new(None) };
+    /// The current second, and its timestamp text up to the fraction: `2026-11-22T01:58:42.`.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Runs `future` as request `id`'s: lines logged while it is polled name the request.
+pub(crate) fn in_request<F: Future>(id: RequestId, future: F) -> InRequest<F> {
+    InRequest {
+        id: Some(id),
+        future,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose polls are request `id`'s (see [`in_request`]).
+    pub(crate) struct InRequest<F> {
+        id: Option<RequestId>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for InRequest<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let entered = Entered(CURRENT_REQUEST.replace(this.id.take()));
+        let polled = this.future.poll(context);
+        *this.id = CURRENT_REQUEST.replace(entered.leave());
+        polled
+    }
+}
+
+/// The request that was current before one was entered; put back even if the poll panics.
+struct Entered(Option<RequestId>);
+
+impl Entered {
+    fn leave(mut self) -> Option<RequestId> {
+        self.0.take()
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            CURRENT_REQUEST.set(self.0.take());
+        }
+    }
+}
+
+/// `f` with the current request's id, if any.
+fn with_current_request<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    let id = CURRENT_REQUEST.take();
+    let result = f(id.as_ref().map(RequestId::as_str));
+    CURRENT_REQUEST.set(id);
+    result
+}
+
+/// Timestamps as tracing-subscriber writes them (`2026-11-22T01:58:42.123456Z`, UTC), with the
+/// date and time of day computed once per second.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Clock;
+
+impl FormatTime for Clock {
+    fn format_time(&self, writer: &mut Writer<'_>) -> fmt::Result {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let seconds = since_epoch.as_secs();
+        SECOND.with_borrow_mut(|(second, text)| {
+            if *second != seconds {
+                text.clear();
+                write_second(text, seconds)?;
+                *second = seconds;
+            }
+            writer.write_str(text)?;
+            write!(writer, "{:06}Z", since_epoch.subsec_micros())
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for a Unix time (proleptic Gregorian, UTC).
+fn write_second(text: &mut String, unix_seconds: u64) -> fmt::Result {
+    let days = unix_seconds / 86_400;
+    let of_day = unix_seconds % 86_400;
+    let (year, month, day) = civil_date(days);
+    write!(
+        text,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// Year, month and day of the `days`th day after 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// tracing-subscriber's level column: five characters wide, right-aligned.
+fn level_column(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "TRACE",
+        Level::DEBUG => "DEBUG",
+        Level::INFO => " INFO",
+        Level::WARN => " WARN",
+        Level::ERROR => "ERROR",
+    }
+}
+
+/// Human-readable lines: `{timestamp} {level} [request{id="..."}: ]{target}: {message} {fields}`.
+pub(crate) struct TextLines {
+    /// Everything after the level and request, for lines other than the request line.
+    rest: Format<Full, ()>,
+}
+
+impl TextLines {
+    pub(crate) fn new() -> Self {
+        TextLines {
+            rest: Format::default()
+                .without_time()
+                .with_level(false)
+                .with_ansi(false),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        Clock.format_time(&mut writer)?;
+        writer.write_char(' ')?;
+        writer.write_str(level_column(*meta.level()))?;
+        writer.write_char(' ')?;
+        with_current_request(|id| match id {
+            Some(id) => write!(writer, "request{{id={id:?}}}: "),
+            None => Ok(()),
+        })?;
+        if meta.target() != REQUEST_LINE_TARGET || ctx.event_scope().is_some() {
+            return self.rest.format_event(ctx, writer, event);
+        }
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
+        let mut fields = PlainFields {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_char('\n')
+    }
+}
+
+/// An event's fields as tracing-subscriber's default visitor writes them (`name=value`, values
+/// in their `Debug` form, the message first and bare), for events whose message is plain text.
+struct PlainFields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl PlainFields<'_, '_> {
+    /// Starts a field: a space before all but the first, then `name=` unless it is the message.
+    fn start(&mut self, field: &Field) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.writer.write_char(' ')?;
+        }
+        if field.name() != "message" {
+            self.writer.write_str(field.name())?;
+            self.writer.write_char('=')?;
+        }
+        Ok(())
+    }
+}
+
+impl Visit for PlainFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = self.start(field).and_then(|()| {
+            if field.name() == "message" {
+                self.writer.write_str(value)
+            } else if value
+                .bytes()
+                .all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\')
+            {
+                // What `Debug` writes for a string with nothing to escape.
+                self.writer.write_char('"')?;
+                self.writer.write_str(value)?;
+                self.writer.write_char('"')
+            } else {
+                write!(self.writer, "{value:?}")
+            }
+        });
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| write!(self.writer, "{value}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| write!(self.writer, "{value:?}"));
+        }
+    }
+}
+
+/// JSON lines, as tracing-subscriber writes them with the fields at the top level, plus
+/// `"span":{"id":"...","name":"request"}` on lines logged while answering a request.
+pub(crate) struct JsonLines {
+    inner: Format<Json, Clock>,
+}
+
+impl JsonLines {
+    pub(crate) fn new() -> Self {
+        JsonLines {
+            inner: Format::default()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_timer(Clock),
+        }
+    }
+}
+
+impl<S> FormatEvent<S, JsonFields> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        with_current_request(|id| {
+            let Some(id) = id else {
+                return self.inner.format_event(ctx, writer.by_ref(), event);
+            };
+            let mut line = String::new();
+            self.inner
+                .format_event(ctx, Writer::new(&mut line), event)?;
+            // The line is one object and a newline: the request goes in before the closing brace.
+            let Some(end) = line.trim_end().strip_suffix('}') else {
+                return writer.write_str(&line);
+            };
+            let id = serde_json::to_string(id).map_err(|_| fmt::Error)?;
+            writeln!(writer, r#"{end},"span":{{"id":{id},"name":"request"}}}}"#)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
