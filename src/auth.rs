@@ -54,7 +54,7 @@ pub(crate) async fn authenticate(
                 }
             }
             ensure_not_revoked(state, &verified).await?;
-            Ok(Some(verified.identity))
+            Ok(Some(verified.identity.clone()))
         }
         None if mode == AuthMode::Required => Err(GatewayError::MissingToken),
         None => Ok(None),

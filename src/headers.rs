@@ -73,10 +73,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
+    // Only the names present are removed: a message usually carries one at most (an upstream's
+    // `Connection: keep-alive`), and each removal is a lookup.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    for name in present {
+        headers.remove(name);
     }
 }
 

@@ -11,6 +11,7 @@
 //! Nothing else is required, so tokens minted by a user's own tooling with the same key work.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -246,11 +247,11 @@ impl TokenKeys {
     /// Verifies a presented token; the error names the reason in words safe to show the client.
     /// A token verified before is answered from a bounded cache until its `exp` (see
     /// `token/cache.rs`).
-    pub fn verify(&self, token: &str) -> Result<VerifiedToken, GatewayError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, GatewayError> {
         if let Some(verified) = self.verified.get(token) {
             return Ok(verified);
         }
-        let verified = self.check(token, None)?;
+        let verified = Arc::new(self.check(token, None)?);
         self.verified.remember(token, &verified);
         Ok(verified)
     }
