@@ -87,24 +87,17 @@ pub(crate) fn required_bearer_token(headers: &HeaderMap) -> Result<&str, Gateway
     bearer_token(headers)?.ok_or(GatewayError::MissingToken)
 }
 
-/// The deny-list entries that would refuse this token: its login and its own id.
-pub(crate) fn revocation_ids(verified: &VerifiedToken) -> Vec<String> {
-    let sid = verified.sid.iter().map(|sid| format!("sid:{sid}"));
-    let jti = verified.jti.iter().map(|jti| format!("jti:{jti}"));
-    sid.chain(jti).collect()
-}
-
 /// Refuses a token whose login or own id was revoked (logout). When the store cannot tell,
 /// `session.on_store_error` decides: refuse (503) or trust the signature alone.
 async fn ensure_not_revoked(
     state: &AppState,
     verified: &VerifiedToken,
 ) -> Result<(), GatewayError> {
-    let ids = revocation_ids(verified);
+    let ids = verified.revocation_ids();
     if ids.is_empty() {
         return Ok(());
     }
-    match state.sessions.any_revoked(&ids).await {
+    match state.sessions.any_revoked(ids).await {
         Ok(false) => Ok(()),
         Ok(true) => Err(GatewayError::InvalidToken("token revoked by a logout")),
         Err(error) => match state.config.session.on_store_error {

@@ -24,9 +24,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+const HOP_BY_HOP_COUNT: usize = 9;
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1, plus the
 /// non-standard `proxy-connection` and `keep-alive`).
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -67,21 +68,27 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .map(str::trim)
+            // `keep-alive`, the option an upstream's answers usually carry, is removed below.
+            .filter(|name| !name.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    // Only the names present are removed: a message usually carries one at most (an upstream's
-    // `Connection: keep-alive`), and each removal is a lookup.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name))
-        .cloned()
-        .collect();
-    for name in present {
-        headers.remove(name);
+    // Only the names present are removed (each removal is a lookup), found in one pass over the
+    // message's names: a message usually carries one at most (`Connection`).
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[index] = true;
+        }
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 

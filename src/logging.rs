@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 mod lines;
-pub(crate) use lines::{in_request, REQUEST_LINE_TARGET};
+pub(crate) use lines::{in_request, Quoted, REQUEST_LINE_TARGET};
 
 /// Longest a log line waits in memory before it is written out.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);

@@ -3,6 +3,7 @@
 //! in any spelling) and returned to the client, so one id ties a client report, the gateway's log
 //! and the backend's log together.
 
+use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -29,19 +30,12 @@ impl RequestId {
         }
     }
 
-    /// A new id: 32 hex digits, unpredictable and (128 bits) unique in practice. A keyed
-    /// hash (keys drawn from the OS once per process) of a counter: no system call per request,
-    /// unlike asking the OS for 16 fresh random bytes each time.
+    /// A new id: 32 hex digits, 128 random bits from the OS, unique in practice. Each thread asks
+    /// the OS for randomness in batches ([`RANDOM_BATCH`] bytes, 256 ids), not once per request.
     fn generate() -> RequestId {
-        static KEYS: OnceLock<RandomState> = OnceLock::new();
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let keys = KEYS.get_or_init(RandomState::new);
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let high = keys.hash_one((count, 0u8));
-        let low = keys.hash_one((count, 1u8));
+        let bytes = RANDOM.with_borrow_mut(RandomBatch::take16);
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 32];
-        let bytes = high.to_be_bytes().into_iter().chain(low.to_be_bytes());
         for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
             pair[0] = DIGITS[usize::from(byte >> 4)];
             pair[1] = DIGITS[usize::from(byte & 0x0f)];
@@ -58,6 +52,47 @@ impl RequestId {
     pub(crate) fn as_str(&self) -> &str {
         // Only visible ASCII gets in (`is_sane`, or hex digits).
         self.0.to_str().unwrap_or("-")
+    }
+}
+
+/// Random bytes fetched from the OS at once, for ids.
+const RANDOM_BATCH: usize = 4096;
+
+thread_local! {
+    /// This thread's unused random bytes.
+    static RANDOM: RefCell<RandomBatch> = const { RefCell::new(RandomBatch { bytes: [0; RANDOM_BATCH], used: RANDOM_BATCH }) };
+}
+
+/// A batch of random bytes, handed out 16 at a time.
+struct RandomBatch {
+    bytes: [u8; RANDOM_BATCH],
+    used: usize,
+}
+
+impl RandomBatch {
+    fn take16(&mut self) -> [u8; 16] {
+        if self.used + 16 > RANDOM_BATCH {
+            self.refill();
+        }
+        let mut taken = [0; 16];
+        taken.copy_from_slice(&self.bytes[self.used..self.used + 16]);
+        self.used += 16;
+        taken
+    }
+
+    /// New bytes from the OS. Should the OS fail (it does not on Linux once booted), a keyed
+    /// hash of a counter, with keys the standard library drew from the OS, stands in.
+    fn refill(&mut self) {
+        if getrandom::fill(&mut self.bytes).is_err() {
+            static KEYS: OnceLock<RandomState> = OnceLock::new();
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let keys = KEYS.get_or_init(RandomState::new);
+            for chunk in self.bytes.chunks_exact_mut(8) {
+                let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+                chunk.copy_from_slice(&keys.hash_one(count).to_be_bytes());
+            }
+        }
+        self.used = 0;
     }
 }
 

@@ -137,6 +137,16 @@ pub struct VerifiedToken {
     pub jti: Option<String>,
     /// When the token expires, in Unix seconds.
     pub exp: u64,
+    /// The deny-list entries that would refuse it: its login (`sid:...`) and its own id
+    /// (`jti:...`); computed once, as a cached token is checked against them on every request.
+    revocation_ids: Vec<String>,
+}
+
+impl VerifiedToken {
+    /// The deny-list entries that would refuse this token: its login and its own id.
+    pub(crate) fn revocation_ids(&self) -> &[String] {
+        &self.revocation_ids
+    }
 }
 
 impl TokenKeys {
@@ -330,7 +340,10 @@ impl TokenKeys {
                 "identity cannot be forwarded as a header",
             ));
         }
+        let sid = claims.sid.iter().map(|sid| format!("sid:{sid}"));
+        let jti = claims.jti.iter().map(|jti| format!("jti:{jti}"));
         Ok(VerifiedToken {
+            revocation_ids: sid.chain(jti).collect(),
             identity: Identity {
                 openid: claims.sub,
                 unionid: claims.unionid,

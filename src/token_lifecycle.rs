@@ -25,7 +25,7 @@ pub(crate) async fn refresh<B>(
     let verified = presented(state, &request)?;
     if state
         .sessions
-        .any_revoked(&auth::revocation_ids(&verified))
+        .any_revoked(verified.revocation_ids())
         .await
         .map_err(store_failed)?
     {

@@ -85,7 +85,8 @@ impl UpstreamClients {
                 },
             }
         }
-        let mut sender = self.connect(upstream).await?;
+        // Boxed: connecting (DNS, TLS) takes a large future, and most requests find a connection.
+        let mut sender = Box::pin(self.connect(upstream)).await?;
         match sender.send_request(request).await {
             Ok(response) => Ok(self.hand_out(response, sender, key)),
             Err(error) => Err(UpstreamError::Exchange(error)),

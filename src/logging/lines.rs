@@ -261,18 +261,18 @@ impl Visit for PlainFields<'_, '_> {
         self.result = self.start(field).and_then(|()| {
             if field.name() == "message" {
                 self.writer.write_str(value)
-            } else if value
-                .bytes()
-                .all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\')
-            {
-                // What `Debug` writes for a string with nothing to escape.
-                self.writer.write_char('"')?;
-                self.writer.write_str(value)?;
-                self.writer.write_char('"')
             } else {
-                write!(self.writer, "{value:?}")
+                write!(self.writer, "{:?}", Quoted(value))
             }
         });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| write_f64(self.writer, value));
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -290,6 +290,55 @@ impl Visit for PlainFields<'_, '_> {
                 .and_then(|()| write!(self.writer, "{value:?}"));
         }
     }
+}
+
+/// A string written as its `Debug` form is, without looking at each character when none needs
+/// escaping; for log fields (`path = ?Quoted(path)`).
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for Quoted<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = |byte: u8| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\';
+        if self.0.bytes().all(plain) {
+            formatter.write_char('"')?;
+            formatter.write_str(self.0)?;
+            formatter.write_char('"')
+        } else {
+            fmt::Debug::fmt(self.0, formatter)
+        }
+    }
+}
+
+/// Largest number of thousandths written without the general float formatting.
+const FAST_THOUSANDTHS: f64 = 1e12;
+
+/// What `Debug` writes for `value`. A whole number of thousandths (a latency in milliseconds to
+/// the microsecond) is written from integers: its shortest round-trip form, which `Debug` writes,
+/// is that decimal, since below [`FAST_THOUSANDTHS`] no shorter decimal is as close.
+fn write_f64(writer: &mut impl fmt::Write, value: f64) -> fmt::Result {
+    let thousandths = (value * 1000.0).round();
+    let exact =
+        value.is_sign_positive() && thousandths < FAST_THOUSANDTHS && thousandths / 1000.0 == value;
+    if !exact {
+        return write!(writer, "{value:?}");
+    }
+    // Exact: a non-negative whole number below 1e12.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let thousandths = thousandths as u64;
+    let (whole, fraction) = (thousandths / 1000, thousandths % 1000);
+    write!(writer, "{whole}.")?;
+    // The fraction's three digits, trailing zeros dropped but one kept.
+    let digits = [fraction / 100, fraction / 10 % 10, fraction % 10]
+        .map(|digit| char::from_digit(u32::try_from(digit).unwrap_or(0), 10).unwrap_or('0'));
+    let kept = 3 - digits
+        .iter()
+        .rev()
+        .take_while(|&&digit| digit == '0')
+        .count();
+    for digit in &digits[..kept.max(1)] {
+        writer.write_char(*digit)?;
+    }
+    Ok(())
 }
 
 /// JSON lines, as tracing-subscriber writes them with the fields at the top level, plus

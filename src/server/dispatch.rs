@@ -116,7 +116,7 @@ pub(super) async fn handle(
         target: crate::logging::REQUEST_LINE_TARGET,
         request_id = request_id.as_str(),
         %method,
-        path = ?logged_path,
+        path = ?crate::logging::Quoted(&logged_path),
         status = response.status().as_u16(),
         latency_ms = latency_ms(took),
         openid = identity.as_ref().map_or("-", |identity| identity.openid.as_str()),
@@ -141,13 +141,17 @@ async fn dispatch(
     client: &ClientConnection,
     request: Request<Incoming>,
 ) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
+    // The endpoints' futures are boxed: held inline, each would make every request's future (and
+    // every move of it) as large as all of them together.
     let answer = match target {
-        Target::Login => login::handle(state, path, client, request).await,
-        Target::Refresh => token_lifecycle::refresh(state, request).await,
-        Target::Logout => token_lifecycle::logout(state, request).await,
-        Target::Phone => phone::handle(state, request).await,
-        Target::Decrypt => decrypt::handle(state, request).await,
-        Target::ForwardAuth => return forward_auth::handle(state, path, client, request).await,
+        Target::Login => Box::pin(login::handle(state, path, client, request)).await,
+        Target::Refresh => Box::pin(token_lifecycle::refresh(state, request)).await,
+        Target::Logout => Box::pin(token_lifecycle::logout(state, request)).await,
+        Target::Phone => Box::pin(phone::handle(state, request)).await,
+        Target::Decrypt => Box::pin(decrypt::handle(state, request)).await,
+        Target::ForwardAuth => {
+            return Box::pin(forward_auth::handle(state, path, client, request)).await
+        }
         Target::Jwks => {
             let keys = &state.config.jwt.keys;
             return Ok((jwks::handle(request.method(), keys)?, None));

@@ -168,3 +168,44 @@ fn the_request_is_current_only_while_its_future_is_polled() {
     assert_eq!(seen, Some(Some("req-7".to_owned())));
     assert_eq!(with_current_request(|id| id.map(str::to_owned)), None);
 }
+
+#[test]
+fn floats_are_written_as_debug_writes_them() {
+    let debug = |value: f64| {
+        let mut text = String::new();
+        write_f64(&mut text, value).unwrap();
+        assert_eq!(text, format!("{value:?}"), "{value}");
+    };
+    for micros in (0_u64..200_000).chain([999_999_999, 123_456_789_012, 999_999_999_999_999]) {
+        debug(micros as f64 / 1000.0);
+    }
+    for value in [
+        -0.0,
+        -1.5,
+        0.0001,
+        1e-7,
+        0.1 + 0.2,
+        1e15,
+        1e17,
+        f64::NAN,
+        f64::INFINITY,
+    ] {
+        debug(value);
+    }
+}
+
+#[test]
+fn quoted_strings_are_their_debug_form() {
+    for text in [
+        "/api/hello",
+        "",
+        "a\"b",
+        "back\\slash",
+        "tab\there",
+        "é",
+        "\u{1b}[31m",
+        "~ !",
+    ] {
+        assert_eq!(format!("{:?}", Quoted(text)), format!("{text:?}"));
+    }
+}
