@@ -235,8 +235,10 @@ impl Listener {
             .with_upgrades());
         let mut stop_signal = pin!(stopping(stop));
         let mut draining = false;
+        // One timer for the whole phase: moved only when it fires early (the connection was busy
+        // since it was set), not at each request, since moving a timer costs more than the clock.
         let mut park_timer = pin!(tokio::time::sleep(PARK_AFTER));
-        let mut idle_timed = false;
+        let mut idle_since = None;
         let result = poll_fn(|cx| {
             if !draining && stop_signal.as_mut().poll(cx).is_ready() {
                 draining = true;
@@ -247,17 +249,22 @@ impl Listener {
                 return polled;
             }
             if !activity.is_idle() {
-                idle_timed = false;
+                idle_since = None;
                 return polled;
             }
-            if !idle_timed {
-                idle_timed = true;
-                park_timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + PARK_AFTER);
+            let due = *idle_since.get_or_insert_with(tokio::time::Instant::now) + PARK_AFTER;
+            if park_timer.is_elapsed() && park_timer.deadline() < due {
+                park_timer.as_mut().reset(due);
             }
             if park_timer.as_mut().poll(cx).is_pending() {
                 return polled;
+            }
+            if tokio::time::Instant::now() < due {
+                // Set during an earlier idle stretch: wait for this one's end.
+                park_timer.as_mut().reset(due);
+                if park_timer.as_mut().poll(cx).is_pending() {
+                    return polled;
+                }
             }
             activity.ask_park();
             let polled = connection.as_mut().poll(cx);
