@@ -150,7 +150,7 @@ fn client_headers() -> HeaderMap {
 fn header_rewriting(c: &mut Criterion) {
     let template = client_headers();
     let who = identity();
-    let peer = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+    let peer = headers::PeerAddress::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)));
     let host = HeaderValue::from_static("api.example.com");
     c.bench_function("headers/rewrite_request", |b| {
         b.iter_batched_ref(
@@ -158,7 +158,7 @@ fn header_rewriting(c: &mut Criterion) {
             |map| {
                 headers::remove_hop_by_hop(map);
                 headers::remove_gateway_owned(map);
-                headers::set_forwarding(map, peer, "https", Some(host.clone()), None);
+                headers::set_forwarding(map, &peer, "https", Some(host.clone()), None);
                 headers::set_identity(map, &who);
             },
             criterion::BatchSize::SmallInput,

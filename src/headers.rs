@@ -7,8 +7,6 @@
 
 use std::net::IpAddr;
 
-use std::io::Write as _;
-
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
     TRAILER, TRANSFER_ENCODING, UPGRADE,
@@ -176,32 +174,42 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderVal
     values.next().is_none().then_some(first)
 }
 
+/// A client's address, and its text as a header value, made once per connection: formatting an
+/// address costs more than the rest of [`set_forwarding`].
+#[derive(Clone, Debug)]
+pub struct PeerAddress {
+    ip: IpAddr,
+    text: HeaderValue,
+}
+
+impl PeerAddress {
+    /// The address of a connection's peer.
+    pub fn new(ip: IpAddr) -> Self {
+        let text =
+            HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
+        PeerAddress { ip, text }
+    }
+
+    /// The address itself.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 /// Adds `X-Forwarded-For/-Proto/-Host` describing the client connection. Behind a trusted proxy
 /// (`from_proxy`), the peer is appended to the proxy's chain and the proxy's scheme and host are
 /// kept; otherwise the peer is the whole chain.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
-    client_ip: IpAddr,
+    client: &PeerAddress,
     proto: &'static str,
     host: Option<HeaderValue>,
     from_proxy: Option<ProxyForwarding>,
 ) {
     let from_proxy = from_proxy.unwrap_or_default();
-    // The common case (no proxy chain) is formatted on the stack: one allocation, the value's.
-    let mut text = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    let written = match &from_proxy.chain {
-        Some(chain) => write!(cursor, "{chain}, {client_ip}"),
-        None => write!(cursor, "{client_ip}"),
-    };
-    let length = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
-    let value = match written {
-        Ok(()) => HeaderValue::from_bytes(&text[..length]),
-        // A chain longer than the stack buffer.
-        Err(_) => HeaderValue::from_str(&format!(
-            "{}, {client_ip}",
-            from_proxy.chain.as_deref().unwrap_or_default()
-        )),
+    let value = match &from_proxy.chain {
+        Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", client.ip)),
+        None => Ok(client.text.clone()),
     };
     if let Ok(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
@@ -310,8 +318,8 @@ pub(crate) mod tests {
         ]);
         let from_proxy = ProxyForwarding::read(&incoming);
         let mut map = HeaderMap::new();
-        let peer: IpAddr = "10.0.0.3".parse().unwrap();
-        set_forwarding(&mut map, peer, "http", None, Some(from_proxy));
+        let peer = PeerAddress::new("10.0.0.3".parse().unwrap());
+        set_forwarding(&mut map, &peer, "http", None, Some(from_proxy));
         assert_eq!(map[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.2, 10.0.0.3");
         assert_eq!(map[X_FORWARDED_PROTO], "https");
         assert_eq!(map[X_FORWARDED_HOST], "shop.example");
@@ -325,10 +333,10 @@ pub(crate) mod tests {
             ("x-forwarded-host", "b.example"),
         ]);
         let mut map = HeaderMap::new();
-        let peer: IpAddr = "10.0.0.3".parse().unwrap();
+        let peer = PeerAddress::new("10.0.0.3".parse().unwrap());
         let host = HeaderValue::from_static("gw.example");
         let from_proxy = Some(ProxyForwarding::read(&incoming));
-        set_forwarding(&mut map, peer, "https", Some(host), from_proxy);
+        set_forwarding(&mut map, &peer, "https", Some(host), from_proxy);
         assert_eq!(map[X_FORWARDED_FOR], "10.0.0.3");
         assert_eq!(map[X_FORWARDED_PROTO], "https");
         assert_eq!(map[X_FORWARDED_HOST], "gw.example");

@@ -25,6 +25,8 @@ use crate::websocket;
 pub(crate) struct ClientConnection {
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The client's IP address, with its header text.
+    pub(crate) address: headers::PeerAddress,
     /// `http` or `https`.
     pub(crate) proto: &'static str,
 }
@@ -100,7 +102,7 @@ where
     };
     headers::set_forwarding(
         &mut parts.headers,
-        client.peer.ip(),
+        &client.address,
         client.proto,
         client_host,
         from_proxy,

@@ -299,11 +299,17 @@ impl Listener {
     > + Send
            + 'static {
         let current = self.current.clone();
+        let address = crate::headers::PeerAddress::new(peer.ip());
         service_fn(move |request| {
             let state = current.load_full();
             let in_flight = activity.begin(http_body::Body::size_hint(request.body()).exact());
+            let address = address.clone();
             async move {
-                let client = ClientConnection { peer, proto };
+                let client = ClientConnection {
+                    peer,
+                    address,
+                    proto,
+                };
                 let response = dispatch::handle(&state, client, request).await;
                 Ok(response.map(|body| TrackedBody::new(body, in_flight)))
             }
