@@ -156,7 +156,9 @@ async fn dispatch(
             let keys = &state.config.jwt.keys;
             return Ok((jwks::handle(request.method(), keys)?, None));
         }
-        Target::Route(route) => return proxy::forward(state, route, path, client, request).await,
+        Target::Route(route) => {
+            return Box::pin(proxy::forward(state, route, path, client, request)).await
+        }
         Target::Unrouted => return Err(GatewayError::NotFound),
     };
     let (response, identity) = answer?;
