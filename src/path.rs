@@ -5,9 +5,9 @@
 //! escape is kept with upper-case hex, empty segments (`//`) and `.` are dropped, `..` removes the
 //! previous segment. What cannot be made safe is refused: an encoded `/`, `\` or NUL, a literal `\`,
 //! double encoding of those or of `.` or `%`, `..` above the root, a dot segment carrying `;`
-//! parameters (`..;`, which Java servers treat as `..`), a segment of parameters only (`/;/api`,
-//! which they treat as `/api`), escapes that are not UTF-8 (overlong forms
-//! such as `%c0%ae`), a fragment, and anything not starting with `/`.
+//! parameters (`..;`, which Java servers treat as `..`; also with the `;` encoded, `..%3B`), a
+//! segment of parameters only (`/;/api`, which they treat as `/api`), escapes that are not UTF-8
+//! (overlong forms such as `%c0%ae`), a fragment, and anything not starting with `/`.
 
 use crate::error::GatewayError;
 
@@ -61,7 +61,7 @@ pub(crate) fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
                 "percent-encoded bytes are not valid UTF-8",
             ));
         }
-        let name = segment.split(';').next().unwrap_or_default();
+        let name = segment_name(&segment);
         if (name == "." || name == "..") && segment.len() != name.len() {
             return Err(GatewayError::InvalidPath("dot segment with ';' parameters"));
         }
@@ -95,6 +95,17 @@ pub(crate) fn normalize_in_full(raw: &str) -> Result<String, GatewayError> {
         normalized.push('/');
     }
     Ok(normalized)
+}
+
+/// A normalized segment up to its `;` parameters. An encoded `;` (`%3B`, upper case once
+/// normalized) counts too: a backend that decodes before cutting parameters reads `.%3B` as `.;`.
+fn segment_name(segment: &str) -> &str {
+    let end = [segment.find(';'), segment.find("%3B")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(segment.len());
+    &segment[..end]
 }
 
 /// Normalizes the escapes of one segment, appending its fully decoded bytes to `decoded`.
@@ -238,6 +249,11 @@ pub(crate) mod tests {
             "/api/;",
             "/public/..;/api",
             "/public/.;x/api",
+            // An encoded `;` is a `;` to a backend that decodes before cutting parameters.
+            "/public/..%3b/api",
+            "/public/%2e%2e%3B/api",
+            "/A/%2e%3b/%2b",
+            "/%3B/api",
             "/%c0%ae%c0%ae/api",
             "/a%zz",
             "/a%2",
