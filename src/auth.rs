@@ -1,6 +1,8 @@
 //! The authentication decision for one request: find the bearer token, verify it, and apply the
 //! route's auth mode. Fails closed: anything ambiguous about the credentials is a 401.
 
+use std::sync::Arc;
+
 use http::header::{HeaderMap, AUTHORIZATION};
 
 use crate::config::StoreErrorPolicy;
@@ -20,7 +22,8 @@ pub struct Identity {
     pub appid: Option<String>,
 }
 
-/// Applies the route's auth mode to the request: `Ok(None)` means forward without identity.
+/// Applies the route's auth mode to the request: the verified token, or `Ok(None)` to forward
+/// without identity.
 /// `query_token` is a token from the WebSocket query parameter; with a header token too, the
 /// request is ambiguous and refused. A verified token is also checked against the revocations,
 /// and against `apps`, the appids the route serves (`None`: every app).
@@ -30,7 +33,7 @@ pub(crate) async fn authenticate(
     query_token: Option<&str>,
     mode: AuthMode,
     apps: Option<&[String]>,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<Option<Arc<VerifiedToken>>, GatewayError> {
     if mode == AuthMode::None {
         return Ok(None);
     }
@@ -54,7 +57,7 @@ pub(crate) async fn authenticate(
                 }
             }
             ensure_not_revoked(state, &verified).await?;
-            Ok(Some(verified.identity.clone()))
+            Ok(Some(verified))
         }
         None if mode == AuthMode::Required => Err(GatewayError::MissingToken),
         None => Ok(None),
@@ -74,9 +77,10 @@ where
     if request.method() != http::Method::POST {
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });
     }
-    let identity = authenticate(state, request.headers(), None, AuthMode::Required, None)
+    let verified = authenticate(state, request.headers(), None, AuthMode::Required, None)
         .await?
         .ok_or(GatewayError::MissingToken)?;
+    let identity = Identity::clone(&verified.identity);
     let limit = state.config.server.max_body_bytes;
     let body = crate::proxy::read_limited(request.into_body(), limit).await?;
     Ok((identity, body))
@@ -88,7 +92,9 @@ pub(crate) fn required_bearer_token(headers: &HeaderMap) -> Result<&str, Gateway
 }
 
 /// Refuses a token whose login or own id was revoked (logout). When the store cannot tell,
-/// `session.on_store_error` decides: refuse (503) or trust the signature alone.
+/// `session.on_store_error` decides: refuse (503) or trust the signature alone. A token found not
+/// revoked is not looked up again until the next revocation, where the store can tell when that
+/// is (in memory).
 async fn ensure_not_revoked(
     state: &AppState,
     verified: &VerifiedToken,
@@ -97,8 +103,18 @@ async fn ensure_not_revoked(
     if ids.is_empty() {
         return Ok(());
     }
+    // Read before the lookup: a revocation recorded meanwhile changes it.
+    let count = state.sessions.revocation_count();
+    if count.is_some_and(|count| verified.not_revoked_at().holds_at(count)) {
+        return Ok(());
+    }
     match state.sessions.any_revoked(ids).await {
-        Ok(false) => Ok(()),
+        Ok(false) => {
+            if let Some(count) = count {
+                verified.not_revoked_at().record(count);
+            }
+            Ok(())
+        }
         Ok(true) => Err(GatewayError::InvalidToken("token revoked by a logout")),
         Err(error) => match state.config.session.on_store_error {
             StoreErrorPolicy::Refuse => {

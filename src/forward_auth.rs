@@ -17,6 +17,8 @@
 //! the sources present disagree (a client-supplied `X-Original-URI` smuggled past a proxy that
 //! sets `X-Forwarded-Uri` says something else than the proxy does), and when no route covers it.
 
+use std::sync::Arc;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
 use http::{Request, Response, StatusCode};
 
@@ -49,7 +51,7 @@ pub(crate) async fn handle<B>(
     path: &str,
     client: &ClientConnection,
     request: Request<B>,
-) -> Result<(Response<crate::error::Body>, Option<Identity>), GatewayError> {
+) -> Result<(Response<crate::error::Body>, Option<Arc<Identity>>), GatewayError> {
     let config = &state.config;
     let trusted = config.server.trusted_proxies.contains(client.peer.ip());
     let suffix = path
@@ -70,7 +72,7 @@ pub(crate) async fn handle<B>(
     };
     let mode = route.map_or(AuthMode::Required, |route| route.auth);
     let apps = route.and_then(|route| route.apps.as_deref());
-    let identity = auth::authenticate(state, request.headers(), None, mode, apps).await?;
+    let verified = auth::authenticate(state, request.headers(), None, mode, apps).await?;
     tracing::debug!(
         method = %original.method,
         path = ?original.path,
@@ -78,19 +80,19 @@ pub(crate) async fn handle<B>(
         "forward-auth: allowed"
     );
     let body = serde_json::json!({
-        "authenticated": identity.is_some(),
+        "authenticated": verified.is_some(),
         "auth": mode.as_str(),
         "method": original.method,
         "path": original.path.as_deref().ok(),
-        "openid": identity.as_ref().map(|identity| identity.openid.as_str()),
+        "openid": verified.as_ref().map(|verified| verified.identity.openid.as_str()),
     });
     let mut response = json_response(StatusCode::OK, &body);
     let response_headers = response.headers_mut();
     response_headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(identity) = &identity {
-        headers::set_identity(response_headers, identity);
+    if let Some(verified) = &verified {
+        headers::set_identity(response_headers, verified.identity_headers());
     }
-    Ok((response, identity))
+    Ok((response, verified.map(|verified| verified.identity.clone())))
 }
 
 /// Works out the original request from what a trusted proxy sent; see the module documentation.

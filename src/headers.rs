@@ -61,16 +61,19 @@ const GATEWAY_OWNED: [&str; 13] = [
 /// map only for names it holds: most requests carry none of them.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            // `keep-alive`, the option an upstream's answers usually carry, is removed below.
-            .filter(|name| !name.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
+        let mut named = Vec::new();
+        for value in &headers.get_all(CONNECTION) {
+            for option in value.as_bytes().split(|&byte| byte == b',') {
+                let option = option.trim_ascii();
+                // `keep-alive`, the option an upstream's answers usually carry, is removed below.
+                if option.eq_ignore_ascii_case(b"keep-alive") {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(option) {
+                    named.push(name);
+                }
+            }
+        }
         for name in named {
             headers.remove(name);
         }
@@ -117,14 +120,32 @@ pub fn remove_gateway_owned(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds the authenticated identity. Values come from a verified token; one that cannot be a header
-/// value is skipped rather than forwarded mangled.
-pub fn set_identity(headers: &mut HeaderMap, identity: &Identity) {
-    if let Ok(value) = HeaderValue::from_str(&identity.openid) {
-        headers.insert(X_OPENID, value);
+/// An identity as the headers that forward it, made once per verified token rather than once
+/// per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    openid: HeaderValue,
+    unionid: Option<HeaderValue>,
+}
+
+impl IdentityHeaders {
+    /// The header values of `identity`; `None` when one cannot be a header value (such a token is
+    /// refused: forwarding it without its identity would fail open).
+    pub fn of(identity: &Identity) -> Option<Self> {
+        let openid = HeaderValue::from_str(&identity.openid).ok()?;
+        let unionid = match &identity.unionid {
+            Some(unionid) => Some(HeaderValue::from_str(unionid).ok()?),
+            None => None,
+        };
+        Some(IdentityHeaders { openid, unionid })
     }
-    if let Some(Ok(value)) = identity.unionid.as_deref().map(HeaderValue::from_str) {
-        headers.insert(X_UNIONID, value);
+}
+
+/// Adds the authenticated identity.
+pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
+    headers.insert(X_OPENID, identity.openid.clone());
+    if let Some(unionid) = &identity.unionid {
+        headers.insert(X_UNIONID, unionid.clone());
     }
 }
 
@@ -302,7 +323,7 @@ pub(crate) mod tests {
             unionid: None,
             appid: None,
         };
-        set_identity(&mut map, &identity);
+        set_identity(&mut map, &IdentityHeaders::of(&identity).unwrap());
         assert_eq!(map.get_all(X_OPENID).iter().count(), 1);
         assert_eq!(map[X_OPENID], "o-real");
         assert!(!map.contains_key(X_UNIONID));

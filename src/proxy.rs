@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::error::Error as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, UPGRADE};
@@ -16,7 +17,7 @@ use crate::auth::{self, Identity};
 use crate::error::{Body, BoxError, GatewayError};
 use crate::headers;
 use crate::request_id::{RequestId, X_REQUEST_ID};
-use crate::routes::{Route, Upstream};
+use crate::routes::Route;
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 use crate::websocket;
@@ -38,8 +39,9 @@ pub(crate) async fn forward<B>(
     route: &Route,
     path: &str,
     client: &ClientConnection,
+    request_id: &RequestId,
     mut request: Request<B>,
-) -> Result<(Response<Body>, Option<Identity>), GatewayError>
+) -> Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -75,7 +77,7 @@ where
         query_token = token;
         query = (!rest.is_empty()).then_some(Cow::Owned(rest));
     }
-    let identity = auth::authenticate(
+    let verified = auth::authenticate(
         state,
         &parts.headers,
         query_token.as_deref(),
@@ -83,10 +85,10 @@ where
         route.apps.as_deref(),
     )
     .await?;
-    if let Some(identity) = &identity {
+    if let Some(verified) = &verified {
         state
             .limits
-            .check_route(route, &identity.openid, &state.metrics)?;
+            .check_route(route, &verified.identity.openid, &state.metrics)?;
     }
 
     let limit = state.config.server.max_body_bytes;
@@ -98,7 +100,7 @@ where
     parts.version = Version::HTTP_11;
     match (&client_host, route.preserve_host) {
         (Some(host), true) => parts.headers.insert(HOST, host.clone()),
-        _ => parts.headers.insert(HOST, authority_header(upstream)?),
+        _ => parts.headers.insert(HOST, upstream.host_header.clone()),
     };
     headers::set_forwarding(
         &mut parts.headers,
@@ -107,14 +109,12 @@ where
         client_host,
         from_proxy,
     );
-    if let Some(identity) = &identity {
-        headers::set_identity(&mut parts.headers, identity);
+    if let Some(verified) = &verified {
+        headers::set_identity(&mut parts.headers, verified.identity_headers());
     }
-    if let Some(id) = parts.extensions.get::<RequestId>() {
-        parts
-            .headers
-            .insert(X_REQUEST_ID, id.header_value().clone());
-    }
+    parts
+        .headers
+        .insert(X_REQUEST_ID, request_id.header_value().clone());
     if let Some((protocol, _)) = &upgrade {
         websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
     }
@@ -152,7 +152,7 @@ where
     }
     Ok((
         Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()),
-        identity,
+        verified.map(|verified| verified.identity.clone()),
     ))
 }
 
@@ -190,12 +190,6 @@ fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, G
     PathAndQuery::try_from(path_and_query)
         .map(Uri::from)
         .map_err(|_| GatewayError::InvalidPath("the path cannot be forwarded"))
-}
-
-/// The Host header for the upstream, from its configured authority.
-fn authority_header(upstream: &Upstream) -> Result<HeaderValue, GatewayError> {
-    HeaderValue::from_str(upstream.authority.as_str())
-        .map_err(|_| GatewayError::Internal("the upstream authority is not a valid Host"))
 }
 
 /// Classifies a failed upstream exchange.

@@ -16,7 +16,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client request id kept.
 const MAX_LEN: usize = 128;
 
-/// One request's id; travels in the request's extensions to the proxy.
+/// One request's id, handed to the proxy and to the log line.
 #[derive(Clone, Debug)]
 pub(crate) struct RequestId(HeaderValue);
 

@@ -37,6 +37,8 @@ pub struct Upstream {
     pub scheme: Scheme,
     /// Host and port of the upstream service.
     pub authority: Authority,
+    /// The authority as the Host header sent upstream (unless the route preserves the client's).
+    pub(crate) host_header: http::HeaderValue,
     /// A path prefix to prepend, without a trailing slash; empty for none.
     pub base_path: String,
     /// Extra CA certificates trusted for this https upstream, besides the system roots.
@@ -145,6 +147,7 @@ mod tests {
             upstream: Some(Upstream {
                 scheme: Scheme::HTTP,
                 authority: Authority::from_static("127.0.0.1:1"),
+                host_header: http::HeaderValue::from_static("127.0.0.1:1"),
                 base_path: base_path.to_string(),
                 ca: None,
                 pool: 0,

@@ -8,6 +8,7 @@
 //! refresh and decryption need the live session.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError>;
     /// Whether any of the given ids is revoked.
     async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
+    /// How many revocations have been recorded so far, when the store can tell without a round
+    /// trip (in memory): a token found not revoked at one count is still not revoked at the same
+    /// count, so the check can be skipped (see [`NotRevokedMemo`]). `None`: always ask.
+    fn revocation_count(&self) -> Option<u64> {
+        None
+    }
     /// The access_token another replica fetched for `appid`, with its remaining lifetime
     /// (always `None` in memory: one gateway has nobody to share with).
     async fn shared_access_token(
@@ -85,6 +92,50 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Releases a lock taken with `try_lock`.
     async fn unlock(&self, name: &str) -> Result<(), StoreError>;
+}
+
+/// Revocations recorded by in-memory stores, all of them: a reload that builds a new store never
+/// makes an old count mean the same again. An entry only ever leaves a deny-list (by expiring),
+/// so while the count stays put, a token found not revoked stays not revoked.
+static MEMORY_REVOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The revocation count at which a verified (and cached) token was last found not revoked, so
+/// its repeat requests skip the deny-list lookup until the next revocation.
+#[derive(Default)]
+pub(crate) struct NotRevokedMemo(AtomicU64);
+
+impl NotRevokedMemo {
+    /// Whether the token was found not revoked at `count`.
+    pub(crate) fn holds_at(&self, count: u64) -> bool {
+        // Stored plus one: 0 means never checked.
+        self.0.load(Ordering::Relaxed) == count.wrapping_add(1)
+    }
+
+    /// Records that the token was found not revoked by a lookup that started at `count`.
+    pub(crate) fn record(&self, count: u64) {
+        self.0.store(count.wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+impl Clone for NotRevokedMemo {
+    fn clone(&self) -> Self {
+        NotRevokedMemo(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// A memo is bookkeeping, not part of what a token says.
+impl PartialEq for NotRevokedMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for NotRevokedMemo {}
+
+impl fmt::Debug for NotRevokedMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NotRevokedMemo")
+    }
 }
 
 /// Builds the configured store.
@@ -195,6 +246,8 @@ impl SessionStore for MemoryStore {
         for id in ids {
             self.revoked.insert(id.clone(), ttl).await;
         }
+        // After the entries: a check that read the previous count looks them up again.
+        MEMORY_REVOCATIONS.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -205,6 +258,11 @@ impl SessionStore for MemoryStore {
             }
         }
         Ok(false)
+    }
+
+    fn revocation_count(&self) -> Option<u64> {
+        // Acquire: a check reading a count sees every entry recorded before it.
+        Some(MEMORY_REVOCATIONS.load(Ordering::Acquire))
     }
 
     async fn shared_access_token(
@@ -307,6 +365,24 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.touch("wxapp", "o1").await.unwrap().is_none());
         assert!(!store.any_revoked(&ids).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_not_revoked_memo_holds_until_the_next_revocation() {
+        let store = MemoryStore::new(&SessionConfig::default());
+        let memo = NotRevokedMemo::default();
+        let before = store.revocation_count().unwrap();
+        assert!(!memo.holds_at(before), "a new memo holds at no count");
+        memo.record(before);
+        assert!(memo.holds_at(before));
+        assert!(memo.clone().holds_at(before));
+        store
+            .revoke(&["jti:other".into()], Duration::from_secs(60))
+            .await
+            .unwrap();
+        let after = store.revocation_count().unwrap();
+        assert_ne!(after, before, "a revocation moves the count");
+        assert!(!memo.holds_at(after));
     }
 
     #[test]

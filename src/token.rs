@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::error::GatewayError;
+use crate::headers::IdentityHeaders;
 
 mod cache;
 mod keys;
@@ -129,23 +130,38 @@ struct VerifiedClaims {
 /// logout and the revocation check).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedToken {
-    /// The caller.
-    pub identity: Identity,
+    /// The caller; shared, as a cached token answers many requests.
+    pub identity: Arc<Identity>,
     /// The login session (`sid`), absent from tokens minted by other tooling.
     pub sid: Option<String>,
     /// The token's own id (`jti`).
     pub jti: Option<String>,
     /// When the token expires, in Unix seconds.
     pub exp: u64,
+    /// The identity's header values for upstreams; made once, as a cached token is forwarded on
+    /// every request.
+    identity_headers: IdentityHeaders,
     /// The deny-list entries that would refuse it: its login (`sid:...`) and its own id
     /// (`jti:...`); computed once, as a cached token is checked against them on every request.
     revocation_ids: Vec<String>,
+    /// The revocations this token is known not to be among (see `session::RevocationEpoch`).
+    not_revoked_at: crate::session::NotRevokedMemo,
 }
 
 impl VerifiedToken {
     /// The deny-list entries that would refuse this token: its login and its own id.
     pub(crate) fn revocation_ids(&self) -> &[String] {
         &self.revocation_ids
+    }
+
+    /// The identity as forwarded to upstreams.
+    pub(crate) fn identity_headers(&self) -> &IdentityHeaders {
+        &self.identity_headers
+    }
+
+    /// When this token was last found not revoked.
+    pub(crate) fn not_revoked_at(&self) -> &crate::session::NotRevokedMemo {
+        &self.not_revoked_at
     }
 }
 
@@ -331,24 +347,25 @@ impl TokenKeys {
         if claims.sub.is_empty() {
             return Err(GatewayError::InvalidToken("empty subject"));
         }
+        let identity = Identity {
+            openid: claims.sub,
+            unionid: claims.unionid,
+            appid: claims.appid,
+        };
         // Fail closed: an identity that cannot be a header value would reach the upstream as no
         // identity at all on a route that requires one.
-        let forwardable = |id: &str| http::HeaderValue::from_str(id).is_ok();
-        if !forwardable(&claims.sub) || claims.unionid.as_deref().is_some_and(|id| !forwardable(id))
-        {
+        let Some(identity_headers) = IdentityHeaders::of(&identity) else {
             return Err(GatewayError::InvalidToken(
                 "identity cannot be forwarded as a header",
             ));
-        }
+        };
         let sid = claims.sid.iter().map(|sid| format!("sid:{sid}"));
         let jti = claims.jti.iter().map(|jti| format!("jti:{jti}"));
         Ok(VerifiedToken {
             revocation_ids: sid.chain(jti).collect(),
-            identity: Identity {
-                openid: claims.sub,
-                unionid: claims.unionid,
-                appid: claims.appid,
-            },
+            identity: Arc::new(identity),
+            identity_headers,
+            not_revoked_at: crate::session::NotRevokedMemo::default(),
             sid: claims.sid,
             jti: claims.jti,
             exp: claims.exp,

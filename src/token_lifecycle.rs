@@ -5,6 +5,7 @@
 //! Both take the token in `Authorization: Bearer`. A store failure is always a 503 here: a refresh
 //! cannot check the session, and a logout that did not happen must not look as if it had.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
@@ -96,7 +97,7 @@ pub(crate) async fn logout<B>(
     let answer = serde_json::json!({ "logged_out": true });
     Ok((
         no_store(json_response(StatusCode::OK, &answer)),
-        verified.identity,
+        Arc::unwrap_or_clone(verified.identity),
     ))
 }
 

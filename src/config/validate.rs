@@ -438,9 +438,12 @@ fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
     let base_path = endpoint_path(key, Some(uri.path()), "/")?
         .trim_end_matches('/')
         .to_string();
+    let host_header = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| ConfigError::new(key, format!("{text:?} has no valid host")))?;
     Ok(Upstream {
         scheme,
         authority,
+        host_header,
         base_path,
         ca: None,
         pool: 0,

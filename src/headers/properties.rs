@@ -75,7 +75,7 @@ proptest! {
         remove_hop_by_hop(&mut map);
         remove_gateway_owned(&mut map);
         let identity = Identity { openid: openid.clone(), unionid: unionid.clone(), appid: None };
-        set_identity(&mut map, &identity);
+        set_identity(&mut map, &IdentityHeaders::of(&identity).unwrap());
 
         let values = |name: &HeaderName| -> Vec<HeaderValue> {
             map.get_all(name).iter().cloned().collect()

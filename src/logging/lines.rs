@@ -1,8 +1,8 @@
 //! How log lines are laid out, and which request they belong to.
 //!
 //! The layouts are tracing-subscriber's (its `Full` text format, or JSON lines with the fields at
-//! the top level), written more cheaply where it counts: the request line, written once per
-//! request, is laid out here directly, and timestamps reuse the text of the current second. The
+//! the top level), with timestamps that reuse the text of the current second; the request line
+//! is laid out in `request_line.rs`, the same way. The
 //! request a line belongs to comes from [`in_request`]: a thread-local set while the request's
 //! future is polled, shown as tracing-subscriber showed the span it replaces (`request{id="..."}:`
 //! in text, `"span":{"id":"...","name":"request"}` in JSON). A tracing span per request cost
@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Full, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
@@ -26,10 +25,6 @@ use tracing_subscriber::EnvFilter;
 
 use super::LogFormat;
 use crate::request_id::RequestId;
-
-/// The target of the request line (`server/dispatch.rs`), laid out here without the generic
-/// field formatting.
-pub(crate) const REQUEST_LINE_TARGET: &str = "wxgate::server::dispatch";
 
 /// The gateway's subscriber: `filter`ed lines in `format`, to `writer`.
 pub(super) fn subscriber<W>(
@@ -118,20 +113,34 @@ pub(crate) struct Clock;
 
 impl FormatTime for Clock {
     fn format_time(&self, writer: &mut Writer<'_>) -> fmt::Result {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let seconds = since_epoch.as_secs();
-        SECOND.with_borrow_mut(|(second, text)| {
-            if *second != seconds {
-                text.clear();
-                write_second(text, seconds)?;
-                *second = seconds;
-            }
-            writer.write_str(text)?;
-            write!(writer, "{:06}Z", since_epoch.subsec_micros())
-        })
+        write_timestamp(writer)
     }
+}
+
+/// The current time as [`Clock`] writes it.
+pub(super) fn write_timestamp(out: &mut impl fmt::Write) -> fmt::Result {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != seconds {
+            text.clear();
+            write_second(text, seconds)?;
+            *second = seconds;
+        }
+        out.write_str(text)
+    })?;
+    // Six digits of microseconds, zero-padded.
+    let micros = since_epoch.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+    }
+    out.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)?;
+    out.write_char('Z')
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` for a Unix time (proleptic Gregorian, UTC).
@@ -168,7 +177,7 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 }
 
 /// tracing-subscriber's level column: five characters wide, right-aligned.
-fn level_column(level: Level) -> &'static str {
+pub(super) fn level_column(level: Level) -> &'static str {
     match level {
         Level::TRACE => "TRACE",
         Level::DEBUG => "DEBUG",
@@ -180,7 +189,7 @@ fn level_column(level: Level) -> &'static str {
 
 /// Human-readable lines: `{timestamp} {level} [request{id="..."}: ]{target}: {message} {fields}`.
 pub(crate) struct TextLines {
-    /// Everything after the level and request, for lines other than the request line.
+    /// Everything after the level and request.
     rest: Format<Full, ()>,
 }
 
@@ -215,80 +224,7 @@ where
             Some(id) => write!(writer, "request{{id={id:?}}}: "),
             None => Ok(()),
         })?;
-        if meta.target() != REQUEST_LINE_TARGET || ctx.event_scope().is_some() {
-            return self.rest.format_event(ctx, writer, event);
-        }
-        writer.write_str(meta.target())?;
-        writer.write_str(": ")?;
-        let mut fields = PlainFields {
-            writer: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_char('\n')
-    }
-}
-
-/// An event's fields as tracing-subscriber's default visitor writes them (`name=value`, values
-/// in their `Debug` form, the message first and bare), for events whose message is plain text.
-struct PlainFields<'a, 'w> {
-    writer: &'a mut Writer<'w>,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl PlainFields<'_, '_> {
-    /// Starts a field: a space before all but the first, then `name=` unless it is the message.
-    fn start(&mut self, field: &Field) -> fmt::Result {
-        if !std::mem::take(&mut self.first) {
-            self.writer.write_char(' ')?;
-        }
-        if field.name() != "message" {
-            self.writer.write_str(field.name())?;
-            self.writer.write_char('=')?;
-        }
-        Ok(())
-    }
-}
-
-impl Visit for PlainFields<'_, '_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = self.start(field).and_then(|()| {
-            if field.name() == "message" {
-                self.writer.write_str(value)
-            } else {
-                write!(self.writer, "{:?}", Quoted(value))
-            }
-        });
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.result.is_ok() {
-            self.result = self
-                .start(field)
-                .and_then(|()| write_f64(self.writer, value));
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_ok() {
-            self.result = self
-                .start(field)
-                .and_then(|()| write!(self.writer, "{value}"));
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_ok() {
-            self.result = self
-                .start(field)
-                .and_then(|()| write!(self.writer, "{value:?}"));
-        }
+        self.rest.format_event(ctx, writer, event)
     }
 }
 
@@ -296,10 +232,18 @@ impl Visit for PlainFields<'_, '_> {
 /// escaping; for log fields (`path = ?Quoted(path)`).
 pub(crate) struct Quoted<'a>(pub(crate) &'a str);
 
+impl Quoted<'_> {
+    /// Whether the string is written as it is between the quotes: visible ASCII or spaces, no
+    /// quote and no backslash. JSON writes such a string the same way.
+    pub(crate) fn plain(&self) -> bool {
+        let plain = |byte: u8| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\';
+        self.0.bytes().all(plain)
+    }
+}
+
 impl fmt::Debug for Quoted<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plain = |byte: u8| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\';
-        if self.0.bytes().all(plain) {
+        if self.plain() {
             formatter.write_char('"')?;
             formatter.write_str(self.0)?;
             formatter.write_char('"')
@@ -307,38 +251,6 @@ impl fmt::Debug for Quoted<'_> {
             fmt::Debug::fmt(self.0, formatter)
         }
     }
-}
-
-/// Largest number of thousandths written without the general float formatting.
-const FAST_THOUSANDTHS: f64 = 1e12;
-
-/// What `Debug` writes for `value`. A whole number of thousandths (a latency in milliseconds to
-/// the microsecond) is written from integers: its shortest round-trip form, which `Debug` writes,
-/// is that decimal, since below [`FAST_THOUSANDTHS`] no shorter decimal is as close.
-fn write_f64(writer: &mut impl fmt::Write, value: f64) -> fmt::Result {
-    let thousandths = (value * 1000.0).round();
-    let exact =
-        value.is_sign_positive() && thousandths < FAST_THOUSANDTHS && thousandths / 1000.0 == value;
-    if !exact {
-        return write!(writer, "{value:?}");
-    }
-    // Exact: a non-negative whole number below 1e12.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let thousandths = thousandths as u64;
-    let (whole, fraction) = (thousandths / 1000, thousandths % 1000);
-    write!(writer, "{whole}.")?;
-    // The fraction's three digits, trailing zeros dropped but one kept.
-    let digits = [fraction / 100, fraction / 10 % 10, fraction % 10]
-        .map(|digit| char::from_digit(u32::try_from(digit).unwrap_or(0), 10).unwrap_or('0'));
-    let kept = 3 - digits
-        .iter()
-        .rev()
-        .take_while(|&&digit| digit == '0')
-        .count();
-    for digit in &digits[..kept.max(1)] {
-        writer.write_char(*digit)?;
-    }
-    Ok(())
 }
 
 /// JSON lines, as tracing-subscriber writes them with the fields at the top level, plus

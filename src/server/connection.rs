@@ -233,16 +233,24 @@ impl Listener {
         let mut connection = pin!(http1
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades());
+        // The stop signal is polled again only once the watch has changed: the first poll
+        // registers this task for its wake-up, and a poll per request costs more than the check.
+        let stop_changed = stop.clone();
         let mut stop_signal = pin!(stopping(stop));
+        let mut stop_polled = false;
         let mut draining = false;
         // One timer for the whole phase: moved only when it fires early (the connection was busy
         // since it was set), not at each request, since moving a timer costs more than the clock.
         let mut park_timer = pin!(tokio::time::sleep(PARK_AFTER));
         let mut idle_since = None;
         let result = poll_fn(|cx| {
-            if !draining && stop_signal.as_mut().poll(cx).is_ready() {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
+            let stop_may_be_due = !stop_polled || stop_changed.has_changed().unwrap_or(true);
+            if !draining && stop_may_be_due {
+                stop_polled = true;
+                if stop_signal.as_mut().poll(cx).is_ready() {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
             let polled = connection.as_mut().poll(cx);
             if polled.is_ready() || draining {

@@ -68,11 +68,10 @@ impl<'a> Target<'a> {
 pub(super) async fn handle(
     state: &Arc<AppState>,
     client: ClientConnection,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let request_id = RequestId::for_request(request.headers());
-    request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
     let http2_refused =
         request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
@@ -87,7 +86,7 @@ pub(super) async fn handle(
             request.uri().path().to_string(),
         ),
         Ok(path) => {
-            let answer = dispatch(state, &target, &path, &client, request);
+            let answer = dispatch(state, &target, &path, &client, &request_id, request);
             (
                 crate::logging::in_request(request_id.clone(), answer).await,
                 path,
@@ -112,25 +111,16 @@ pub(super) async fn handle(
     state
         .metrics
         .observe_request(target.label(), response.status(), took);
-    tracing::info!(
-        target: crate::logging::REQUEST_LINE_TARGET,
-        request_id = request_id.as_str(),
-        %method,
-        path = ?crate::logging::Quoted(&logged_path),
-        status = response.status().as_u16(),
-        latency_ms = latency_ms(took),
-        openid = identity.as_ref().map_or("-", |identity| identity.openid.as_str()),
-        "request"
-    );
+    crate::logging::RequestLine {
+        request_id: request_id.as_str(),
+        method: &method,
+        path: &logged_path,
+        status: response.status().as_u16(),
+        latency: took,
+        openid: identity.as_ref().map(|identity| identity.openid.as_str()),
+    }
+    .log();
     response
-}
-
-/// A latency in milliseconds to the microsecond, so the log shows `0.168`, not `0.16759500000000002`.
-fn latency_ms(took: std::time::Duration) -> f64 {
-    // Whole microseconds are exact in an f64 for any latency a request can have.
-    #[allow(clippy::cast_precision_loss)]
-    let micros = took.as_micros() as f64;
-    micros / 1000.0
 }
 
 /// Runs the endpoint or route picked for the normalized path: the answer, and who it was for.
@@ -139,8 +129,9 @@ async fn dispatch(
     target: &Target<'_>,
     path: &str,
     client: &ClientConnection,
+    request_id: &RequestId,
     request: Request<Incoming>,
-) -> Result<(Response<Body>, Option<Identity>), GatewayError> {
+) -> Result<(Response<Body>, Option<Arc<Identity>>), GatewayError> {
     // The endpoints' futures are boxed: held inline, each would make every request's future (and
     // every move of it) as large as all of them together.
     let answer = match target {
@@ -157,18 +148,21 @@ async fn dispatch(
             return Ok((jwks::handle(request.method(), keys)?, None));
         }
         Target::Route(route) => {
-            return Box::pin(proxy::forward(state, route, path, client, request)).await
+            return Box::pin(proxy::forward(
+                state, route, path, client, request_id, request,
+            ))
+            .await
         }
         Target::Unrouted => return Err(GatewayError::NotFound),
     };
     let (response, identity) = answer?;
-    Ok((response, Some(identity)))
+    Ok((response, Some(Arc::new(identity))))
 }
 
 /// Counts a login by its outcome and the WeChat errcode behind it.
 fn count_login(
     state: &AppState,
-    answer: &Result<(Response<Body>, Option<Identity>), GatewayError>,
+    answer: &Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>,
 ) {
     match answer {
         Ok(_) => state.metrics.count_login("success", Some(0)),
@@ -190,22 +184,4 @@ fn count_rejection(state: &AppState, error: &GatewayError) {
     state
         .metrics
         .count_token_rejection(&reason.replace(' ', "_"));
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    #[test]
-    fn latencies_are_logged_to_the_microsecond() {
-        assert_eq!(
-            super::latency_ms(Duration::from_nanos(167_595)).to_string(),
-            "0.167"
-        );
-        assert_eq!(
-            super::latency_ms(Duration::from_micros(12_345)).to_string(),
-            "12.345"
-        );
-        assert_eq!(super::latency_ms(Duration::ZERO).to_string(), "0");
-    }
 }

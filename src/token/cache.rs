@@ -5,7 +5,7 @@
 //! Safe by construction: the key is the whole token (a changed byte is another token, verified in
 //! full); an entry never outlives the token's `exp` nor [`MAX_AGE`]; only successes are kept; the
 //! cache belongs to one set of keys, so a reload that removes a key starts from an empty cache;
-//! and revocation (logout) is checked on every request after this, cached or not.
+//! and revocation (logout) is checked on every request after this, cached or not (`auth.rs`).
 //!
 //! Lookups hash only the token's last bytes (part of its signature): a token is a few hundred
 //! bytes, and hashing all of them was a tenth of a proxied request's cost. Equality still compares

@@ -36,7 +36,7 @@ fn hs256_round_trip_carries_identity() {
     let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
     let issued = keys.issue(&identity(), None).unwrap();
     assert_eq!(issued.expires_in, 60);
-    assert_eq!(keys.verify(&issued.token).unwrap().identity, identity());
+    assert_eq!(*keys.verify(&issued.token).unwrap().identity, identity());
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn rotation_keeps_old_tokens_until_the_old_key_is_removed() {
     let new = load(Algorithm::ES256, KeyMaterial::PrivateKeyPem(&ec_pem())).unwrap();
     let new_kid = new.kid.clone();
     let rotated = TokenKeys::new(settings(), new, vec![old]).unwrap();
-    assert_eq!(rotated.verify(&old_token).unwrap().identity, identity());
+    assert_eq!(*rotated.verify(&old_token).unwrap().identity, identity());
     let new_token = rotated.issue(&identity(), None).unwrap().token;
     assert_eq!(header_kid(&new_token), Some(new_kid));
     assert_eq!(

@@ -26,10 +26,14 @@ BREAKAGES = [
     ("hop-by-hop: Connection applied after the identity is set",
      [("src/proxy.rs", "    headers::remove_hop_by_hop(&mut parts.headers);\n    let from_proxy",
        "    let from_proxy"),
-      ("src/proxy.rs", "        headers::set_identity(&mut parts.headers, identity);\n    }\n",
-       "        headers::set_identity(&mut parts.headers, identity);\n    }\n"
+      ("src/proxy.rs", "        headers::set_identity(&mut parts.headers, verified.identity_headers());\n    }\n",
+       "        headers::set_identity(&mut parts.headers, verified.identity_headers());\n    }\n"
        "    headers::remove_hop_by_hop(&mut parts.headers);\n")],
      [("integration", "proxy::naming_identity_headers_in_connection_cannot_strip_them")]),
+    ("revocation: a token found not revoked stays so after a logout",
+     [("src/session.rs", "        MEMORY_REVOCATIONS.fetch_add(1, Ordering::Release);\n", "")],
+     [("integration", "sessions::logout_revokes_the_token_and_its_login"),
+      ("lib", "session::tests::a_not_revoked_memo_holds_until_the_next_revocation")]),
     ("forwarding: every peer trusted",
      [("src/trust.rs", "        self.networks.iter().any(|network| network.contains(&peer))",
        "        let _ = peer;\n        true")],

@@ -1,41 +1,10 @@
 //! The log lines against tracing-subscriber's own, and the request scope.
 
 use super::*;
+use crate::logging::captured::Captured;
+use crate::logging::request_line::REQUEST_LINE_TARGET;
 use std::pin::pin;
 use std::task::Waker;
-
-/// Everything written, shared with the subscriber's writer.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The lines written, timestamps cut out (the rest must match exactly).
-    fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        let stamp = |line: &str| {
-            let cut = line.find("Z ").map_or(0, |end| end + 1);
-            let line = &line[cut..];
-            match line.find(r#""timestamp":""#) {
-                Some(start) => {
-                    let end = line[start + 13..].find('"').unwrap() + start + 14;
-                    format!("{}{}", &line[..start], &line[end..])
-                }
-                None => line.to_owned(),
-            }
-        };
-        text.lines().map(stamp).collect()
-    }
-}
 
 /// The request line and two warnings, one while a request is answered, as logged by
 /// `subscriber` into `captured`.
@@ -167,31 +136,6 @@ fn the_request_is_current_only_while_its_future_is_polled() {
     }));
     assert_eq!(seen, Some(Some("req-7".to_owned())));
     assert_eq!(with_current_request(|id| id.map(str::to_owned)), None);
-}
-
-#[test]
-fn floats_are_written_as_debug_writes_them() {
-    let debug = |value: f64| {
-        let mut text = String::new();
-        write_f64(&mut text, value).unwrap();
-        assert_eq!(text, format!("{value:?}"), "{value}");
-    };
-    for micros in (0_u64..200_000).chain([999_999_999, 123_456_789_012, 999_999_999_999_999]) {
-        debug(micros as f64 / 1000.0);
-    }
-    for value in [
-        -0.0,
-        -1.5,
-        0.0001,
-        1e-7,
-        0.1 + 0.2,
-        1e15,
-        1e17,
-        f64::NAN,
-        f64::INFINITY,
-    ] {
-        debug(value);
-    }
 }
 
 #[test]
