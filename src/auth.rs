@@ -145,7 +145,10 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     let value = value
         .to_str()
         .map_err(|_| GatewayError::InvalidToken("malformed Authorization header"))?;
-    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let (scheme, credentials) = match value.bytes().position(|byte| byte == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, ""),
+    };
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
@@ -187,5 +190,23 @@ mod tests {
         assert!(bearer_token(&with_authorization(&["Bearer a", "Bearer b"])).is_err());
         assert!(bearer_token(&with_authorization(&["Bearer"])).is_err());
         assert!(bearer_token(&with_authorization(&["Bearer   "])).is_err());
+    }
+
+    #[test]
+    fn values_that_are_not_visible_ascii_are_refused() {
+        let malformed = Err(GatewayError::InvalidToken("malformed Authorization header"));
+        for bytes in [&b"Bearer a\x80b"[..], b"Bearer \xc3\xa9", b"Bearer \xff"] {
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_bytes(bytes).unwrap();
+            assert!(value.to_str().is_err());
+            headers.insert(AUTHORIZATION, value);
+            assert_eq!(bearer_token(&headers), malformed, "{bytes:?}");
+        }
+        let tabbed = with_authorization(&["Bearer\tx abc"]);
+        assert_eq!(bearer_token(&tabbed), Ok(None), "another scheme");
+        assert_eq!(
+            bearer_token(&with_authorization(&["Bearer abc\t"])),
+            Ok(Some("abc"))
+        );
     }
 }

@@ -59,12 +59,14 @@
 //! | [`echo`] | an upstream that describes what it received (demo and tests) |
 //! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |
 //! | [`fuzzing`] | the fuzz targets' entry points (token, path, login body, decrypt input) and their invariants |
+//! | `ascii` | whole-text byte checks the compiler vectorizes (tokens, paths, ids) |
 //! | [`logging`] | tracing setup, with no `log` bridge (secrets in dependency logs); `logging/lines.rs`: the text and JSON layouts, the request a line belongs to; `logging/request_line.rs`: the request line, laid out directly |
 
 #![warn(missing_docs)]
 
 mod access_token;
 mod admin;
+mod ascii;
 pub mod auth;
 pub mod config;
 mod decrypt;

@@ -5,11 +5,15 @@
 //! endpoint names, status codes, WeChat errcodes and fixed reason strings; never a path, an openid
 //! or anything a client chose.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: 0.5 ms to 10 s.
@@ -17,8 +21,83 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+static METRICS_IDS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's handles on the per-route metrics, by route label. Finding a label's metric
+    /// in its family hashes the labels and takes a lock every thread shares, on every request;
+    /// a handle is the metric itself. Bounded like the labels: routes and endpoint names.
+    static ROUTE_HANDLES: RefCell<HashMap<Box<str>, RouteHandles, BuildHasherDefault<LabelHasher>>> =
+        RefCell::new(HashMap::default());
+}
+
+/// One route's metrics, for one thread, each made when first used (a route label's series
+/// appear in the export once something was counted in them).
+struct RouteHandles {
+    /// The [`Metrics`] they belong to.
+    metrics: u64,
+    request_duration: Option<Histogram>,
+    upstream_duration: Option<Histogram>,
+    /// The request counters by status, as statuses come.
+    requests: Vec<(http::StatusCode, IntCounter)>,
+}
+
+impl RouteHandles {
+    fn new(metrics: &Metrics) -> Self {
+        RouteHandles {
+            metrics: metrics.id,
+            request_duration: None,
+            upstream_duration: None,
+            requests: Vec::new(),
+        }
+    }
+
+    /// The counter of `route`'s requests answered with `status`.
+    fn requests(
+        &mut self,
+        metrics: &Metrics,
+        route: &str,
+        status: http::StatusCode,
+    ) -> &IntCounter {
+        let index = match self.requests.iter().position(|(known, _)| *known == status) {
+            Some(index) => index,
+            None => {
+                let counter = metrics
+                    .requests
+                    .with_label_values(&[route, status.as_str()]);
+                self.requests.push((status, counter));
+                self.requests.len() - 1
+            }
+        };
+        &self.requests[index].1
+    }
+}
+
+/// FNV-1a over route labels, which come from the config, not from clients.
+#[derive(Default)]
+struct LabelHasher(u64);
+
+impl Hasher for LabelHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Every metric the gateway exports.
 pub(crate) struct Metrics {
+    /// Tells registries apart in the threads' [`RouteHandles`].
+    id: u64,
     registry: Registry,
     requests: IntCounterVec,
     request_duration: HistogramVec,
@@ -71,6 +150,7 @@ impl Metrics {
             counter
         };
         Metrics {
+            id: METRICS_IDS.fetch_add(1, Ordering::Relaxed),
             requests: counters(
                 "wxgate_http_requests_total",
                 "Requests answered, by route (prefix or endpoint) and status.",
@@ -147,19 +227,38 @@ impl Metrics {
 
     /// Counts an answered request and its latency.
     pub(crate) fn observe_request(&self, route: &str, status: http::StatusCode, took: Duration) {
-        self.requests
-            .with_label_values(&[route, status.as_str()])
-            .inc();
-        self.request_duration
-            .with_label_values(&[route])
-            .observe(took.as_secs_f64());
+        self.with_route(route, |handles| {
+            handles.requests(self, route, status).inc();
+            handles
+                .request_duration
+                .get_or_insert_with(|| self.request_duration.with_label_values(&[route]))
+                .observe(took.as_secs_f64());
+        });
     }
 
     /// Records how long an upstream took to answer.
     pub(crate) fn observe_upstream(&self, route: &str, took: Duration) {
-        self.upstream_duration
-            .with_label_values(&[route])
-            .observe(took.as_secs_f64());
+        self.with_route(route, |handles| {
+            handles
+                .upstream_duration
+                .get_or_insert_with(|| self.upstream_duration.with_label_values(&[route]))
+                .observe(took.as_secs_f64());
+        });
+    }
+
+    /// `f` with this thread's handles on `route`'s metrics, made on first use.
+    fn with_route(&self, route: &str, f: impl FnOnce(&mut RouteHandles)) {
+        ROUTE_HANDLES.with_borrow_mut(|handles| {
+            if handles
+                .get(route)
+                .is_none_or(|known| known.metrics != self.id)
+            {
+                handles.insert(route.into(), RouteHandles::new(self));
+            }
+            if let Some(known) = handles.get_mut(route) {
+                f(known);
+            }
+        });
     }
 
     /// Counts a login by outcome and WeChat errcode.
@@ -232,5 +331,29 @@ mod tests {
         assert!(text.contains(r#"wxgate_logins_total{errcode="40029",outcome="invalid_code"} 1"#));
         assert!(text.contains("# TYPE wxgate_http_request_duration_seconds histogram"));
         assert!(text.contains("wxgate_open_connections 0"));
+    }
+
+    #[test]
+    fn each_registry_counts_its_own_requests_on_one_thread() {
+        let (first, second) = (Metrics::new(), Metrics::new());
+        for _ in 0..3 {
+            first.observe_request("/api", http::StatusCode::OK, Duration::from_millis(1));
+        }
+        second.observe_request("/api", http::StatusCode::OK, Duration::from_millis(1));
+        second.observe_request(
+            "/api",
+            http::StatusCode::NOT_FOUND,
+            Duration::from_millis(1),
+        );
+        first.observe_upstream("/api", Duration::from_millis(1));
+        let text = |metrics: &Metrics| String::from_utf8(metrics.render()).unwrap();
+        let (first, second) = (text(&first), text(&second));
+        assert!(first.contains(r#"wxgate_http_requests_total{route="/api",status="200"} 3"#));
+        assert!(!first.contains(r#"status="404""#));
+        assert!(first.contains(r#"wxgate_upstream_duration_seconds_count{route="/api"} 1"#));
+        assert!(second.contains(r#"wxgate_http_requests_total{route="/api",status="200"} 1"#));
+        assert!(second.contains(r#"wxgate_http_requests_total{route="/api",status="404"} 1"#));
+        assert!(second.contains(r#"wxgate_http_request_duration_seconds_count{route="/api"} 2"#));
+        assert!(!second.contains("wxgate_upstream_duration_seconds_count"));
     }
 }

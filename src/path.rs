@@ -23,19 +23,22 @@ pub fn normalize(raw: &str) -> Result<String, GatewayError> {
 /// no empty segment but a trailing one, no dot segment (with or without `;` parameters), and only
 /// visible ASCII other than `\` and `#`. Checked in one pass without allocating.
 fn is_already_normal(raw: &str) -> bool {
-    let Some(rest) = raw.strip_prefix('/') else {
+    let Some(rest) = raw.as_bytes().strip_prefix(b"/") else {
         return false;
     };
-    let plain = |byte: &u8| byte.is_ascii_graphic() && !matches!(byte, b'%' | b'\\' | b'#');
-    if !rest.as_bytes().iter().all(plain) {
+    let plain = |byte: u8| byte.is_ascii_graphic() && !matches!(byte, b'%' | b'\\' | b'#');
+    if !crate::ascii::every_byte(rest, plain) {
         return false;
     }
-    let mut segments = rest.split('/').peekable();
+    let mut segments = rest.split(|&byte| byte == b'/').peekable();
     while let Some(segment) = segments.next() {
         let is_last = segments.peek().is_none();
-        let name = segment.split(';').next().unwrap_or_default();
+        let name = segment
+            .split(|&byte| byte == b';')
+            .next()
+            .unwrap_or_default();
         let parameters_only = name.is_empty() && !segment.is_empty();
-        if (segment.is_empty() && !is_last) || parameters_only || name == "." || name == ".." {
+        if (segment.is_empty() && !is_last) || parameters_only || name == b"." || name == b".." {
             return false;
         }
     }

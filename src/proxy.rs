@@ -151,7 +151,7 @@ where
         websocket::spawn_relay(client_upgrade, upstream_upgrade, state.drain_guard());
     }
     Ok((
-        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()),
+        Response::from_parts(parts, body),
         verified.map(|verified| verified.identity.clone()),
     ))
 }

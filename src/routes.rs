@@ -87,11 +87,11 @@ impl Route {
 
     /// Whether this route covers the normalized `path`.
     fn matches(&self, path: &str) -> bool {
-        let mut path_segments = path.split('/').filter(|segment| !segment.is_empty());
-        self.prefix_segments().all(|wanted| {
+        let mut path_segments = segments(path.as_bytes());
+        segments(self.prefix.as_bytes()).all(|wanted| {
             path_segments
                 .next()
-                .is_some_and(|segment| segment.split(';').next() == Some(wanted))
+                .is_some_and(|segment| segment.split(|&byte| byte == b';').next() == Some(wanted))
         })
     }
 
@@ -114,8 +114,17 @@ impl Route {
             .upstream
             .as_ref()
             .map_or("", |upstream| &upstream.base_path);
-        format!("{base}{kept}")
+        let mut forwarded = String::with_capacity(base.len() + kept.len());
+        forwarded.push_str(base);
+        forwarded.push_str(kept);
+        forwarded
     }
+}
+
+/// The non-empty `/`-separated segments of a path.
+fn segments(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&byte| byte == b'/')
+        .filter(|segment| !segment.is_empty())
 }
 
 /// All routes, longest prefix first: what picks the route of a request.

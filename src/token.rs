@@ -163,6 +163,22 @@ impl VerifiedToken {
     pub(crate) fn not_revoked_at(&self) -> &crate::session::NotRevokedMemo {
         &self.not_revoked_at
     }
+
+    /// A copy sharing no memory with this one (header values included), for a thread to use on
+    /// its own: shared reference counts are touched by every request.
+    pub(crate) fn unshared(&self) -> VerifiedToken {
+        let identity = Identity::clone(&self.identity);
+        VerifiedToken {
+            identity_headers: IdentityHeaders::of(&identity)
+                .unwrap_or_else(|| self.identity_headers.clone()),
+            identity: Arc::new(identity),
+            sid: self.sid.clone(),
+            jti: self.jti.clone(),
+            exp: self.exp,
+            revocation_ids: self.revocation_ids.clone(),
+            not_revoked_at: self.not_revoked_at.clone(),
+        }
+    }
 }
 
 impl TokenKeys {

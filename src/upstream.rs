@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use http::uri::Scheme;
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -24,11 +25,11 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamConfig;
-use crate::error::Body;
+use crate::error::{Body, BoxError};
 use crate::routes::{Route, Upstream, UpstreamCa};
 
 mod pooled;
-pub(crate) use pooled::PooledBody;
+use pooled::PooledBody;
 
 /// How to reach the upstreams of one config: timeouts, pool limits and TLS settings.
 #[derive(Debug)]
@@ -75,7 +76,7 @@ impl UpstreamClients {
         &self,
         upstream: &Upstream,
         mut request: Request<Body>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    ) -> Result<Response<Body>, UpstreamError> {
         let key = upstream.pool;
         if let Some(mut sender) = pooled::take(key).await {
             match sender.try_send_request(request).await {
@@ -94,16 +95,21 @@ impl UpstreamClients {
         }
     }
 
-    /// The response, its body returning the connection to the pool once read to the end.
+    /// The response, its body returning the connection to the pool once read to the end. Boxed
+    /// here: the response is moved through several futures on its way to the client.
     fn hand_out(
         &self,
         response: Response<Incoming>,
         sender: http1::SendRequest<Body>,
         key: PoolKey,
-    ) -> Response<PooledBody> {
+    ) -> Response<Body> {
         let reusable = response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
         let idle = pooled::Idle::new(sender, key, self.idle_timeout, self.max_idle);
-        response.map(|body| PooledBody::new(body, idle, reusable))
+        response.map(|body| {
+            PooledBody::new(body, idle, reusable)
+                .map_err(BoxError::from)
+                .boxed_unsync()
+        })
     }
 
     /// A new connection, TLS when the upstream is https, driven by a task on this worker.

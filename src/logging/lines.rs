@@ -237,7 +237,7 @@ impl Quoted<'_> {
     /// quote and no backslash. JSON writes such a string the same way.
     pub(crate) fn plain(&self) -> bool {
         let plain = |byte: u8| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\';
-        self.0.bytes().all(plain)
+        crate::ascii::every_byte(self.0.as_bytes(), plain)
     }
 }
 

@@ -158,13 +158,22 @@ fn push_latency_ms(line: &mut String, latency: Duration) -> fmt::Result {
         return write!(line, "{:?}", latency_ms(latency));
     }
     push_number(line, micros / 1000);
-    line.push('.');
     let fraction = micros % 1000;
-    let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
-    let kept = 3 - digits.iter().rev().take_while(|&&digit| digit == 0).count();
-    for &digit in &digits[..kept.max(1)] {
-        push_number(line, digit);
-    }
+    let digit = |value: u64| b'0' + u8::try_from(value % 10).unwrap_or(0);
+    let point = [
+        b'.',
+        digit(fraction / 100),
+        digit(fraction / 10),
+        digit(fraction),
+    ];
+    let zeros = point[1..]
+        .iter()
+        .rev()
+        .take_while(|&&byte| byte == b'0')
+        .count();
+    let kept = (4 - zeros).max(2);
+    // ASCII: always UTF-8.
+    line.push_str(std::str::from_utf8(&point[..kept]).unwrap_or_default());
     Ok(())
 }
 
@@ -184,9 +193,8 @@ fn push_number(line: &mut String, number: u64) {
             break;
         }
     }
-    for &digit in &digits[start..] {
-        line.push(char::from(digit));
-    }
+    // ASCII digits: always UTF-8.
+    line.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// `text` in quotes, escaped as its `Debug` form is (the event records it so).

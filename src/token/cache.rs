@@ -11,8 +11,16 @@
 //! bytes, and hashing all of them was a tenth of a proxied request's cost. Equality still compares
 //! whole tokens. Tokens sharing those bytes cannot crowd one hash bucket: only verified tokens are
 //! stored, and without the key nobody can make many valid tokens with the same signature bytes.
+//!
+//! In front of the shared cache, each thread keeps its most recent verifications in a small
+//! table of its own ([`RECENT_SLOTS`], one per hash of the last bytes), each entry its own copy
+//! of the verified token: a repeat request then costs one comparison, and the threads never
+//! touch the same memory (a shared entry's reference count bounced between the cores). The same
+//! rules hold there: whole-token equality, the same deadline, and only this cache's entries.
 
+use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +36,40 @@ const MAX_AGE: Duration = Duration::from_secs(300);
 struct Entry {
     verified: Arc<VerifiedToken>,
     forget_after: Duration,
+    /// The same deadline as an instant, for the threads' tables.
+    forget_at: Instant,
+}
+
+/// Entries in each thread's table of recent verifications.
+const RECENT_SLOTS: usize = 64;
+
+/// One verification in a thread's table.
+struct Recent {
+    /// The [`VerifiedCache`] it belongs to: a reload's new keys never see an old entry.
+    cache: u64,
+    token: Box<str>,
+    /// This thread's own copy.
+    verified: Arc<VerifiedToken>,
+    forget_at: Instant,
+}
+
+thread_local! {
+    /// This thread's recent verifications, by [`recent_slot`].
+    static RECENT: RefCell<Vec<Option<Recent>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tells caches apart in the threads' tables.
+static CACHE_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A token's slot in a thread's table: its last bytes (signature, unpredictable without the
+/// key), folded. A collision only makes two tokens take turns.
+pub(super) fn recent_slot(token: &str) -> usize {
+    let tail = &token.as_bytes()[token.len().saturating_sub(8)..];
+    let folded = tail
+        .iter()
+        .fold(0_u64, |hash, &byte| (hash << 8) | u64::from(byte));
+    let spread = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    usize::try_from(spread).unwrap_or(0) % RECENT_SLOTS
 }
 
 struct EntryExpiry;
@@ -67,12 +109,14 @@ impl Hasher for SignatureHasher {
 
 /// Verified tokens by their text.
 pub(super) struct VerifiedCache {
+    id: u64,
     entries: moka::sync::Cache<String, Entry, SignatureHashing>,
 }
 
 impl VerifiedCache {
     pub(super) fn new() -> Self {
         VerifiedCache {
+            id: CACHE_IDS.fetch_add(1, Ordering::Relaxed),
             entries: moka::sync::Cache::builder()
                 .max_capacity(MAX_ENTRIES)
                 .expire_after(EntryExpiry)
@@ -80,9 +124,22 @@ impl VerifiedCache {
         }
     }
 
-    /// The remembered verification of `token`, if any.
+    /// The remembered verification of `token`, if any: from this thread's table, else from the
+    /// shared cache (and then kept in the table too).
     pub(super) fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
-        self.entries.get(token).map(|entry| entry.verified)
+        let slot = recent_slot(token);
+        let now = Instant::now();
+        let recent = RECENT.with_borrow(|table| {
+            let recent = table.get(slot)?.as_ref()?;
+            let fresh = recent.cache == self.id && now < recent.forget_at;
+            (fresh && *recent.token == *token).then(|| recent.verified.clone())
+        });
+        if recent.is_some() {
+            return recent;
+        }
+        let entry = self.entries.get(token)?;
+        self.keep_recent(slot, token, &entry);
+        Some(entry.verified)
     }
 
     /// Remembers a successful verification until the token's `exp` (at most [`MAX_AGE`]); a token
@@ -95,11 +152,30 @@ impl VerifiedCache {
         if left.is_zero() {
             return;
         }
+        let forget_after = left.min(MAX_AGE);
         let entry = Entry {
             verified: verified.clone(),
-            forget_after: left.min(MAX_AGE),
+            forget_after,
+            forget_at: Instant::now() + forget_after,
         };
+        self.keep_recent(recent_slot(token), token, &entry);
         self.entries.insert(token.to_string(), entry);
+    }
+
+    /// Puts a copy of `entry` in this thread's table, in `slot`.
+    fn keep_recent(&self, slot: usize, token: &str, entry: &Entry) {
+        let recent = Recent {
+            cache: self.id,
+            token: token.into(),
+            verified: Arc::new(entry.verified.unshared()),
+            forget_at: entry.forget_at,
+        };
+        RECENT.with_borrow_mut(|table| {
+            if table.is_empty() {
+                table.resize_with(RECENT_SLOTS, || None);
+            }
+            table[slot] = Some(recent);
+        });
     }
 
     #[cfg(test)]

@@ -356,3 +356,46 @@ fn a_remembered_token_is_refused_once_it_expires() {
         Err(GatewayError::InvalidToken("token expired"))
     );
 }
+
+#[test]
+fn a_threads_recent_verification_is_never_another_key_sets() {
+    let old = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let token = old.issue(&identity(), None).unwrap().token;
+    assert!(old.verify(&token).is_ok());
+    assert!(
+        old.verify(&token).is_ok(),
+        "answered from this thread's table"
+    );
+    let other_secret = b"another-secret-0123456789abcdef0123456789abcdef";
+    let reloaded = keys(Algorithm::HS256, KeyMaterial::Secret(other_secret)).unwrap();
+    assert_eq!(
+        reloaded.verify(&token),
+        Err(GatewayError::InvalidToken("unknown key id"))
+    );
+}
+
+#[test]
+fn tokens_sharing_a_threads_slot_each_get_their_own_answer() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let mut by_slot: std::collections::HashMap<usize, (String, String)> = Default::default();
+    let (first, second) = (0..10_000)
+        .find_map(|index| {
+            let mut who = identity();
+            who.openid = format!("o-{index}");
+            let token = keys.issue(&who, None).unwrap().token;
+            let slot = super::cache::recent_slot(&token);
+            match by_slot.get(&slot) {
+                Some(earlier) => Some((earlier.clone(), (token, who.openid))),
+                None => {
+                    by_slot.insert(slot, (token, who.openid));
+                    None
+                }
+            }
+        })
+        .expect("two tokens in one slot");
+    for _ in 0..3 {
+        for (token, openid) in [&first, &second] {
+            assert_eq!(&keys.verify(token).unwrap().identity.openid, openid);
+        }
+    }
+}
