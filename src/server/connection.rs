@@ -7,6 +7,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -227,8 +228,10 @@ impl Listener {
         header_timeout: Duration,
         stop: &mut Stop,
     ) -> bool {
+        // The header read timeout is kept below, not by hyper (which set and cleared a timer for
+        // every request).
         let mut http1 = self.http1.clone();
-        http1.header_read_timeout(header_timeout.max(Duration::from_millis(1)));
+        http1.header_read_timeout(None);
         let service = self.service(peer, proto, activity.clone());
         let mut connection = pin!(http1
             .serve_connection(TokioIo::new(io), service)
@@ -243,6 +246,12 @@ impl Listener {
         // since it was set), not at each request, since moving a timer costs more than the clock.
         let mut park_timer = pin!(tokio::time::sleep(PARK_AFTER));
         let mut idle_since = None;
+        // The request head being read must be complete by `head_due`: the phase's first by the
+        // deadline the phase came with, each later one within the header read timeout of its
+        // first bytes. Its timer exists only while a head stays incomplete across polls.
+        let mut head_due = Some(tokio::time::Instant::now() + header_timeout);
+        let mut head_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut requests_seen = activity.requests_begun();
         let result = poll_fn(|cx| {
             let stop_may_be_due = !stop_polled || stop_changed.has_changed().unwrap_or(true);
             if !draining && stop_may_be_due {
@@ -252,9 +261,23 @@ impl Listener {
                     connection.as_mut().graceful_shutdown();
                 }
             }
-            let polled = connection.as_mut().poll(cx);
+            let polled = connection.as_mut().poll(cx).map(Some);
             if polled.is_ready() || draining {
                 return polled;
+            }
+            if activity.requests_begun() != requests_seen {
+                requests_seen = activity.requests_begun();
+                (head_due, head_timer) = (None, None);
+            }
+            if head_due.is_none() && activity.reading_head() {
+                head_due = Some(tokio::time::Instant::now() + self.header_read_timeout);
+            }
+            if let Some(due) = head_due {
+                let timer =
+                    head_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
             }
             if !activity.is_idle() {
                 idle_since = None;
@@ -275,7 +298,7 @@ impl Listener {
                 }
             }
             activity.ask_park();
-            let polled = connection.as_mut().poll(cx);
+            let polled = connection.as_mut().poll(cx).map(Some);
             if polled.is_pending() && activity.withdraw_park() {
                 // The socket is already handed back: hyper finishes at its next poll.
                 cx.waker().wake_by_ref();
@@ -284,9 +307,13 @@ impl Listener {
         })
         .await;
         match result {
-            Ok(()) => activity.parked(),
-            Err(error) => {
+            Some(Ok(())) => activity.parked(),
+            Some(Err(error)) => {
                 tracing::debug!(%error, %peer, "connection ended with an error");
+                false
+            }
+            None => {
+                tracing::debug!(%peer, "request head not complete within the header read timeout");
                 false
             }
         }

@@ -43,6 +43,8 @@ const PARK_DONE: u8 = 2;
 pub(super) struct Activity {
     /// Requests whose service was called and whose response body is not yet dropped.
     in_flight: AtomicU32,
+    /// Requests whose service was called, ever (wrapping): tells a new request from the last.
+    begun: AtomicU32,
     /// A response ended (its body was dropped) and no flush has followed yet.
     responded: AtomicBool,
     /// Bytes written to the socket and not yet flushed.
@@ -67,6 +69,20 @@ impl Activity {
             && !self.read_since_flush.load(Relaxed)
             && !self.doubtful.load(Relaxed)
             && self.read_blocked.load(Relaxed)
+    }
+
+    /// How many requests have begun (wrapping): a change means a request head was completed.
+    pub(super) fn requests_begun(&self) -> u32 {
+        self.begun.load(Relaxed)
+    }
+
+    /// Whether bytes of a next request head have been read and the head is not complete: no
+    /// request in flight, nothing being written, something read since the last response.
+    pub(super) fn reading_head(&self) -> bool {
+        self.in_flight.load(Relaxed) == 0
+            && !self.responded.load(Relaxed)
+            && !self.unflushed.load(Relaxed)
+            && (self.read_since_flush.load(Relaxed) || self.doubtful.load(Relaxed))
     }
 
     /// Asks the wrapper to end hyper's connection at its next read.
@@ -99,6 +115,7 @@ impl Activity {
     /// `body_length` is its declared body length (None: chunked, so any later read is doubtful).
     pub(super) fn begin(self: &Arc<Self>, body_length: Option<u64>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
+        self.begun.fetch_add(1, Relaxed);
         self.body_allowance.store(body_length.unwrap_or(0), Relaxed);
         // hyper parsed a whole request head: whatever it read before is accounted for.
         self.doubtful.store(false, Relaxed);

@@ -306,6 +306,67 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
 
+/// Seconds a connection took to be closed by the gateway, reading (and dropping) what it sends.
+async fn seconds_until_closed(connection: &mut TcpStream) -> Option<f64> {
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(4), connection.read_to_end(&mut rest)).await;
+    closed.ok().map(|_| started.elapsed().as_secs_f64())
+}
+
+/// Catches a build where only a connection's first request head is timed: a later head left
+/// incomplete, right after a response or after the connection was parked, is cut at the header
+/// read timeout, long before the keep-alive timeout.
+#[tokio::test]
+async fn a_later_request_head_left_incomplete_is_cut_at_the_header_read_timeout() {
+    let gateway = Harness::start_with(Setup {
+        server: "header_read_timeout_ms = 300\nkeepalive_timeout_ms = 5000".into(),
+        ..Setup::default()
+    })
+    .await;
+    for pause in [Duration::ZERO, Duration::from_millis(300)] {
+        let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
+        connection.write_all(GET).await.unwrap();
+        read_echo_response(&mut connection).await;
+        tokio::time::sleep(pause).await;
+        connection
+            .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n")
+            .await
+            .unwrap();
+        let took = seconds_until_closed(&mut connection).await;
+        assert!(
+            took.is_some_and(|took| (0.2..2.0).contains(&took)),
+            "after a {pause:?} pause, closed after {took:?} s"
+        );
+    }
+}
+
+/// Catches a build where a head sent a byte at a time is timed from its last byte: the deadline
+/// counts from the first.
+#[tokio::test]
+async fn a_later_request_head_sent_byte_by_byte_is_cut_at_the_header_read_timeout() {
+    let gateway = Harness::start_with(Setup {
+        server: "header_read_timeout_ms = 300\nkeepalive_timeout_ms = 5000".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
+    connection.write_all(GET).await.unwrap();
+    read_echo_response(&mut connection).await;
+    let started = Instant::now();
+    let head = b"GET /public/x HTTP/1.1\r\nHost: g\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for byte in head {
+        if connection.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed().as_secs_f64()
+        + seconds_until_closed(&mut connection).await.unwrap_or(9.0);
+    assert!(took < 1.5, "closed after {took} s while bytes kept coming");
+}
+
 /// Catches a build where parked connections hold a shutdown for its whole grace period.
 #[tokio::test]
 async fn shutdown_closes_parked_connections_at_once() {
