@@ -45,6 +45,14 @@ async fn wait_for_idle(gateway: &Harness, expected: u64) {
     }
 }
 
+/// A connection that has had one request answered.
+async fn answered_connection(gateway: &Harness) -> TcpStream {
+    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
+    connection.write_all(GET).await.unwrap();
+    read_echo_response(&mut connection).await;
+    connection
+}
+
 /// Reads one response whose body has a Content-Length.
 async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> crate::common::Response {
     let mut answer = Vec::new();
@@ -247,9 +255,7 @@ async fn a_websocket_upgrade_on_a_parked_connection_relays() {
         ..Setup::default()
     })
     .await;
-    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
-    connection.write_all(GET).await.unwrap();
-    read_echo_response(&mut connection).await;
+    let connection = answered_connection(&gateway).await;
     wait_for_idle(&gateway, 1).await;
     let request = format!("ws://{}/ws/chat", gateway.addr);
     let (mut socket, _) = tokio_tungstenite::client_async(request, connection)
@@ -272,9 +278,7 @@ async fn an_idle_connection_is_closed_after_the_keepalive_timeout() {
         ..Setup::default()
     })
     .await;
-    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
-    connection.write_all(GET).await.unwrap();
-    read_echo_response(&mut connection).await;
+    let mut connection = answered_connection(&gateway).await;
     let started = Instant::now();
     let mut rest = Vec::new();
     let closed =
@@ -326,9 +330,7 @@ async fn a_later_request_head_left_incomplete_is_cut_at_the_header_read_timeout(
     })
     .await;
     for pause in [Duration::ZERO, Duration::from_millis(300)] {
-        let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
-        connection.write_all(GET).await.unwrap();
-        read_echo_response(&mut connection).await;
+        let mut connection = answered_connection(&gateway).await;
         tokio::time::sleep(pause).await;
         connection
             .write_all(b"GET /public/x HTTP/1.1\r\nHost: g\r\n")
@@ -351,9 +353,7 @@ async fn a_later_request_head_sent_byte_by_byte_is_cut_at_the_header_read_timeou
         ..Setup::default()
     })
     .await;
-    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
-    connection.write_all(GET).await.unwrap();
-    read_echo_response(&mut connection).await;
+    let mut connection = answered_connection(&gateway).await;
     let started = Instant::now();
     let head = b"GET /public/x HTTP/1.1\r\nHost: g\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for byte in head {
@@ -371,9 +371,7 @@ async fn a_later_request_head_sent_byte_by_byte_is_cut_at_the_header_read_timeou
 #[tokio::test]
 async fn shutdown_closes_parked_connections_at_once() {
     let gateway = Harness::start().await;
-    let mut connection = TcpStream::connect(gateway.addr).await.unwrap();
-    connection.write_all(GET).await.unwrap();
-    read_echo_response(&mut connection).await;
+    let mut connection = answered_connection(&gateway).await;
     wait_for_idle(&gateway, 1).await;
     let started = Instant::now();
     gateway.shutdown().await.expect("clean shutdown");
