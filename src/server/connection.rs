@@ -265,8 +265,9 @@ impl Listener {
             if polled.is_ready() || draining {
                 return polled;
             }
-            if activity.requests_begun() != requests_seen {
-                requests_seen = activity.requests_begun();
+            let begun = activity.requests_begun();
+            if begun != requests_seen {
+                requests_seen = begun;
                 (head_due, head_timer) = (None, None);
             }
             if head_due.is_none() && activity.reading_head() {
