@@ -36,6 +36,18 @@ const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     TRANSFER_ENCODING,
     UPGRADE,
 ];
+/// [`HOP_BY_HOP`] as text, in the same order.
+const HOP_BY_HOP_NAMES: [&str; HOP_BY_HOP_COUNT] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Headers whose value upstreams trust because the gateway sets them: identity, forwarding
 /// information and path overrides. Compared after folding `_` to `-`, because some servers (CGI,
@@ -57,10 +69,23 @@ const GATEWAY_OWNED: [&str; 13] = [
     "x-request-id",
 ];
 
-/// Removes hop-by-hop headers, including every header the `Connection` header names. Touches the
-/// map only for names it holds: most requests carry none of them.
+/// Removes hop-by-hop headers, including every header the `Connection` header names. Looks at
+/// each name once and touches the map only for the names it holds: most messages carry none of
+/// them, or only `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(index) = hop_by_hop_index(name) {
+            present[index] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    // `present[0]` is `Connection`: the names it lists go too.
+    if present[0] {
         let mut named = Vec::new();
         for value in &headers.get_all(CONNECTION) {
             for option in value.as_bytes().split(|&byte| byte == b',') {
@@ -78,19 +103,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    // Only the names present are removed (each removal is a lookup), found in one pass over the
-    // message's names: a message usually carries one at most (`Connection`).
-    let mut present = [false; HOP_BY_HOP_COUNT];
-    for name in headers.keys() {
-        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[index] = true;
-        }
-    }
     for (name, present) in HOP_BY_HOP.iter().zip(present) {
         if present {
             headers.remove(name);
         }
     }
+}
+
+/// Where `name` sits in [`HOP_BY_HOP`], if it is one: compared as text, lengths first, which
+/// settles almost every name without looking at its bytes.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let name = name.as_str();
+    HOP_BY_HOP_NAMES
+        .iter()
+        .position(|hop| hop.len() == name.len() && *hop == name)
 }
 
 /// Whether a header name is one only the gateway may set, in any case or `_` spelling.
@@ -295,6 +321,27 @@ pub(crate) mod tests {
         remove_gateway_owned(&mut map);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("accept"));
+    }
+
+    #[test]
+    fn hop_by_hop_names_match_their_text() {
+        for (name, text) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_NAMES) {
+            assert_eq!(name.as_str(), text);
+            assert_eq!(
+                hop_by_hop_index(name),
+                HOP_BY_HOP.iter().position(|n| n == name)
+            );
+        }
+        for other in [
+            "x-openid",
+            "accept",
+            "connections",
+            "tee",
+            "upgrade-insecure-requests",
+        ] {
+            let other = HeaderName::from_bytes(other.as_bytes()).unwrap();
+            assert_eq!(hop_by_hop_index(&other), None, "{other}");
+        }
     }
 
     #[test]
