@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::error::Error as _;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,127 +34,134 @@ pub(crate) struct ClientConnection {
 }
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
-/// and the identity that was forwarded, if any.
-pub(crate) async fn forward<B>(
-    state: &AppState,
-    route: &Route,
-    path: &str,
-    client: &ClientConnection,
-    request_id: &RequestId,
+/// and the identity that was forwarded, if any. (An `async` block, not an `async fn`, so that the
+/// future holds one copy of the request, not two: see `dispatch::handle`.)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "one copy of the request in the future"
+)]
+pub(crate) fn forward<'a, B>(
+    state: &'a AppState,
+    route: &'a Route,
+    path: &'a str,
+    client: &'a ClientConnection,
+    request_id: &'a RequestId,
     mut request: Request<B>,
-) -> Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>
+) -> impl Future<Output = Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>> + 'a
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let upstream = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
-    let upgrade = websocket::requested_protocol(request.headers())
-        .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
-    let (mut parts, body) = request.into_parts();
-    let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+    async move {
+        let upstream = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
+        let upgrade = websocket::requested_protocol(request.headers())
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
+        let (mut parts, body) = request.into_parts();
+        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        });
+        headers::remove_hop_by_hop(&mut parts.headers);
+        let from_proxy = state
+            .config
+            .server
+            .trusted_proxies
+            .contains(client.peer.ip())
+            .then(|| headers::ProxyForwarding::read(&parts.headers));
+        headers::remove_gateway_owned(&mut parts.headers);
+
+        // Borrowed unless the WebSocket token parameter has to be cut out of it.
+        let mut query = parts.uri.query().map(Cow::Borrowed);
+        let mut query_token = None;
+        if let (Some(_), Some(param), Some(text)) = (
+            &upgrade,
+            &state.config.websocket.token_query_param,
+            parts.uri.query(),
+        ) {
+            let (token, rest) = websocket::take_query_token(text, param)?;
+            query_token = token;
+            query = (!rest.is_empty()).then_some(Cow::Owned(rest));
+        }
+        let verified = auth::authenticate(
+            state,
+            &parts.headers,
+            query_token.as_deref(),
+            route.auth,
+            route.apps.as_deref(),
+        )
+        .await?;
+        if let Some(verified) = &verified {
+            state
+                .limits
+                .check_route(route, &verified.identity.openid, &state.metrics)?;
+        }
+
+        let limit = state.config.server.max_body_bytes;
+        if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+
+        parts.uri = upstream_uri(route, path, query.as_deref())?;
+        parts.version = Version::HTTP_11;
+        match (&client_host, route.preserve_host) {
+            (Some(host), true) => parts.headers.insert(HOST, host.clone()),
+            _ => parts.headers.insert(HOST, upstream.host_header.clone()),
+        };
+        headers::set_forwarding(
+            &mut parts.headers,
+            &client.address,
+            client.proto,
+            client_host,
+            from_proxy,
+        );
+        if let Some(verified) = &verified {
+            headers::set_identity(&mut parts.headers, verified.identity_headers());
+        }
         parts
-            .uri
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-    });
-    headers::remove_hop_by_hop(&mut parts.headers);
-    let from_proxy = state
-        .config
-        .server
-        .trusted_proxies
-        .contains(client.peer.ip())
-        .then(|| headers::ProxyForwarding::read(&parts.headers));
-    headers::remove_gateway_owned(&mut parts.headers);
+            .headers
+            .insert(X_REQUEST_ID, request_id.header_value().clone());
+        if let Some((protocol, _)) = &upgrade {
+            websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
+        }
 
-    // Borrowed unless the WebSocket token parameter has to be cut out of it.
-    let mut query = parts.uri.query().map(Cow::Borrowed);
-    let mut query_token = None;
-    if let (Some(_), Some(param), Some(text)) = (
-        &upgrade,
-        &state.config.websocket.token_query_param,
-        parts.uri.query(),
-    ) {
-        let (token, rest) = websocket::take_query_token(text, param)?;
-        query_token = token;
-        query = (!rest.is_empty()).then_some(Cow::Owned(rest));
-    }
-    let verified = auth::authenticate(
-        state,
-        &parts.headers,
-        query_token.as_deref(),
-        route.auth,
-        route.apps.as_deref(),
-    )
-    .await?;
-    if let Some(verified) = &verified {
+        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+        let upstream_request = Request::from_parts(parts, body);
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            route.timeout,
+            state.upstreams.send(upstream, upstream_request),
+        );
+        let answer = answer.await;
         state
-            .limits
-            .check_route(route, &verified.identity.openid, &state.metrics)?;
+            .metrics
+            .observe_upstream(&route.prefix, started.elapsed());
+        let mut response = match answer {
+            Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Err(error)) => return Err(upstream_error(&error, limit)),
+            Ok(Ok(response)) => response,
+        };
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_protocol = response.headers().get(UPGRADE).cloned();
+        if switched && (upgrade.is_none() || upstream_protocol.is_none()) {
+            tracing::warn!("upstream switched protocols without a matching upgrade request");
+            return Err(GatewayError::UpstreamFailed);
+        }
+        let upstream_upgrade = switched.then(|| hyper::upgrade::on(&mut response));
+        let (mut parts, body) = response.into_parts();
+        headers::remove_hop_by_hop(&mut parts.headers);
+        if let (Some((_, client_upgrade)), Some(upstream_upgrade), Some(protocol)) =
+            (upgrade, upstream_upgrade, upstream_protocol)
+        {
+            websocket::set_upgrade_headers(&mut parts.headers, protocol);
+            websocket::spawn_relay(client_upgrade, upstream_upgrade, state.drain_guard());
+        }
+        Ok((
+            Response::from_parts(parts, body),
+            verified.map(|verified| verified.identity.clone()),
+        ))
     }
-
-    let limit = state.config.server.max_body_bytes;
-    if declared_length(&parts.headers).is_some_and(|length| length > limit) {
-        return Err(GatewayError::PayloadTooLarge { limit });
-    }
-
-    parts.uri = upstream_uri(route, path, query.as_deref())?;
-    parts.version = Version::HTTP_11;
-    match (&client_host, route.preserve_host) {
-        (Some(host), true) => parts.headers.insert(HOST, host.clone()),
-        _ => parts.headers.insert(HOST, upstream.host_header.clone()),
-    };
-    headers::set_forwarding(
-        &mut parts.headers,
-        &client.address,
-        client.proto,
-        client_host,
-        from_proxy,
-    );
-    if let Some(verified) = &verified {
-        headers::set_identity(&mut parts.headers, verified.identity_headers());
-    }
-    parts
-        .headers
-        .insert(X_REQUEST_ID, request_id.header_value().clone());
-    if let Some((protocol, _)) = &upgrade {
-        websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
-    }
-
-    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
-    let upstream_request = Request::from_parts(parts, body);
-    let started = std::time::Instant::now();
-    let answer = tokio::time::timeout(
-        route.timeout,
-        state.upstreams.send(upstream, upstream_request),
-    );
-    let answer = answer.await;
-    state
-        .metrics
-        .observe_upstream(&route.prefix, started.elapsed());
-    let mut response = match answer {
-        Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
-        Ok(Err(error)) => return Err(upstream_error(&error, limit)),
-        Ok(Ok(response)) => response,
-    };
-    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let upstream_protocol = response.headers().get(UPGRADE).cloned();
-    if switched && (upgrade.is_none() || upstream_protocol.is_none()) {
-        tracing::warn!("upstream switched protocols without a matching upgrade request");
-        return Err(GatewayError::UpstreamFailed);
-    }
-    let upstream_upgrade = switched.then(|| hyper::upgrade::on(&mut response));
-    let (mut parts, body) = response.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers);
-    if let (Some((_, client_upgrade)), Some(upstream_upgrade), Some(protocol)) =
-        (upgrade, upstream_upgrade, upstream_protocol)
-    {
-        websocket::set_upgrade_headers(&mut parts.headers, protocol);
-        websocket::spawn_relay(client_upgrade, upstream_upgrade, state.drain_guard());
-    }
-    Ok((
-        Response::from_parts(parts, body),
-        verified.map(|verified| verified.identity.clone()),
-    ))
 }
 
 /// Reads a whole (small) body into memory, refusing more than `limit` bytes with 413.

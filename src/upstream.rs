@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,27 +72,35 @@ impl UpstreamClients {
 
     /// Sends `request` (origin-form URI, Host set) to `upstream` on a pooled connection or a new
     /// one. A request the pooled connection never sent (the upstream had just closed it) is sent
-    /// again on a new connection.
-    pub(crate) async fn send(
-        &self,
-        upstream: &Upstream,
+    /// again on a new connection. (An `async` block, so that the future holds one copy of the
+    /// request: see `dispatch::handle`.)
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "one copy of the request in the future"
+    )]
+    pub(crate) fn send<'a>(
+        &'a self,
+        upstream: &'a Upstream,
         mut request: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let key = upstream.pool;
-        if let Some(mut sender) = pooled::take(key).await {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.hand_out(response, sender, key)),
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(UpstreamError::Exchange(failed.into_error())),
-                },
+    ) -> impl Future<Output = Result<Response<Body>, UpstreamError>> + 'a {
+        async move {
+            let key = upstream.pool;
+            if let Some(mut sender) = pooled::take(key).await {
+                match sender.try_send_request(request).await {
+                    Ok(response) => return Ok(self.hand_out(response, sender, key)),
+                    Err(mut failed) => match failed.take_message() {
+                        Some(unsent) => request = unsent,
+                        None => return Err(UpstreamError::Exchange(failed.into_error())),
+                    },
+                }
             }
-        }
-        // Boxed: connecting (DNS, TLS) takes a large future, and most requests find a connection.
-        let mut sender = Box::pin(self.connect(upstream)).await?;
-        match sender.send_request(request).await {
-            Ok(response) => Ok(self.hand_out(response, sender, key)),
-            Err(error) => Err(UpstreamError::Exchange(error)),
+            // Boxed: connecting (DNS, TLS) takes a large future, and most requests find a
+            // connection.
+            let mut sender = Box::pin(self.connect(upstream)).await?;
+            match sender.send_request(request).await {
+                Ok(response) => Ok(self.hand_out(response, sender, key)),
+                Err(error) => Err(UpstreamError::Exchange(error)),
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! One request: its id, the normalized path, what the path is for (an endpoint or a route), the
 //! answer, the metrics and the log line.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,62 +66,72 @@ impl<'a> Target<'a> {
 
 /// Answers one request, counts it and logs it: request id, method, path, status, latency,
 /// openid. Never the query (it may carry credentials) nor any other header.
-pub(super) async fn handle(
-    state: &Arc<AppState>,
+///
+/// A plain function returning an `async` block rather than an `async fn`: an `async fn` keeps a
+/// second copy of each argument (the request, the client) in its future, which is moved at every
+/// request; the block keeps only what it captured.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "one copy of the request in the future"
+)]
+pub(super) fn handle<'a>(
+    state: &'a Arc<AppState>,
     client: ClientConnection,
     request: Request<Incoming>,
-) -> Response<Body> {
-    let started = Instant::now();
-    let request_id = RequestId::for_request(request.headers());
-    let method = request.method().clone();
-    let http2_refused =
-        request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
-    let normalized = path::normalize(request.uri().path());
-    let target = match &normalized {
-        Ok(path) if !http2_refused => Target::of(state, path),
-        _ => Target::Unrouted,
-    };
-    let (answer, logged_path) = match normalized {
-        Ok(_) if http2_refused => (
-            Err(GatewayError::HttpVersionNotSupported),
-            request.uri().path().to_string(),
-        ),
-        Ok(path) => {
-            let answer = dispatch(state, &target, &path, &client, &request_id, request);
-            (
-                crate::logging::in_request(request_id.clone(), answer).await,
-                path,
-            )
+) -> impl Future<Output = Response<Body>> + 'a {
+    async move {
+        let started = Instant::now();
+        let request_id = RequestId::for_request(request.headers());
+        let method = request.method().clone();
+        let http2_refused =
+            request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
+        let normalized = path::normalize(request.uri().path());
+        let target = match &normalized {
+            Ok(path) if !http2_refused => Target::of(state, path),
+            _ => Target::Unrouted,
+        };
+        let (answer, logged_path) = match normalized {
+            Ok(_) if http2_refused => (
+                Err(GatewayError::HttpVersionNotSupported),
+                request.uri().path().to_string(),
+            ),
+            Ok(path) => {
+                let answer = dispatch(state, &target, &path, &client, &request_id, request);
+                (
+                    crate::logging::in_request(request_id.clone(), answer).await,
+                    path,
+                )
+            }
+            Err(error) => (Err(error), request.uri().path().to_string()),
+        };
+        if matches!(target, Target::Login) {
+            count_login(state, &answer);
         }
-        Err(error) => (Err(error), request.uri().path().to_string()),
-    };
-    if matches!(target, Target::Login) {
-        count_login(state, &answer);
-    }
-    let (mut response, identity) = match answer {
-        Ok(answered) => answered,
-        Err(error) => {
-            count_rejection(state, &error);
-            (error.into_response(), None)
+        let (mut response, identity) = match answer {
+            Ok(answered) => answered,
+            Err(error) => {
+                count_rejection(state, &error);
+                (error.into_response(), None)
+            }
+        };
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, request_id.header_value().clone());
+        let took = started.elapsed();
+        state
+            .metrics
+            .observe_request(target.label(), response.status(), took);
+        crate::logging::RequestLine {
+            request_id: request_id.as_str(),
+            method: &method,
+            path: &logged_path,
+            status: response.status().as_u16(),
+            latency: took,
+            openid: identity.as_ref().map(|identity| identity.openid.as_str()),
         }
-    };
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID, request_id.header_value().clone());
-    let took = started.elapsed();
-    state
-        .metrics
-        .observe_request(target.label(), response.status(), took);
-    crate::logging::RequestLine {
-        request_id: request_id.as_str(),
-        method: &method,
-        path: &logged_path,
-        status: response.status().as_u16(),
-        latency: took,
-        openid: identity.as_ref().map(|identity| identity.openid.as_str()),
+        .log();
+        response
     }
-    .log();
-    response
 }
 
 /// Runs the endpoint or route picked for the normalized path: the answer, and who it was for.
