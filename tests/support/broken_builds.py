@@ -145,7 +145,7 @@ def main():
     failures = 0
     # Property tests save failing cases next to the code; only the ones already kept stay.
     saved = ROOT / "proptest-regressions"
-    kept = {path: path.read_text() for path in saved.glob("*.txt")}
+    kept = {path: path.read_text() for path in saved.rglob("*.txt")}
     for name, edits, tests in BREAKAGES:
         if wanted and not any(word in name for word in wanted):
             continue
@@ -166,7 +166,7 @@ def main():
         finally:
             for path, text in originals.items():
                 path.write_text(text)
-    for path in saved.glob("*.txt"):
+    for path in saved.rglob("*.txt"):
         if path in kept:
             path.write_text(kept[path])
         else:
