@@ -135,39 +135,46 @@ pub(super) fn handle<'a>(
 }
 
 /// Runs the endpoint or route picked for the normalized path: the answer, and who it was for.
-async fn dispatch(
-    state: &Arc<AppState>,
-    target: &Target<'_>,
-    path: &str,
-    client: &ClientConnection,
-    request_id: &RequestId,
+/// (An `async` block, like [`handle`]'s, for one copy of the request.)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "one copy of the request in the future"
+)]
+fn dispatch<'a>(
+    state: &'a Arc<AppState>,
+    target: &'a Target<'a>,
+    path: &'a str,
+    client: &'a ClientConnection,
+    request_id: &'a RequestId,
     request: Request<Incoming>,
-) -> Result<(Response<Body>, Option<Arc<Identity>>), GatewayError> {
-    // The endpoints' futures are boxed: held inline, each would make every request's future (and
-    // every move of it) as large as all of them together.
-    let answer = match target {
-        Target::Login => Box::pin(login::handle(state, path, client, request)).await,
-        Target::Refresh => Box::pin(token_lifecycle::refresh(state, request)).await,
-        Target::Logout => Box::pin(token_lifecycle::logout(state, request)).await,
-        Target::Phone => Box::pin(phone::handle(state, request)).await,
-        Target::Decrypt => Box::pin(decrypt::handle(state, request)).await,
-        Target::ForwardAuth => {
-            return Box::pin(forward_auth::handle(state, path, client, request)).await
-        }
-        Target::Jwks => {
-            let keys = &state.config.jwt.keys;
-            return Ok((jwks::handle(request.method(), keys)?, None));
-        }
-        Target::Route(route) => {
-            return Box::pin(proxy::forward(
-                state, route, path, client, request_id, request,
-            ))
-            .await
-        }
-        Target::Unrouted => return Err(GatewayError::NotFound),
-    };
-    let (response, identity) = answer?;
-    Ok((response, Some(Arc::new(identity))))
+) -> impl Future<Output = Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>> + 'a {
+    async move {
+        // The endpoints' futures are boxed: held inline, each would make every request's future (and
+        // every move of it) as large as all of them together.
+        let answer = match target {
+            Target::Login => Box::pin(login::handle(state, path, client, request)).await,
+            Target::Refresh => Box::pin(token_lifecycle::refresh(state, request)).await,
+            Target::Logout => Box::pin(token_lifecycle::logout(state, request)).await,
+            Target::Phone => Box::pin(phone::handle(state, request)).await,
+            Target::Decrypt => Box::pin(decrypt::handle(state, request)).await,
+            Target::ForwardAuth => {
+                return Box::pin(forward_auth::handle(state, path, client, request)).await
+            }
+            Target::Jwks => {
+                let keys = &state.config.jwt.keys;
+                return Ok((jwks::handle(request.method(), keys)?, None));
+            }
+            Target::Route(route) => {
+                return Box::pin(proxy::forward(
+                    state, route, path, client, request_id, request,
+                ))
+                .await
+            }
+            Target::Unrouted => return Err(GatewayError::NotFound),
+        };
+        let (response, identity) = answer?;
+        Ok((response, Some(Arc::new(identity))))
+    }
 }
 
 /// Counts a login by its outcome and the WeChat errcode behind it.
