@@ -150,7 +150,9 @@ fn dispatch<'a>(
 ) -> impl Future<Output = Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>> + 'a {
     async move {
         // The endpoints' futures are boxed: held inline, each would make every request's future (and
-        // every move of it) as large as all of them together.
+        // every move of it) as large as all of them together. Each is made inside `Box::pin(..)`:
+        // bound to a local first, it keeps its room in this future even once moved into the box
+        // (measured: 2,568 bytes instead of 328).
         let answer = match target {
             Target::Login => Box::pin(login::handle(state, path, client, request)).await,
             Target::Refresh => Box::pin(token_lifecycle::refresh(state, request)).await,
