@@ -155,7 +155,9 @@ fn normalize_original(value: &str) -> Result<String, &'static str> {
         url_path(value)?
     };
     let raw_path = path_and_query.split(['?', '#']).next().unwrap_or_default();
-    path::normalize(raw_path).map_err(|_| "the original path cannot be normalized")
+    path::normalize(raw_path)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| "the original path cannot be normalized")
 }
 
 /// The path-and-query of an `http(s)://host[:port]/...` URL. ingress-nginx builds X-Original-URL

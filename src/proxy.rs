@@ -103,7 +103,17 @@ where
             return Err(GatewayError::PayloadTooLarge { limit });
         }
 
-        parts.uri = upstream_uri(route, path, query.as_deref())?;
+        // The client's request target is sent as it came when it is exactly what would be built
+        // (origin form, the path already normal and kept by the route, the query as it came):
+        // most requests, and no allocation or parse for them.
+        let target_as_is = route.forwards_path_as_is()
+            && parts.uri.scheme().is_none()
+            && parts.uri.authority().is_none()
+            && parts.uri.path() == path
+            && parts.uri.query() == query.as_deref();
+        if !target_as_is {
+            parts.uri = upstream_uri(route, path, query.as_deref())?;
+        }
         parts.version = Version::HTTP_11;
         match (&client_host, route.preserve_host) {
             (Some(host), true) => parts.headers.insert(HOST, host.clone()),
@@ -132,8 +142,8 @@ where
         let answer = tokio::time::timeout(
             route.timeout,
             state.upstreams.send(upstream, upstream_request),
-        );
-        let answer = answer.await;
+        )
+        .await;
         state
             .metrics
             .observe_upstream(&route.prefix, started.elapsed());

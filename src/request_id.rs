@@ -8,6 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The header carrying the request id, both ways.
@@ -30,17 +31,13 @@ impl RequestId {
         }
     }
 
-    /// A new id: 32 hex digits, 128 random bits from the OS, unique in practice. Each thread asks
-    /// the OS for randomness in batches ([`RANDOM_BATCH`] bytes, 256 ids), not once per request.
+    /// A new id: 32 hex digits, 128 random bits from the OS, unique in practice. Each thread
+    /// formats [`IDS_PER_BATCH`] ids at once, from one request for randomness to the OS, into one
+    /// shared buffer; an id is a slice of it, so making, cloning (to the upstream request, to the
+    /// response) and dropping one allocates nothing.
     fn generate() -> RequestId {
-        let bytes = RANDOM.with_borrow_mut(RandomBatch::take16);
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 32];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 0x0f)];
-        }
-        RequestId(HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value"))
+        let hex = IDS.with_borrow_mut(IdBatch::take);
+        RequestId(HeaderValue::from_maybe_shared(hex).expect("hex digits are a valid header value"))
     }
 
     /// The id as a header value.
@@ -55,45 +52,57 @@ impl RequestId {
     }
 }
 
-/// Random bytes fetched from the OS at once, for ids.
-const RANDOM_BATCH: usize = 4096;
+/// Ids formatted at once. A batch's buffer (`IDS_PER_BATCH` x 32 bytes) lives until its last id
+/// is dropped.
+const IDS_PER_BATCH: usize = 128;
+/// The length of an id in hex digits.
+const ID_LEN: usize = 32;
 
 thread_local! {
-    /// This thread's unused random bytes.
-    static RANDOM: RefCell<RandomBatch> = const { RefCell::new(RandomBatch { bytes: [0; RANDOM_BATCH], used: RANDOM_BATCH }) };
+    /// This thread's formatted ids, handed out in order.
+    static IDS: RefCell<IdBatch> = const { RefCell::new(IdBatch { hex: Bytes::new(), next: IDS_PER_BATCH }) };
 }
 
-/// A batch of random bytes, handed out 16 at a time.
-struct RandomBatch {
-    bytes: [u8; RANDOM_BATCH],
-    used: usize,
+/// A buffer of formatted random ids, and the index of the next one to hand out.
+struct IdBatch {
+    hex: Bytes,
+    next: usize,
 }
 
-impl RandomBatch {
-    fn take16(&mut self) -> [u8; 16] {
-        if self.used + 16 > RANDOM_BATCH {
-            self.refill();
+impl IdBatch {
+    /// The next id's hex digits, formatting a new batch when this one is used up.
+    fn take(&mut self) -> Bytes {
+        if self.next == IDS_PER_BATCH {
+            self.hex = fresh_ids();
+            self.next = 0;
         }
-        let mut taken = [0; 16];
-        taken.copy_from_slice(&self.bytes[self.used..self.used + 16]);
-        self.used += 16;
-        taken
+        let start = self.next * ID_LEN;
+        self.next += 1;
+        self.hex.slice(start..start + ID_LEN)
     }
+}
 
-    /// New bytes from the OS. Should the OS fail (it does not on Linux once booted), a keyed
-    /// hash of a counter, with keys the standard library drew from the OS, stands in.
-    fn refill(&mut self) {
-        if getrandom::fill(&mut self.bytes).is_err() {
-            static KEYS: OnceLock<RandomState> = OnceLock::new();
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let keys = KEYS.get_or_init(RandomState::new);
-            for chunk in self.bytes.chunks_exact_mut(8) {
-                let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-                chunk.copy_from_slice(&keys.hash_one(count).to_be_bytes());
-            }
+/// [`IDS_PER_BATCH`] new ids in a row, from the OS's randomness. Should the OS fail (it does not on
+/// Linux once booted), a keyed hash of a counter, with keys the standard library drew from the
+/// OS, stands in.
+fn fresh_ids() -> Bytes {
+    let mut random = [0u8; IDS_PER_BATCH * ID_LEN / 2];
+    if getrandom::fill(&mut random).is_err() {
+        static KEYS: OnceLock<RandomState> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let keys = KEYS.get_or_init(RandomState::new);
+        for chunk in random.chunks_exact_mut(8) {
+            let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+            chunk.copy_from_slice(&keys.hash_one(count).to_be_bytes());
         }
-        self.used = 0;
     }
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = Vec::with_capacity(random.len() * 2);
+    for byte in random {
+        hex.push(DIGITS[usize::from(byte >> 4)]);
+        hex.push(DIGITS[usize::from(byte & 0x0f)]);
+    }
+    Bytes::from(hex)
 }
 
 /// 1 to 128 characters from a conservative set: letters, digits and `-_.:/+=@`. Nothing that

@@ -119,6 +119,15 @@ impl Route {
         forwarded.push_str(kept);
         forwarded
     }
+
+    /// Whether [`Route::upstream_path`] is the path itself: no prefix stripped, no base path.
+    pub(crate) fn forwards_path_as_is(&self) -> bool {
+        !self.strip_prefix
+            && self
+                .upstream
+                .as_ref()
+                .is_none_or(|upstream| upstream.base_path.is_empty())
+    }
 }
 
 /// The non-empty `/`-separated segments of a path.
@@ -216,6 +225,11 @@ mod tests {
         assert_eq!(based.upstream_path("/api/x"), "/v1/x");
         let root = route("/", AuthMode::None, true, "/base");
         assert_eq!(root.upstream_path("/x"), "/base/x");
+        assert!(plain.forwards_path_as_is());
+        assert!(!stripped.forwards_path_as_is());
+        assert!(!based.forwards_path_as_is());
+        assert!(!route("/api", AuthMode::Required, false, "/v1").forwards_path_as_is());
+        assert!(!root.forwards_path_as_is());
     }
 
     /// An upstream's own reading of a forwarded path: every escape decoded, empty and `.` segments
@@ -264,8 +278,19 @@ mod tests {
                 if route.matches(&normalized) {
                     let forwarded = route.upstream_path(&normalized);
                     proptest::prop_assert!(forwarded.starts_with("/base/"));
-                    proptest::prop_assert_eq!(crate::path::normalize(&forwarded), Ok(forwarded.clone()));
+                    proptest::prop_assert_eq!(crate::path::normalize(&forwarded), Ok(forwarded.as_str().into()));
                 }
+            }
+        }
+
+        /// The proxy sends the client's request target unchanged when the route forwards paths as
+        /// they are: that must be exactly what `upstream_path` would have built.
+        #[test]
+        fn a_path_kept_as_is_is_the_upstream_path(raw in crate::path::tests::attack_path()) {
+            let route = route("/api", AuthMode::Required, false, "");
+            proptest::prop_assert!(route.forwards_path_as_is());
+            if let Ok(normalized) = crate::path::normalize(&raw) {
+                proptest::prop_assert_eq!(route.upstream_path(&normalized), normalized.as_ref());
             }
         }
     }

@@ -383,7 +383,7 @@ pub(super) fn secs(
 fn endpoint_path(key: &str, value: Option<&str>, default: &str) -> Result<String, ConfigError> {
     let path = value.unwrap_or(default);
     match crate::path::normalize(path) {
-        Ok(normalized) if normalized == path => Ok(normalized),
+        Ok(normalized) if normalized == path => Ok(normalized.into_owned()),
         Ok(normalized) => Err(ConfigError::new(
             key,
             format!("{path:?} is not a normalized path; write {normalized:?}"),

@@ -1,6 +1,7 @@
 //! One request: its id, the normalized path, what the path is for (an endpoint or a route), the
 //! answer, the metrics and the log line.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,7 +86,10 @@ pub(super) fn handle<'a>(
         let method = request.method().clone();
         let http2_refused =
             request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
-        let normalized = path::normalize(request.uri().path());
+        // A clone shares the URI's bytes: the normalized path borrows from it (when the path is
+        // already normal, as most are) while the request moves on.
+        let uri = request.uri().clone();
+        let normalized = path::normalize(uri.path());
         let target = match &normalized {
             Ok(path) if !http2_refused => Target::of(state, path),
             _ => Target::Unrouted,
@@ -93,7 +97,7 @@ pub(super) fn handle<'a>(
         let (answer, logged_path) = match normalized {
             Ok(_) if http2_refused => (
                 Err(GatewayError::HttpVersionNotSupported),
-                request.uri().path().to_string(),
+                Cow::Borrowed(uri.path()),
             ),
             Ok(path) => {
                 let answer = dispatch(state, &target, &path, &client, &request_id, request);
@@ -102,7 +106,7 @@ pub(super) fn handle<'a>(
                     path,
                 )
             }
-            Err(error) => (Err(error), request.uri().path().to_string()),
+            Err(error) => (Err(error), Cow::Borrowed(uri.path())),
         };
         if matches!(target, Target::Login) {
             count_login(state, &answer);

@@ -120,3 +120,21 @@ async fn a_fragment_never_changes_the_route_and_is_not_forwarded() {
     assert_eq!(response.upstream_uri(), "/public/x");
     assert!(response.upstream_header("x-openid").is_empty());
 }
+
+/// Catches a build that sends the client's request target upstream as it came whenever the path
+/// was already normal: an absolute-form target (`GET http://host/x`) must still reach the
+/// upstream in origin form, and an empty query stays as it was sent.
+#[tokio::test]
+async fn an_absolute_form_target_is_forwarded_in_origin_form() {
+    let gateway = Harness::start().await;
+    for (target, forwarded) in [
+        ("http://gateway.test/public/x?a=1", "/public/x?a=1"),
+        ("http://gateway.test/public/../public/y", "/public/y"),
+        ("/public/z?", "/public/z?"),
+        ("/public/z?b=%2F..", "/public/z?b=%2F.."),
+    ] {
+        let response = crate::common::request(gateway.addr, "GET", target, &[], b"").await;
+        assert_eq!(response.status, 200, "{target}");
+        assert_eq!(response.upstream_uri(), forwarded, "{target}");
+    }
+}
