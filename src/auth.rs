@@ -37,31 +37,39 @@ pub(crate) async fn authenticate(
     if mode == AuthMode::None {
         return Ok(None);
     }
-    let token = match (bearer_token(headers)?, query_token) {
-        (Some(_), Some(_)) => {
-            return Err(GatewayError::InvalidToken(
-                "a token in both the header and the query",
-            ))
-        }
-        (Some(token), None) | (None, Some(token)) => Some(token),
-        (None, None) => None,
+    let keys = &state.config.jwt.keys;
+    let recent = match (query_token, plain_bearer_bytes(headers)) {
+        (None, Some(token)) => keys.recently_verified(token),
+        _ => None,
     };
-    match token {
-        Some(token) => {
-            let verified = state.config.jwt.keys.verify(token)?;
-            if let Some(apps) = apps {
-                let appid = verified.identity.appid.as_deref();
-                let appid = appid.unwrap_or(&state.config.wechat.default_app().appid);
-                if !apps.iter().any(|allowed| allowed == appid) {
-                    return Err(GatewayError::AppNotAllowed);
+    let verified = match recent {
+        Some(verified) => verified,
+        None => {
+            let token = match (bearer_token(headers)?, query_token) {
+                (Some(_), Some(_)) => {
+                    return Err(GatewayError::InvalidToken(
+                        "a token in both the header and the query",
+                    ))
                 }
+                (Some(token), None) | (None, Some(token)) => Some(token),
+                (None, None) => None,
+            };
+            match token {
+                Some(token) => keys.verify(token)?,
+                None if mode == AuthMode::Required => return Err(GatewayError::MissingToken),
+                None => return Ok(None),
             }
-            ensure_not_revoked(state, &verified).await?;
-            Ok(Some(verified))
         }
-        None if mode == AuthMode::Required => Err(GatewayError::MissingToken),
-        None => Ok(None),
+    };
+    if let Some(apps) = apps {
+        let appid = verified.identity.appid.as_deref();
+        let appid = appid.unwrap_or(&state.config.wechat.default_app().appid);
+        if !apps.iter().any(|allowed| allowed == appid) {
+            return Err(GatewayError::AppNotAllowed);
+        }
     }
+    ensure_not_revoked(state, &verified).await?;
+    Ok(Some(verified))
 }
 
 /// The caller and the (bounded) body of a POST to one of the gateway's own authenticated
@@ -158,6 +166,28 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     }
 }
 
+/// The hot path's shortcut to the bearer token, as bytes, without [`bearer_token`]'s checks of
+/// the whole value: the token of the one `Authorization` header when it reads `Bearer <token>`
+/// (any case, one space, blanks around the token), else `None`. Only used to look the token up
+/// among recent verifications; whatever is found there passed `bearer_token` when it was first
+/// verified, and around it are only bytes `bearer_token` accepts and trims, so both ways agree
+/// (a property test below holds them to it). Anything else takes the full path.
+fn plain_bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?.as_bytes();
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, credentials) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let blank = |byte: &u8| matches!(byte, b' ' | b'\t');
+    let start = credentials.iter().position(|byte| !blank(byte))?;
+    let end = credentials.iter().rposition(|byte| !blank(byte))? + 1;
+    Some(&credentials[start..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +238,56 @@ mod tests {
             bearer_token(&with_authorization(&["Bearer abc\t"])),
             Ok(Some("abc"))
         );
+    }
+
+    #[test]
+    fn the_shortcut_reads_plain_bearer_values() {
+        let read =
+            |values: &[&str]| plain_bearer_bytes(&with_authorization(values)).map(<[u8]>::to_vec);
+        assert_eq!(read(&["Bearer abc.def"]), Some(b"abc.def".to_vec()));
+        assert_eq!(read(&["bEaReR \t abc \t"]), Some(b"abc".to_vec()));
+        assert_eq!(read(&["Bearer a", "Bearer a"]), None);
+        assert_eq!(read(&["Bearer"]), None);
+        assert_eq!(read(&["Bearer   "]), None);
+        assert_eq!(read(&["Basic abc"]), None);
+        assert_eq!(read(&["Bearer\tabc"]), None);
+        assert_eq!(read(&[]), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever token the shortcut reads, as a token that passed `bearer_token` once (visible
+        /// ASCII, no blank), the full path reads the same token from the same headers.
+        #[test]
+        fn the_shortcut_agrees_with_the_full_path(
+            values in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(vec![
+                        &b"Bearer"[..], b"bearer", b"BEARER", b"Basic", b" ", b"\t", b"\x0b",
+                        b"\x0c", b"\x80", b"\xc3\xa9", b"tok.en", b"x", b",", b"=",
+                    ]),
+                    0..8,
+                ),
+                1..3,
+            )
+        ) {
+            let mut headers = HeaderMap::new();
+            for parts in &values {
+                let value = parts.concat();
+                if let Ok(value) = HeaderValue::from_bytes(&value) {
+                    headers.append(AUTHORIZATION, value);
+                }
+            }
+            let Some(token) = plain_bearer_bytes(&headers) else {
+                return Ok(());
+            };
+            // Only tokens that could have been verified are ever found among recent ones.
+            let Ok(text) = std::str::from_utf8(token) else {
+                return Ok(());
+            };
+            if !text.bytes().all(|byte| byte.is_ascii_graphic()) {
+                return Ok(());
+            }
+            proptest::prop_assert_eq!(bearer_token(&headers), Ok(Some(text)));
+        }
     }
 }

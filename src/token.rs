@@ -298,6 +298,13 @@ impl TokenKeys {
         Ok(verified)
     }
 
+    /// The verification of `token` this thread made or used recently, if it is still good: the
+    /// hot path's shortcut, which reads the token as bytes and leaves every check of its text
+    /// (done when it was verified) to [`TokenKeys::verify`] when it is not found.
+    pub fn recently_verified(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
+        self.verified.get_recent(token)
+    }
+
     /// Verifies a token presented for a refresh: like `verify`, but a token expired less than
     /// `window_secs` ago (beyond the leeway) is still accepted.
     pub fn verify_for_refresh(

@@ -63,8 +63,8 @@ static CACHE_IDS: AtomicU64 = AtomicU64::new(0);
 
 /// A token's slot in a thread's table: its last bytes (signature, unpredictable without the
 /// key), folded. A collision only makes two tokens take turns.
-pub(super) fn recent_slot(token: &str) -> usize {
-    let tail = &token.as_bytes()[token.len().saturating_sub(8)..];
+pub(super) fn recent_slot(token: &[u8]) -> usize {
+    let tail = &token[token.len().saturating_sub(8)..];
     let folded = tail
         .iter()
         .fold(0_u64, |hash, &byte| (hash << 8) | u64::from(byte));
@@ -127,19 +127,24 @@ impl VerifiedCache {
     /// The remembered verification of `token`, if any: from this thread's table, else from the
     /// shared cache (and then kept in the table too).
     pub(super) fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
-        let slot = recent_slot(token);
-        let now = Instant::now();
-        let recent = RECENT.with_borrow(|table| {
-            let recent = table.get(slot)?.as_ref()?;
-            let fresh = recent.cache == self.id && now < recent.forget_at;
-            (fresh && *recent.token == *token).then(|| recent.verified.clone())
-        });
+        let recent = self.get_recent(token.as_bytes());
         if recent.is_some() {
             return recent;
         }
         let entry = self.entries.get(token)?;
-        self.keep_recent(slot, token, &entry);
+        self.keep_recent(recent_slot(token.as_bytes()), token, &entry);
         Some(entry.verified)
+    }
+
+    /// The remembered verification of `token` in this thread's table, if any. Looked up by the
+    /// token's bytes: a token found here passed every check of its text when it was verified.
+    pub(super) fn get_recent(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
+        let now = Instant::now();
+        RECENT.with_borrow(|table| {
+            let recent = table.get(recent_slot(token))?.as_ref()?;
+            let fresh = recent.cache == self.id && now < recent.forget_at;
+            (fresh && recent.token.as_bytes() == token).then(|| recent.verified.clone())
+        })
     }
 
     /// Remembers a successful verification until the token's `exp` (at most [`MAX_AGE`]); a token
@@ -158,7 +163,7 @@ impl VerifiedCache {
             forget_after,
             forget_at: Instant::now() + forget_after,
         };
-        self.keep_recent(recent_slot(token), token, &entry);
+        self.keep_recent(recent_slot(token.as_bytes()), token, &entry);
         self.entries.insert(token.to_string(), entry);
     }
 

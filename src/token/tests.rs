@@ -383,7 +383,7 @@ fn tokens_sharing_a_threads_slot_each_get_their_own_answer() {
             let mut who = identity();
             who.openid = format!("o-{index}");
             let token = keys.issue(&who, None).unwrap().token;
-            let slot = super::cache::recent_slot(&token);
+            let slot = super::cache::recent_slot(token.as_bytes());
             match by_slot.get(&slot) {
                 Some(earlier) => Some((earlier.clone(), (token, who.openid))),
                 None => {
