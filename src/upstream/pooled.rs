@@ -18,8 +18,9 @@ pub(crate) struct Idle {
     key: PoolKey,
     idle_timeout: Duration,
     max_idle: usize,
-    /// When it is closed if still unused; set when it goes back to the pool.
-    expires: Instant,
+    /// When it is closed if still unused; set when it goes back to the pool (no clock read for
+    /// it while in use).
+    expires: Option<Instant>,
 }
 
 impl Idle {
@@ -35,13 +36,13 @@ impl Idle {
             key,
             idle_timeout,
             max_idle,
-            expires: Instant::now(),
+            expires: None,
         }
     }
 
     /// Whether it is past its idle time, or already closed by the upstream.
     pub(super) fn expired(&self, now: Instant) -> bool {
-        now >= self.expires || self.sender.is_closed()
+        self.expires.is_none_or(|expires| now >= expires) || self.sender.is_closed()
     }
 
     /// Puts it in this worker's pool, unless it is closed or the pool is full for its upstream.
@@ -49,7 +50,7 @@ impl Idle {
         if self.sender.is_closed() || self.max_idle == 0 {
             return;
         }
-        self.expires = Instant::now() + self.idle_timeout;
+        self.expires = Some(Instant::now() + self.idle_timeout);
         POOL.with(|pool| {
             let mut pool = pool.borrow_mut();
             match pool.get_mut(&self.key) {

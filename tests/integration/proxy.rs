@@ -293,6 +293,23 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
 
+/// Catches a build that panics or times out at once on the longest route timeout a config can
+/// hold (the deadline is the request's start plus the timeout): the request is served.
+#[tokio::test]
+async fn the_longest_route_timeout_is_served() {
+    let gateway = Harness::start_with(Setup {
+        extra_routes: format!(
+            "[[routes]]\nprefix = \"/forever\"\nupstream = \"http://{{echo}}\"\nauth = \"none\"\ntimeout_ms = {}\n",
+            i64::MAX
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let response = gateway.get("/forever/x", &[]).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.upstream_uri(), "/forever/x");
+}
+
 #[tokio::test]
 async fn no_route_is_404_and_required_without_token_is_401() {
     let gateway = Harness::start().await;
