@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -138,56 +139,48 @@ pub(super) fn handle<'a>(
     }
 }
 
-/// Runs the endpoint or route picked for the normalized path: the answer, and who it was for.
-/// (An `async` block, like [`handle`]'s, for one copy of the request.)
-#[allow(
-    clippy::manual_async_fn,
-    reason = "one copy of the request in the future"
-)]
+/// What answering a request yields: the response, and who it was for.
+type Answer = Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>;
+
+/// Starts the endpoint or route picked for the normalized path. Each one's future is boxed as it
+/// is made, the request moved straight into it: the request's own future holds a pointer, not
+/// room for the largest endpoint, and the request is not copied into a future in between.
 fn dispatch<'a>(
     state: &'a Arc<AppState>,
-    target: &'a Target<'a>,
+    target: &Target<'a>,
     path: &'a str,
     client: &'a ClientConnection,
     request_id: &'a RequestId,
     request: Request<Incoming>,
-) -> impl Future<Output = Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>> + 'a {
-    async move {
-        // The endpoints' futures are boxed: held inline, each would make every request's future (and
-        // every move of it) as large as all of them together. Each is made inside `Box::pin(..)`:
-        // bound to a local first, it keeps its room in this future even once moved into the box
-        // (measured: 2,568 bytes instead of 328).
-        let answer = match target {
-            Target::Login => Box::pin(login::handle(state, path, client, request)).await,
-            Target::Refresh => Box::pin(token_lifecycle::refresh(state, request)).await,
-            Target::Logout => Box::pin(token_lifecycle::logout(state, request)).await,
-            Target::Phone => Box::pin(phone::handle(state, request)).await,
-            Target::Decrypt => Box::pin(decrypt::handle(state, request)).await,
-            Target::ForwardAuth => {
-                return Box::pin(forward_auth::handle(state, path, client, request)).await
-            }
-            Target::Jwks => {
-                let keys = &state.config.jwt.keys;
-                return Ok((jwks::handle(request.method(), keys)?, None));
-            }
-            Target::Route(route) => {
-                return Box::pin(proxy::forward(
-                    state, route, path, client, request_id, request,
-                ))
-                .await
-            }
-            Target::Unrouted => return Err(GatewayError::NotFound),
-        };
-        let (response, identity) = answer?;
-        Ok((response, Some(Arc::new(identity))))
+) -> Pin<Box<dyn Future<Output = Answer> + Send + 'a>> {
+    match *target {
+        Target::Login => Box::pin(with_identity(login::handle(state, path, client, request))),
+        Target::Refresh => Box::pin(with_identity(token_lifecycle::refresh(state, request))),
+        Target::Logout => Box::pin(with_identity(token_lifecycle::logout(state, request))),
+        Target::Phone => Box::pin(with_identity(phone::handle(state, request))),
+        Target::Decrypt => Box::pin(with_identity(decrypt::handle(state, request))),
+        Target::ForwardAuth => Box::pin(forward_auth::handle(state, path, client, request)),
+        Target::Jwks => {
+            let answer = jwks::handle(request.method(), &state.config.jwt.keys);
+            Box::pin(std::future::ready(answer.map(|response| (response, None))))
+        }
+        Target::Route(route) => Box::pin(proxy::forward(
+            state, route, path, client, request_id, request,
+        )),
+        Target::Unrouted => Box::pin(std::future::ready(Err(GatewayError::NotFound))),
     }
 }
 
+/// The answer of an endpoint that always names its caller.
+async fn with_identity(
+    answer: impl Future<Output = Result<(Response<Body>, Identity), GatewayError>>,
+) -> Answer {
+    let (response, identity) = answer.await?;
+    Ok((response, Some(Arc::new(identity))))
+}
+
 /// Counts a login by its outcome and the WeChat errcode behind it.
-fn count_login(
-    state: &AppState,
-    answer: &Result<(Response<Body>, Option<Arc<Identity>>), GatewayError>,
-) {
+fn count_login(state: &AppState, answer: &Answer) {
     match answer {
         Ok(_) => state.metrics.count_login("success", Some(0)),
         Err(error) => state
