@@ -56,88 +56,95 @@ where
         let upstream = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         let upgrade = websocket::requested_protocol(request.headers())
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
-        let (mut parts, body) = request.into_parts();
-        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-        });
-        headers::remove_hop_by_hop(&mut parts.headers);
-        let from_proxy = state
-            .config
-            .server
-            .trusted_proxies
-            .contains(client.peer.ip())
-            .then(|| headers::ProxyForwarding::read(&parts.headers));
-        headers::remove_gateway_owned(&mut parts.headers);
-
-        // Borrowed unless the WebSocket token parameter has to be cut out of it.
-        let mut query = parts.uri.query().map(Cow::Borrowed);
-        let mut query_token = None;
-        if let (Some(_), Some(param), Some(text)) = (
-            &upgrade,
-            &state.config.websocket.token_query_param,
-            parts.uri.query(),
-        ) {
-            let (token, rest) = websocket::take_query_token(text, param)?;
-            query_token = token;
-            query = (!rest.is_empty()).then_some(Cow::Owned(rest));
-        }
-        let verified = auth::authenticate(
-            state,
-            &parts.headers,
-            query_token.as_deref(),
-            route.auth,
-            route.apps.as_deref(),
-        )
-        .await?;
-        if let Some(verified) = &verified {
-            state
-                .limits
-                .check_route(route, &verified.identity.openid, &state.metrics)?;
-        }
-
         let limit = state.config.server.max_body_bytes;
-        if declared_length(&parts.headers).is_some_and(|length| length > limit) {
-            return Err(GatewayError::PayloadTooLarge { limit });
-        }
+        let verified;
+        // The request taken apart and rewritten in a block of its own, which ends before the
+        // upstream is waited for: the parts and what was read from them end with it, and take no
+        // room in this future (boxed per request) while the upstream answers.
+        let upstream_request = {
+            let (mut parts, body) = request.into_parts();
+            let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+            });
+            headers::remove_hop_by_hop(&mut parts.headers);
+            let from_proxy = state
+                .config
+                .server
+                .trusted_proxies
+                .contains(client.peer.ip())
+                .then(|| headers::ProxyForwarding::read(&parts.headers));
+            headers::remove_gateway_owned(&mut parts.headers);
 
-        // The client's request target is sent as it came when it is exactly what would be built
-        // (origin form, the path already normal and kept by the route, the query as it came):
-        // most requests, and no allocation or parse for them.
-        let target_as_is = route.forwards_path_as_is()
-            && parts.uri.scheme().is_none()
-            && parts.uri.authority().is_none()
-            && parts.uri.path() == path
-            && parts.uri.query() == query.as_deref();
-        if !target_as_is {
-            parts.uri = upstream_uri(route, path, query.as_deref())?;
-        }
-        parts.version = Version::HTTP_11;
-        match (&client_host, route.preserve_host) {
-            (Some(host), true) => parts.headers.insert(HOST, host.clone()),
-            _ => parts.headers.insert(HOST, upstream.host_header.clone()),
+            // Borrowed unless the WebSocket token parameter has to be cut out of it.
+            let mut query = parts.uri.query().map(Cow::Borrowed);
+            let mut query_token = None;
+            if let (Some(_), Some(param), Some(text)) = (
+                &upgrade,
+                &state.config.websocket.token_query_param,
+                parts.uri.query(),
+            ) {
+                let (token, rest) = websocket::take_query_token(text, param)?;
+                query_token = token;
+                query = (!rest.is_empty()).then_some(Cow::Owned(rest));
+            }
+            verified = auth::authenticate(
+                state,
+                &parts.headers,
+                query_token.as_deref(),
+                route.auth,
+                route.apps.as_deref(),
+            )
+            .await?;
+            if let Some(verified) = &verified {
+                state
+                    .limits
+                    .check_route(route, &verified.identity.openid, &state.metrics)?;
+            }
+
+            if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+                return Err(GatewayError::PayloadTooLarge { limit });
+            }
+
+            // The client's request target is sent as it came when it is exactly what would be built
+            // (origin form, the path already normal and kept by the route, the query as it came):
+            // most requests, and no allocation or parse for them.
+            let target_as_is = route.forwards_path_as_is()
+                && parts.uri.scheme().is_none()
+                && parts.uri.authority().is_none()
+                && parts.uri.path() == path
+                && parts.uri.query() == query.as_deref();
+            if !target_as_is {
+                parts.uri = upstream_uri(route, path, query.as_deref())?;
+            }
+            parts.version = Version::HTTP_11;
+            match (&client_host, route.preserve_host) {
+                (Some(host), true) => parts.headers.insert(HOST, host.clone()),
+                _ => parts.headers.insert(HOST, upstream.host_header.clone()),
+            };
+            headers::set_forwarding(
+                &mut parts.headers,
+                &client.address,
+                client.proto,
+                client_host,
+                from_proxy,
+            );
+            if let Some(verified) = &verified {
+                headers::set_identity(&mut parts.headers, verified.identity_headers());
+            }
+            parts
+                .headers
+                .insert(X_REQUEST_ID, request_id.header_value().clone());
+            if let Some((protocol, _)) = &upgrade {
+                websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
+            }
+
+            let body =
+                Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+            Request::from_parts(parts, body)
         };
-        headers::set_forwarding(
-            &mut parts.headers,
-            &client.address,
-            client.proto,
-            client_host,
-            from_proxy,
-        );
-        if let Some(verified) = &verified {
-            headers::set_identity(&mut parts.headers, verified.identity_headers());
-        }
-        parts
-            .headers
-            .insert(X_REQUEST_ID, request_id.header_value().clone());
-        if let Some((protocol, _)) = &upgrade {
-            websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
-        }
-
-        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
-        let upstream_request = Request::from_parts(parts, body);
         let started = std::time::Instant::now();
         let answer = tokio::time::timeout(
             route.timeout,
