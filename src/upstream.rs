@@ -105,7 +105,9 @@ impl UpstreamClients {
     }
 
     /// The response, its body returning the connection to the pool once read to the end. Boxed
-    /// here: the response is moved through several futures on its way to the client.
+    /// here: the response is moved a dozen times on its way to the client (futures, hyper's
+    /// channels), and with the body inline each move copies twice the bytes (measured: +1,200
+    /// instructions per request in `memcpy` for the one allocation saved).
     fn hand_out(
         &self,
         response: Response<Incoming>,
