@@ -24,12 +24,12 @@ BREAKAGES = [
      [("integration", "proxy::spoofed_identity_headers_never_reach_the_upstream_on_any_auth_mode"),
       ("lib", "headers::properties")]),
     ("hop-by-hop: Connection applied after the identity is set",
-     [("src/proxy.rs", "        headers::remove_hop_by_hop(&mut parts.headers);\n        let from_proxy",
-       "        let from_proxy"),
+     [("src/proxy.rs", "            headers::remove_hop_by_hop(&mut parts.headers);\n            let from_proxy",
+       "            let from_proxy"),
       ("src/proxy.rs",
-       "            headers::set_identity(&mut parts.headers, verified.identity_headers());\n        }\n",
-       "            headers::set_identity(&mut parts.headers, verified.identity_headers());\n        }\n"
-       "        headers::remove_hop_by_hop(&mut parts.headers);\n")],
+       "                headers::set_identity(&mut parts.headers, verified.identity_headers());\n            }\n",
+       "                headers::set_identity(&mut parts.headers, verified.identity_headers());\n            }\n"
+       "            headers::remove_hop_by_hop(&mut parts.headers);\n")],
      [("integration", "proxy::naming_identity_headers_in_connection_cannot_strip_them")]),
     ("hop-by-hop: names matched by length alone",
      [("src/headers.rs", ".position(|hop| hop.len() == name.len() && *hop == name)",
@@ -129,10 +129,10 @@ BREAKAGES = [
        '    if !scheme[..6].eq_ignore_ascii_case(b"bearer") {')],
      [("lib", "auth::tests::the_shortcut_")]),
     ("paths: an absolute-form request target forwarded as it came",
-     [("src/proxy.rs", "            && parts.uri.scheme().is_none()\n            && parts.uri.authority().is_none()\n", "")],
+     [("src/proxy.rs", "                && parts.uri.scheme().is_none()\n                && parts.uri.authority().is_none()\n", "")],
      [("integration", "paths::an_absolute_form_target_is_forwarded_in_origin_form")]),
     ("paths: a rewritten query ignored when the request target is reused",
-     [("src/proxy.rs", "            && parts.uri.query() == query.as_deref();", ";")],
+     [("src/proxy.rs", "                && parts.uri.query() == query.as_deref();", ";")],
      [("integration", "websocket::the_configured_query_parameter_carries_the_token_and_is_removed")]),
 ]
 
