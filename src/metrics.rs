@@ -248,15 +248,12 @@ impl Metrics {
 
     /// `f` with this thread's handles on `route`'s metrics, made on first use.
     fn with_route(&self, route: &str, f: impl FnOnce(&mut RouteHandles)) {
-        ROUTE_HANDLES.with_borrow_mut(|handles| {
-            if handles
-                .get(route)
-                .is_none_or(|known| known.metrics != self.id)
-            {
-                handles.insert(route.into(), RouteHandles::new(self));
-            }
-            if let Some(known) = handles.get_mut(route) {
-                f(known);
+        ROUTE_HANDLES.with_borrow_mut(|handles| match handles.get_mut(route) {
+            Some(known) if known.metrics == self.id => f(known),
+            _ => {
+                let mut made = RouteHandles::new(self);
+                f(&mut made);
+                handles.insert(route.into(), made);
             }
         });
     }
