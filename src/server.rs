@@ -91,6 +91,7 @@ pub async fn run(
         tls_acceptor,
     ));
     let reloads = tokio::spawn(crate::reload::watch(current.clone()));
+    trim::keep_heap_tops();
     let trims = tokio::spawn(trim::return_freed_memory());
     let readiness = Arc::new(Readiness::default());
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();

@@ -270,8 +270,12 @@ impl Listener {
                 requests_seen = begun;
                 (head_due, head_timer) = (None, None);
             }
+            // One clock read for this poll, made only when needed: after a response both the
+            // next head's deadline and the idle stretch start from it.
+            let mut now = None;
+            let mut now = || *now.get_or_insert_with(tokio::time::Instant::now);
             if head_due.is_none() && activity.reading_head() {
-                head_due = Some(tokio::time::Instant::now() + self.header_read_timeout);
+                head_due = Some(now() + self.header_read_timeout);
             }
             if let Some(due) = head_due {
                 let timer =
@@ -284,7 +288,7 @@ impl Listener {
                 idle_since = None;
                 return polled;
             }
-            let due = *idle_since.get_or_insert_with(tokio::time::Instant::now) + PARK_AFTER;
+            let due = *idle_since.get_or_insert_with(&mut now) + PARK_AFTER;
             if park_timer.is_elapsed() && park_timer.deadline() < due {
                 park_timer.as_mut().reset(due);
             }

@@ -1,6 +1,12 @@
 //! Giving back the memory parked connections freed. glibc returns only the top of its heaps to the
 //! OS by itself; the hyper buffers of connections that parked sit between long-lived allocations
 //! (the parked connections' tasks) and would otherwise stay resident.
+//!
+//! The other way round, glibc gives back too eagerly under steady load: a worker thread's heap
+//! is trimmed as soon as its free top passes 128 KiB, down to 128 KiB, so the top of a busy
+//! worker's heap is handed back and faulted in again many times a second (each time an
+//! `madvise` with a TLB shootdown across cores, then page faults). [`keep_heap_tops`] makes
+//! that threshold 1 MiB.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -49,6 +55,30 @@ fn time_to_trim(parked: usize, parked_at_last_check: usize) -> bool {
     let wave_over = parked == parked_at_last_check && parked >= TRIM_AFTER_QUIET_PARKS;
     parked >= TRIM_AFTER_PARKS || wave_over
 }
+
+/// Stops glibc from trimming the tops of the worker threads' heaps on every small swing of a
+/// steady load (see the module's documentation). `malloc_trim` still returns freed pages inside
+/// the heaps. Other allocators: nothing to do.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(super) fn keep_heap_tops() {
+    extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    /// glibc's `M_TRIM_THRESHOLD` (malloc.h): a heap's free top is trimmed once it exceeds
+    /// this; 128 KiB by default, the same as the pad trimming keeps, so a heap whose top moves by
+    /// a few pages is trimmed and regrown again and again.
+    const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
+    /// At most this much stays free at a heap's top (a few MiB for the whole process).
+    const HEAP_TOP_KEPT: std::ffi::c_int = 1024 * 1024;
+    // SAFETY: mallopt takes no pointers and is thread-safe (it takes the arena locks); a value it
+    // rejects leaves the setting as it was.
+    unsafe {
+        mallopt(M_TRIM_THRESHOLD, HEAP_TOP_KEPT);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(super) fn keep_heap_tops() {}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_allocator() {
