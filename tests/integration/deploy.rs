@@ -410,11 +410,12 @@ fn dockerfile_builds_in_stages_and_runs_the_shipped_config_as_non_root() {
         .unwrap()
         .1;
     assert!(value("CMD ").contains(&format!("\"--config\", \"{config_copy}\"")));
-    let binary = copies
+    let binary = last_stage
         .iter()
-        .find(|(source, _)| source.ends_with("/release/wxgate"))
-        .unwrap()
-        .1;
+        .filter(|line| line.starts_with("COPY --from="))
+        .filter_map(|line| line.split_whitespace().last())
+        .find(|destination| destination.ends_with("/wxgate"))
+        .expect("the binary is copied from the build stage");
     assert!(value("ENTRYPOINT ").contains(binary));
     for line in instructions
         .iter()
@@ -427,6 +428,60 @@ fn dockerfile_builds_in_stages_and_runs_the_shipped_config_as_non_root() {
                 "{source}"
             );
         }
+    }
+}
+
+/// The build stage copies every file the manifest names: cargo reads them all (a missing bench
+/// fails the build) even when it builds only the binary.
+#[test]
+fn dockerfile_build_stage_copies_every_target_the_manifest_names() {
+    let dockerfile = read("Dockerfile");
+    let build_stage: Vec<&str> = dockerfile
+        .lines()
+        .skip_while(|line| !line.starts_with("FROM "))
+        .skip(1)
+        .take_while(|line| !line.starts_with("FROM "))
+        .collect();
+    let copied: Vec<&str> = build_stage
+        .iter()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .flat_map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    for (kind, directory) in [
+        ("bin", "src/bin"),
+        ("bench", "benches"),
+        ("example", "examples"),
+    ] {
+        for target in manifest
+            .get(kind)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let name = target["name"].as_str().unwrap();
+            needed.push(match target.get("path").and_then(|path| path.as_str()) {
+                Some(path) => path.to_string(),
+                None => format!("{directory}/{name}.rs"),
+            });
+        }
+    }
+    for path in needed {
+        assert!(root.join(&path).exists(), "{path} is named but missing");
+        assert!(
+            copied
+                .iter()
+                .any(|source| Path::new(&path).starts_with(source.trim_end_matches('/'))),
+            "the build stage does not copy {path}"
+        );
     }
 }
 
