@@ -53,7 +53,7 @@
 //! | `phone` | `/wx/phone`: getuserphonenumber |
 //! | `access_token` | each app's access_token: cached, single flight, shared by the fleet |
 //! | `proxy` | request/response rewriting, the streamed body limit |
-//! | `upstream` | upstream connections (http, https), pooled per worker thread |
+//! | `upstream` | upstream connections (http, https), pooled per worker thread; `upstream/deadline.rs`: the upstream timeout, one timer per client connection |
 //! | `websocket` | upgrade detection and the authenticated byte relay |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
 //! | [`echo`] | an upstream that describes what it received (demo and tests) |

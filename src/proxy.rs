@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, UPGRADE};
+use http::header::{HeaderValue, HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -20,6 +20,7 @@ use crate::headers;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
 use crate::state::AppState;
+use crate::upstream::deadline::{self, DeadlineTimer};
 use crate::upstream::UpstreamError;
 use crate::websocket;
 
@@ -31,6 +32,8 @@ pub(crate) struct ClientConnection {
     pub(crate) address: headers::PeerAddress,
     /// `http` or `https`.
     pub(crate) proto: &'static str,
+    /// The connection's timer for its requests' upstream deadlines (`routes[].timeout_ms`).
+    pub(crate) upstream_timer: Arc<DeadlineTimer>,
 }
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
@@ -104,7 +107,8 @@ where
                     .check_route(route, &verified.identity.openid, &state.metrics)?;
             }
 
-            if declared_length(&parts.headers).is_some_and(|length| length > limit) {
+            // The declared Content-Length, as hyper read it (it refuses one that is not a number).
+            if http_body::Body::size_hint(&body).lower() > limit {
                 return Err(GatewayError::PayloadTooLarge { limit });
             }
 
@@ -141,13 +145,20 @@ where
                 websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
             }
 
-            let body =
-                Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+            // Without a body (most requests), an empty one: it takes no allocation.
+            let body = if http_body::Body::is_end_stream(&body) {
+                Body::default()
+            } else {
+                Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
+            };
             Request::from_parts(parts, body)
         };
         let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(
-            route.timeout,
+        // No deadline for a timeout too long to be one (the config allows any).
+        let due = tokio::time::Instant::from_std(started).checked_add(route.timeout);
+        let answer = deadline::within(
+            &client.upstream_timer,
+            due,
             state.upstreams.send(upstream, upstream_request),
         )
         .await;
@@ -155,12 +166,14 @@ where
             .metrics
             .observe_upstream(&route.prefix, started.elapsed());
         let mut response = match answer {
-            Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+            Err(deadline::TimedOut) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(error)) => return Err(upstream_error(&error, limit)),
             Ok(Ok(response)) => response,
         };
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let upstream_protocol = response.headers().get(UPGRADE).cloned();
+        let upstream_protocol = switched
+            .then(|| response.headers().get(UPGRADE).cloned())
+            .flatten();
         if switched && (upgrade.is_none() || upstream_protocol.is_none()) {
             tracing::warn!("upstream switched protocols without a matching upgrade request");
             return Err(GatewayError::UpstreamFailed);
@@ -197,11 +210,6 @@ where
             "the request body could not be read",
         )),
     }
-}
-
-/// The Content-Length the client declared, if any.
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// The request target sent upstream (origin form): the normalized path, as the route maps it, and

@@ -29,6 +29,7 @@ use crate::config::UpstreamConfig;
 use crate::error::{Body, BoxError};
 use crate::routes::{Route, Upstream, UpstreamCa};
 
+pub(crate) mod deadline;
 mod pooled;
 use pooled::PooledBody;
 

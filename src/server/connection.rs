@@ -26,6 +26,7 @@ use super::keepalive::{Activity, Handback, ParkableIo, Socket, TrackedBody};
 use crate::config::Config;
 use crate::proxy::ClientConnection;
 use crate::state::AppState;
+use crate::upstream::deadline::DeadlineTimer;
 
 /// How often a quiet HTTP/2 connection is pinged, and how long the answer may take.
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -340,15 +341,18 @@ impl Listener {
            + 'static {
         let current = self.current.clone();
         let address = crate::headers::PeerAddress::new(peer.ip());
+        let upstream_timer = Arc::new(DeadlineTimer::default());
         service_fn(move |request| {
             let state = current.load_full();
             let in_flight = activity.begin(http_body::Body::size_hint(request.body()).exact());
             let address = address.clone();
+            let upstream_timer = upstream_timer.clone();
             async move {
                 let client = ClientConnection {
                     peer,
                     address,
                     proto,
+                    upstream_timer,
                 };
                 let response = dispatch::handle(&state, client, request).await;
                 Ok(response.map(|body| TrackedBody::new(body, in_flight)))

@@ -293,6 +293,48 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
 
+/// Catches an upstream timeout kept per connection that is not moved to each request's own
+/// deadline: on one keep-alive connection, a request on a route with the default 30 s timeout,
+/// then one on /slow (300 ms; its upstream takes 5 s) is still 504 within a second or two, and
+/// the connection then serves the next request.
+#[tokio::test]
+async fn each_request_on_a_kept_alive_connection_keeps_its_own_upstream_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    async fn exchange(connection: &mut TcpStream, target: &str) -> crate::common::Response {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
+        connection.write_all(request.as_bytes()).await.unwrap();
+        // Both the echo's answer and the gateway's JSON error end with their JSON body.
+        let mut answer = Vec::new();
+        let reading = async {
+            while !answer.trim_ascii_end().ends_with(b"}") {
+                let mut chunk = [0u8; 4096];
+                let read = connection.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "the keep-alive connection stays open");
+                answer.extend_from_slice(&chunk[..read]);
+            }
+        };
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), reading).await;
+        assert!(read.is_ok(), "no JSON answer within 10 s: {answer:?}");
+        crate::common::raw_http::parse(&answer)
+    }
+    let gateway = Harness::start().await;
+    let connection = &mut TcpStream::connect(gateway.addr).await.unwrap();
+    assert_eq!(exchange(connection, "/public/first").await.status, 200);
+    let started = std::time::Instant::now();
+    let slow = exchange(connection, "/slow/x").await;
+    assert_eq!(slow.status, 504, "{}", slow.text());
+    assert_eq!(slow.error_code(), "upstream_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "timed out by its own 300 ms, not the first request's 30 s: {:?}",
+        started.elapsed()
+    );
+    let next = exchange(connection, "/public/next").await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.upstream_uri(), "/public/next");
+}
+
 /// Catches a build that panics or times out at once on the longest route timeout a config can
 /// hold (the deadline is the request's start plus the timeout): the request is served.
 #[tokio::test]
