@@ -33,7 +33,7 @@ pub(crate) struct ClientConnection {
     /// `http` or `https`.
     pub(crate) proto: &'static str,
     /// The connection's timer for its requests' upstream deadlines (`routes[].timeout_ms`).
-    pub(crate) upstream_timer: Arc<DeadlineTimer>,
+    pub(crate) upstream_timer: DeadlineTimer,
 }
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response

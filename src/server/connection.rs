@@ -340,20 +340,18 @@ impl Listener {
     > + Send
            + 'static {
         let current = self.current.clone();
-        let address = crate::headers::PeerAddress::new(peer.ip());
-        let upstream_timer = Arc::new(DeadlineTimer::default());
+        // Made once for all the requests of this connection (and phase), each sharing it.
+        let client = Arc::new(ClientConnection {
+            peer,
+            address: crate::headers::PeerAddress::new(peer.ip()),
+            proto,
+            upstream_timer: DeadlineTimer::default(),
+        });
         service_fn(move |request| {
             let state = current.load_full();
             let in_flight = activity.begin(http_body::Body::size_hint(request.body()).exact());
-            let address = address.clone();
-            let upstream_timer = upstream_timer.clone();
+            let client = client.clone();
             async move {
-                let client = ClientConnection {
-                    peer,
-                    address,
-                    proto,
-                    upstream_timer,
-                };
                 let response = dispatch::handle(&state, client, request).await;
                 Ok(response.map(|body| TrackedBody::new(body, in_flight)))
             }

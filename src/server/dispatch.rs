@@ -78,7 +78,7 @@ impl<'a> Target<'a> {
 )]
 pub(super) fn handle<'a>(
     state: &'a Arc<AppState>,
-    client: ClientConnection,
+    client: Arc<ClientConnection>,
     request: Request<Incoming>,
 ) -> impl Future<Output = Response<Body>> + 'a {
     async move {
