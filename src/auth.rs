@@ -89,8 +89,7 @@ where
         .await?
         .ok_or(GatewayError::MissingToken)?;
     let identity = Identity::clone(&verified.identity);
-    let limit = state.config.server.max_body_bytes;
-    let body = crate::proxy::read_limited(request.into_body(), limit).await?;
+    let body = crate::proxy::read_limited(state, request.into_body()).await?;
     Ok((identity, body))
 }
 
@@ -138,8 +137,9 @@ async fn ensure_not_revoked(
 }
 
 /// The bearer token, if the request carries one. Two `Authorization` headers, a value that is not
-/// visible ASCII, or an empty bearer token are refused rather than guessed at; another scheme
-/// (`Basic ...`) is not ours and counts as no token.
+/// visible ASCII, an empty bearer token, or any value that is not `Bearer <token>` (another scheme,
+/// `Bearer<TAB>token`) are refused rather than guessed at: on a route the gateway authenticates,
+/// a credential it did not check must not reach a backend that might read it.
 fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -158,7 +158,9 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         None => (value, ""),
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
+        return Err(GatewayError::InvalidToken(
+            "the Authorization header is not a Bearer credential",
+        ));
     }
     match credentials.trim() {
         "" => Err(GatewayError::InvalidToken("empty bearer token")),
@@ -210,9 +212,23 @@ mod tests {
     }
 
     #[test]
-    fn other_schemes_and_absence_are_no_token() {
+    fn absence_is_no_token_and_other_schemes_are_refused() {
         assert_eq!(bearer_token(&HeaderMap::new()), Ok(None));
-        assert_eq!(bearer_token(&with_authorization(&["Basic dTpw"])), Ok(None));
+        let not_bearer = Err(GatewayError::InvalidToken(
+            "the Authorization header is not a Bearer credential",
+        ));
+        assert_eq!(
+            bearer_token(&with_authorization(&["Basic dTpw"])),
+            not_bearer
+        );
+        assert_eq!(
+            bearer_token(&with_authorization(&["Bearer\ttoken"])),
+            not_bearer
+        );
+        assert_eq!(
+            bearer_token(&with_authorization(&["Bearertoken"])),
+            not_bearer
+        );
     }
 
     #[test]
@@ -233,7 +249,7 @@ mod tests {
             assert_eq!(bearer_token(&headers), malformed, "{bytes:?}");
         }
         let tabbed = with_authorization(&["Bearer\tx abc"]);
-        assert_eq!(bearer_token(&tabbed), Ok(None), "another scheme");
+        assert!(bearer_token(&tabbed).is_err(), "not a Bearer credential");
         assert_eq!(
             bearer_token(&with_authorization(&["Bearer abc\t"])),
             Ok(Some("abc"))

@@ -129,6 +129,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
+    /// How long a request body may take: the whole body for the gateway's own endpoints, the gap
+    /// between two chunks for a forwarded one (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once (advertised in SETTINGS).
+    pub http2_max_concurrent_streams: u32,
     /// How long an HTTP/1.1 connection may wait for its next request before it is closed.
     pub keepalive_timeout: Duration,
     /// Threads serving connections, each with its own single-threaded runtime.
@@ -166,6 +171,8 @@ pub struct WebSocketConfig {
     /// A query parameter that may carry the bearer token on upgrade requests, for clients that
     /// cannot set headers; removed before forwarding. Unset: header only.
     pub token_query_param: Option<String>,
+    /// How long an open tunnel may go without a byte in either direction before it is closed.
+    pub idle_timeout: Duration,
 }
 
 /// `[forward_auth]` settings.
@@ -199,6 +206,8 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept per upstream.
     pub pool_max_idle_per_host: usize,
+    /// Requests in flight to upstreams at once, whole process; beyond, 503 at once.
+    pub max_in_flight: usize,
 }
 
 /// `[wechat]` settings.
@@ -300,6 +309,8 @@ pub struct LoginConfig {
     pub logout_path: String,
     /// `[login.rate_limit]`: logins per client IP; `None`: unlimited.
     pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    /// `[login.refresh_rate_limit]`: refreshes per user; `None`: unlimited.
+    pub refresh_rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl LoginConfig {

@@ -41,6 +41,14 @@ pub enum GatewayError {
     /// The body could not be parsed (bad JSON, bad form encoding, wrong shape).
     #[error("{0}")]
     InvalidRequest(&'static str),
+    /// The client's request body broke off or was malformed (bad chunked framing) while it was
+    /// forwarded: the client's fault, not the upstream's.
+    #[error("the request body was malformed or cut off")]
+    InvalidRequestBody,
+    /// The request body did not arrive within `server.body_read_timeout_ms` (the whole body for
+    /// the gateway's own endpoints; between two chunks for a forwarded body).
+    #[error("the request body did not arrive in time")]
+    BodyReadTimeout,
     /// The login body has no usable `code`.
     #[error("the login body needs a non-empty \"code\" from wx.login()")]
     MissingCode,
@@ -104,6 +112,9 @@ pub enum GatewayError {
     /// The upstream did not send response headers within the route's timeout.
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
+    /// `upstream.max_in_flight` requests are already waiting on upstreams: refused at once.
+    #[error("the gateway is at its limit of requests in flight to upstreams; try again shortly")]
+    UpstreamBusy,
     /// The upstream broke the exchange after the connection was made.
     #[error("the upstream service failed to answer")]
     UpstreamFailed,
@@ -139,8 +150,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath(_) | InvalidRequest(_) | MissingCode | UndecryptableData(_)
-            | InvalidPhoneCode => StatusCode::BAD_REQUEST,
+            InvalidPath(_) | InvalidRequest(_) | InvalidRequestBody | MissingCode
+            | UndecryptableData(_) | InvalidPhoneCode => StatusCode::BAD_REQUEST,
+            BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             NotFound | UnknownApp => StatusCode::NOT_FOUND,
             AppNotAllowed => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -157,7 +169,9 @@ impl GatewayError {
             | UpstreamUnreachable
             | UpstreamFailed => StatusCode::BAD_GATEWAY,
             WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            SessionStoreUnavailable | WeChatUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            SessionStoreUnavailable | UpstreamBusy | WeChatUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
@@ -171,6 +185,8 @@ impl GatewayError {
             NotFound => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             InvalidRequest(_) => "invalid_request",
+            InvalidRequestBody => "invalid_request_body",
+            BodyReadTimeout => "body_read_timeout",
             MissingCode => "missing_code",
             PayloadTooLarge { .. } => "payload_too_large",
             MissingToken => "missing_token",
@@ -189,6 +205,7 @@ impl GatewayError {
             UpstreamUnreachable => "upstream_unreachable",
             UpstreamTimeout => "upstream_timeout",
             UpstreamFailed => "upstream_error",
+            UpstreamBusy => "upstream_busy",
             SessionExpired => "session_expired",
             UnknownApp => "unknown_app",
             InvalidPhoneCode => "invalid_phone_code",
@@ -236,7 +253,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
-            GatewayError::SessionStoreUnavailable => {
+            GatewayError::SessionStoreUnavailable | GatewayError::UpstreamBusy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::WeChatRateLimited => {
@@ -313,6 +330,9 @@ mod tests {
             NotFound,
             MethodNotAllowed { allow: "POST" },
             InvalidRequest(""),
+            InvalidRequestBody,
+            BodyReadTimeout,
+            UpstreamBusy,
             MissingCode,
             PayloadTooLarge { limit: 1 },
             MissingToken,
@@ -351,6 +371,9 @@ mod tests {
                 | NotFound
                 | MethodNotAllowed { .. }
                 | InvalidRequest(_)
+                | InvalidRequestBody
+                | BodyReadTimeout
+                | UpstreamBusy
                 | MissingCode
                 | PayloadTooLarge { .. }
                 | MissingToken

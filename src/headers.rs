@@ -14,6 +14,8 @@ use http::header::{
 
 use crate::auth::Identity;
 
+pub(crate) mod request_head;
+
 /// The header carrying the authenticated user's openid to upstreams.
 pub const X_OPENID: HeaderName = HeaderName::from_static("x-openid");
 /// The header carrying the user's unionid, when WeChat gave one.

@@ -49,8 +49,7 @@ where
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let body =
-        crate::proxy::read_limited(request.into_body(), state.config.server.max_body_bytes).await?;
+    let body = crate::proxy::read_limited(state, request.into_body()).await?;
     let LoginBody { code, app } = login_body(&content_type, &body)?;
     let from_path = path
         .strip_prefix(state.config.login.path.as_str())

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, HOST, UPGRADE};
+use http::header::{HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -24,6 +24,9 @@ use crate::upstream::deadline::{self, DeadlineTimer};
 use crate::upstream::UpstreamError;
 use crate::websocket;
 
+mod client_body;
+use client_body::{ClientBody, ClientBodyError};
+
 /// Where the client's request came in, for X-Forwarded-* and the upgrade relay.
 pub(crate) struct ClientConnection {
     /// The client's address.
@@ -34,6 +37,8 @@ pub(crate) struct ClientConnection {
     pub(crate) proto: &'static str,
     /// The connection's timer for its requests' upstream deadlines (`routes[].timeout_ms`).
     pub(crate) upstream_timer: DeadlineTimer,
+    /// The connection's slot among `server.max_connections`, which a WebSocket relay keeps.
+    pub(crate) slot: websocket::ConnectionSlot,
 }
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
@@ -66,12 +71,7 @@ where
         // room in this future (boxed per request) while the upstream answers.
         let upstream_request = {
             let (mut parts, body) = request.into_parts();
-            let client_host = parts.headers.get(HOST).cloned().or_else(|| {
-                parts
-                    .uri
-                    .authority()
-                    .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-            });
+            let client_host = headers::request_head::client_host(&parts.uri, &parts.headers);
             headers::remove_hop_by_hop(&mut parts.headers);
             let from_proxy = state
                 .config
@@ -149,7 +149,9 @@ where
             let body = if http_body::Body::is_end_stream(&body) {
                 Body::default()
             } else {
-                Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
+                let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+                let between_frames = state.config.server.body_read_timeout;
+                ClientBody::new(limited, between_frames).boxed_unsync()
             };
             Request::from_parts(parts, body)
         };
@@ -170,10 +172,14 @@ where
             Ok(Err(error)) => return Err(upstream_error(&error, limit)),
             Ok(Ok(response)) => response,
         };
+        // Only a switch to the WebSocket protocol the client asked for is relayed: any other 101
+        // (none asked for, or another protocol such as h2c) would open a tunnel the gateway
+        // cannot see into, so it is a 502.
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upstream_protocol = switched
             .then(|| response.headers().get(UPGRADE).cloned())
-            .flatten();
+            .flatten()
+            .filter(websocket::is_websocket);
         if switched && (upgrade.is_none() || upstream_protocol.is_none()) {
             tracing::warn!("upstream switched protocols without a matching upgrade request");
             return Err(GatewayError::UpstreamFailed);
@@ -185,7 +191,12 @@ where
             (upgrade, upstream_upgrade, upstream_protocol)
         {
             websocket::set_upgrade_headers(&mut parts.headers, protocol);
-            websocket::spawn_relay(client_upgrade, upstream_upgrade, state.drain_guard());
+            let guards = websocket::RelayGuards {
+                drain: state.drain_guard(),
+                slot: client.slot.clone(),
+            };
+            let idle = state.config.websocket.idle_timeout;
+            websocket::spawn_relay(client_upgrade, upstream_upgrade, guards, idle);
         }
         Ok((
             Response::from_parts(parts, body),
@@ -194,14 +205,21 @@ where
     }
 }
 
-/// Reads a whole (small) body into memory, refusing more than `limit` bytes with 413.
-pub(crate) async fn read_limited<B>(body: B, limit: u64) -> Result<Bytes, GatewayError>
+/// Reads a whole (small) body into memory for one of the gateway's own endpoints, refusing more
+/// than `server.max_body_bytes` with 413 and a body not all there within
+/// `server.body_read_timeout_ms` with 408.
+pub(crate) async fn read_limited<B>(state: &AppState, body: B) -> Result<Bytes, GatewayError>
 where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
+    let server = &state.config.server;
+    let limit = server.max_body_bytes;
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
+    let collected = tokio::time::timeout(server.body_read_timeout, limited.collect())
+        .await
+        .map_err(|_| GatewayError::BodyReadTimeout)?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(GatewayError::PayloadTooLarge { limit })
@@ -228,6 +246,10 @@ fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, G
 /// Classifies a failed upstream exchange.
 fn upstream_error(error: &UpstreamError, limit: u64) -> GatewayError {
     match error {
+        UpstreamError::Busy => {
+            tracing::warn!("upstream.max_in_flight reached; request refused");
+            GatewayError::UpstreamBusy
+        }
         UpstreamError::Connect(reason) => {
             tracing::warn!(error = %reason, "upstream unreachable");
             GatewayError::UpstreamUnreachable
@@ -237,6 +259,10 @@ fn upstream_error(error: &UpstreamError, limit: u64) -> GatewayError {
             while let Some(cause) = source {
                 if cause.downcast_ref::<LengthLimitError>().is_some() {
                     return GatewayError::PayloadTooLarge { limit };
+                }
+                if let Some(client) = cause.downcast_ref::<ClientBodyError>() {
+                    tracing::debug!(error = %client, "forwarded request body failed");
+                    return client.answer();
                 }
                 source = cause.source();
             }

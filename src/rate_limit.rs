@@ -1,4 +1,5 @@
-//! Token-bucket rate limits: logins per client IP, and per openid on routes that set one.
+//! Token-bucket rate limits: logins per client IP, refreshes per user, and per openid on routes
+//! that set one.
 //!
 //! Buckets live in this gateway's memory (each replica limits on its own). A bucket left alone
 //! until it would be full again is forgotten, which changes nothing, so the table stays small; it
@@ -110,6 +111,8 @@ fn take(bucket: &mut Bucket, limit: RateLimit, now: Instant) -> Result<(), Durat
 #[derive(Debug, Default)]
 pub(crate) struct Limits {
     login: Option<Arc<RateLimiter<IpAddr>>>,
+    /// Refreshes per user: buckets per (appid, openid).
+    refresh: Option<Arc<RateLimiter<(String, String)>>>,
     /// Per route prefix: buckets per openid.
     routes: HashMap<String, Arc<RateLimiter<String>>>,
 }
@@ -122,6 +125,12 @@ impl Limits {
             .login
             .rate_limit
             .map(|limit| kept(previous.and_then(|previous| previous.login.as_ref()), limit));
+        let refresh = config.login.refresh_rate_limit.map(|limit| {
+            kept(
+                previous.and_then(|previous| previous.refresh.as_ref()),
+                limit,
+            )
+        });
         let routes = config
             .routes
             .iter()
@@ -130,7 +139,11 @@ impl Limits {
                 Some((route.prefix.clone(), kept(old, route.rate_limit?)))
             })
             .collect();
-        Limits { login, routes }
+        Limits {
+            login,
+            refresh,
+            routes,
+        }
     }
 
     /// Takes a login from the client IP's bucket.
@@ -141,6 +154,23 @@ impl Limits {
     ) -> Result<(), GatewayError> {
         match &self.login {
             Some(limiter) => refuse_when_empty(limiter.check(client), "login_ip", metrics),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes a refresh from the user's bucket.
+    pub(crate) fn check_refresh(
+        &self,
+        appid: &str,
+        openid: &str,
+        metrics: &Metrics,
+    ) -> Result<(), GatewayError> {
+        match &self.refresh {
+            Some(limiter) => refuse_when_empty(
+                limiter.check((appid.to_string(), openid.to_string())),
+                "refresh_user",
+                metrics,
+            ),
             None => Ok(()),
         }
     }

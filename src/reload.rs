@@ -130,6 +130,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             (server.http2, server.h2c) != (next.http2, next.h2c),
         ),
         (
+            "server.http2_max_concurrent_streams",
+            server.http2_max_concurrent_streams != next.http2_max_concurrent_streams,
+        ),
+        (
             "server.shutdown_grace_secs",
             server.shutdown_grace != next.shutdown_grace,
         ),

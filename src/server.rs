@@ -84,6 +84,11 @@ pub async fn run(
         .as_ref()
         .map(|(acceptor, timeout, _)| (acceptor.clone(), *timeout));
     let state = AppState::new(config, relays).map_err(std::io::Error::other)?;
+    state
+        .sessions
+        .check_at_start()
+        .await
+        .map_err(std::io::Error::other)?;
     let current = Arc::new(ArcSwap::from_pointee(state));
     let shared = Arc::new(connection::Listener::new(
         &current.load().config,

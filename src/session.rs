@@ -10,14 +10,16 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::ops::compute::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, SessionConfig};
 
+mod deny_list;
 mod redis;
+use deny_list::{DenyList, Recorded};
 pub(crate) use redis::RedisStore;
 
 /// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
@@ -56,6 +58,11 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Checks made once at start: an error names what would make the store break a promise (a
+    /// Redis that may evict revocations) and stops the gateway.
+    async fn check_at_start(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Records a login, replacing the user's previous session (and its session_key).
     async fn save(&self, session: &Session) -> Result<(), StoreError>;
     /// The user's current session, its `last_seen` set to now; `None` once it has expired or
@@ -63,7 +70,8 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn touch(&self, appid: &str, openid: &str) -> Result<Option<Session>, StoreError>;
     /// Ends the user's session if it is still login `sid` (a newer login is left alone).
     async fn end(&self, appid: &str, openid: &str, sid: &str) -> Result<(), StoreError>;
-    /// Refuses the given ids (`sid:...`, `jti:...`) for `ttl`.
+    /// Refuses the given ids (`sid:...`, `jti:...`) for `ttl`. An id revoked already stays so
+    /// (no new entry); an error, never a silently dropped revocation, when it cannot be kept.
     async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError>;
     /// Whether any of the given ids is revoked.
     async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
@@ -157,19 +165,12 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// The store of a single gateway: sessions bounded by `max_entries` and forgotten `ttl` after
-/// login; revocations kept for as long as each was asked for. Both are lost on restart.
+/// login; revocations kept for as long as each was asked for, never evicted (at most
+/// 4 x `max_entries` live ones: beyond, logouts and logins are refused with 503). Both are lost on
+/// restart.
 pub(crate) struct MemoryStore {
     sessions: moka::future::Cache<(String, String), Arc<Session>>,
-    revoked: moka::future::Cache<String, Duration>,
-}
-
-/// Each revocation expires after its own time to live (the value).
-struct RevocationExpiry;
-
-impl moka::Expiry<String, Duration> for RevocationExpiry {
-    fn expire_after_create(&self, _: &String, ttl: &Duration, _: Instant) -> Option<Duration> {
-        Some(*ttl)
-    }
+    revoked: DenyList,
 }
 
 impl MemoryStore {
@@ -179,10 +180,9 @@ impl MemoryStore {
                 .max_capacity(config.max_entries)
                 .time_to_live(config.ttl)
                 .build(),
-            revoked: moka::future::Cache::builder()
-                .max_capacity(config.max_entries.saturating_mul(4))
-                .expire_after(RevocationExpiry)
-                .build(),
+            revoked: DenyList::new(
+                usize::try_from(config.max_entries.saturating_mul(4)).unwrap_or(usize::MAX),
+            ),
         }
     }
 }
@@ -191,7 +191,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("sessions", &self.sessions.entry_count())
-            .field("revoked", &self.revoked.entry_count())
+            .field("revoked", &self.revoked.len())
             .finish()
     }
 }
@@ -203,6 +203,12 @@ fn user_key(appid: &str, openid: &str) -> (String, String) {
 #[async_trait::async_trait]
 impl SessionStore for MemoryStore {
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
+        // A login whose logout could not be recorded is not made: fail closed.
+        if !self.revoked.has_room() {
+            return Err(StoreError(
+                "the revocation deny-list is full; no new login until entries expire".into(),
+            ));
+        }
         let key = user_key(&session.appid, &session.openid);
         self.sessions.insert(key, Arc::new(session.clone())).await;
         Ok(())
@@ -243,21 +249,15 @@ impl SessionStore for MemoryStore {
     }
 
     async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError> {
-        for id in ids {
-            self.revoked.insert(id.clone(), ttl).await;
+        if self.revoked.insert(ids, ttl)? == Recorded::New {
+            // After the entries: a check that read the previous count looks them up again.
+            MEMORY_REVOCATIONS.fetch_add(1, Ordering::Release);
         }
-        // After the entries: a check that read the previous count looks them up again.
-        MEMORY_REVOCATIONS.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError> {
-        for id in ids {
-            if self.revoked.contains_key(id) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(ids.iter().any(|id| self.revoked.contains(id)))
     }
 
     fn revocation_count(&self) -> Option<u64> {

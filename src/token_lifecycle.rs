@@ -18,12 +18,18 @@ use crate::session::unix_now;
 use crate::state::AppState;
 use crate::token::VerifiedToken;
 
-/// Issues a new token for the session of the presented one.
+/// Issues a new token for the session of the presented one: only while that session is still the
+/// token's own login (a later login replaced it, or a logout ended it: 401 `session_expired`), and
+/// within the user's refresh rate limit.
 pub(crate) async fn refresh<B>(
     state: &AppState,
     request: Request<B>,
 ) -> Result<(Response<Body>, Identity), GatewayError> {
     let verified = presented(state, &request)?;
+    let appid = app_of(state, &verified);
+    state
+        .limits
+        .check_refresh(appid, &verified.identity.openid, &state.metrics)?;
     if state
         .sessions
         .any_revoked(verified.revocation_ids())
@@ -37,12 +43,12 @@ pub(crate) async fn refresh<B>(
         .sid
         .as_deref()
         .ok_or(GatewayError::SessionExpired)?;
-    let appid = app_of(state, &verified);
     let session = state
         .sessions
         .touch(appid, &verified.identity.openid)
         .await
         .map_err(store_failed)?
+        .filter(|session| session.sid == sid)
         .ok_or(GatewayError::SessionExpired)?;
     let identity = Identity {
         openid: session.openid,
@@ -87,7 +93,9 @@ pub(crate) async fn logout<B>(
             .await
             .map_err(store_failed)?;
     }
-    if let Some(jti) = &verified.jti {
+    // One entry per login: its `sid` covers all its tokens, so a login logged out again (or its
+    // other tokens) adds nothing. Only a token of no login (`wxgate token`) is revoked by its id.
+    if let (None, Some(jti)) = (&verified.sid, &verified.jti) {
         let ids = [format!("jti:{jti}")];
         sessions
             .revoke(&ids, token_ttl)

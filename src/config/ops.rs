@@ -88,6 +88,23 @@ pub(super) fn login_rate_limit(
     }
 }
 
+/// Refreshes per user unless configured: a client renews once per token lifetime, so this only
+/// stops one client from minting tokens in a loop.
+const REFRESH_RATE_LIMIT: RateLimit = RateLimit {
+    per_minute: 10,
+    burst: 5,
+};
+
+/// `[login.refresh_rate_limit]`: the default unless configured; `per_minute = 0` turns it off.
+pub(super) fn refresh_rate_limit(
+    raw: &Option<RawRateLimit>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    match raw {
+        None => Ok(Some(REFRESH_RATE_LIMIT)),
+        Some(raw) => raw.validate("login.refresh_rate_limit"),
+    }
+}
+
 impl RawRateLimit {
     /// `{ per_minute, burst }`; burst defaults to a minute's worth; `per_minute = 0`: no limit.
     pub(super) fn validate(&self, key: &str) -> Result<Option<RateLimit>, ConfigError> {

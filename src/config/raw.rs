@@ -96,6 +96,8 @@ pub(crate) struct RawServer {
     pub(crate) max_body_bytes: Option<Flex<u64>>,
     pub(crate) max_connections: Option<Flex<usize>>,
     pub(crate) header_read_timeout_ms: Option<Flex<u64>>,
+    pub(crate) body_read_timeout_ms: Option<Flex<u64>>,
+    pub(crate) http2_max_concurrent_streams: Option<Flex<u32>>,
     pub(crate) keepalive_timeout_ms: Option<Flex<u64>>,
     pub(crate) workers: Option<Flex<usize>>,
     pub(crate) shutdown_grace_secs: Option<Flex<u64>>,
@@ -128,6 +130,7 @@ pub(crate) struct RawCertificate {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawWebSocket {
     pub(crate) token_query_param: Option<String>,
+    pub(crate) idle_timeout_secs: Option<Flex<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -137,6 +140,7 @@ pub(crate) struct RawUpstream {
     pub(crate) timeout_ms: Option<Flex<u64>>,
     pub(crate) pool_idle_timeout_secs: Option<Flex<u64>>,
     pub(crate) pool_max_idle_per_host: Option<Flex<usize>>,
+    pub(crate) max_in_flight: Option<Flex<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,6 +195,7 @@ pub(crate) struct RawLogin {
     pub(crate) refresh_path: Option<String>,
     pub(crate) logout_path: Option<String>,
     pub(crate) rate_limit: Option<RawRateLimit>,
+    pub(crate) refresh_rate_limit: Option<RawRateLimit>,
 }
 
 #[derive(Deserialize, Default)]

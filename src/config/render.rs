@@ -26,6 +26,7 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
                 "pool_max_idle_per_host",
                 int(config.upstream.pool_max_idle_per_host),
             ),
+            ("max_in_flight", int(config.upstream.max_in_flight)),
         ]),
     );
     let wechat = &config.wechat;
@@ -75,6 +76,7 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             ("refresh_path", text(&login.refresh_path)),
             ("logout_path", text(&login.logout_path)),
             ("rate_limit", rate_limit(login.rate_limit)),
+            ("refresh_rate_limit", rate_limit(login.refresh_rate_limit)),
         ]),
     );
     root.insert("session".into(), session_table(&config.session));
@@ -104,6 +106,10 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
     if let Some(param) = &config.websocket.token_query_param {
         websocket.insert("token_query_param".into(), text(param));
     }
+    websocket.insert(
+        "idle_timeout_secs".into(),
+        int(config.websocket.idle_timeout.as_secs()),
+    );
     root.insert("websocket".into(), Value::Table(websocket));
     root.insert(
         "forward_auth".into(),
@@ -194,6 +200,11 @@ fn server_table(config: &Config) -> Value {
     entries.insert(
         "header_read_timeout_ms".into(),
         ms(server.header_read_timeout),
+    );
+    entries.insert("body_read_timeout_ms".into(), ms(server.body_read_timeout));
+    entries.insert(
+        "http2_max_concurrent_streams".into(),
+        int(server.http2_max_concurrent_streams),
     );
     entries.insert("keepalive_timeout_ms".into(), ms(server.keepalive_timeout));
     entries.insert("workers".into(), int(server.workers));

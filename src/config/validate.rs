@@ -29,6 +29,16 @@ impl RawConfig {
                 &server.header_read_timeout_ms,
                 10_000,
             )?,
+            body_read_timeout: millis(
+                "server.body_read_timeout_ms",
+                &server.body_read_timeout_ms,
+                10_000,
+            )?,
+            http2_max_concurrent_streams: positive(
+                "server.http2_max_concurrent_streams",
+                &server.http2_max_concurrent_streams,
+                100,
+            )?,
             keepalive_timeout: millis(
                 "server.keepalive_timeout_ms",
                 &server.keepalive_timeout_ms,
@@ -87,6 +97,11 @@ impl RawConfig {
                 &upstream.pool_max_idle_per_host,
                 256,
             )?,
+            max_in_flight: positive(
+                "upstream.max_in_flight",
+                &upstream.max_in_flight,
+                crate::upstream::in_flight::default_limit(),
+            )?,
         };
         let (retry_backoff, breaker_threshold, breaker_open) =
             super::ops::wechat_resilience(&self.wechat)?;
@@ -113,6 +128,7 @@ impl RawConfig {
                 "/logout",
             )?,
             rate_limit: super::ops::login_rate_limit(&login.rate_limit)?,
+            refresh_rate_limit: super::ops::refresh_rate_limit(&login.refresh_rate_limit)?,
         };
         let forward_auth = ForwardAuthConfig {
             enabled: raw::number("forward_auth.enabled", &self.forward_auth.enabled, true)?,
@@ -180,6 +196,11 @@ impl RawConfig {
                 .token_query_param
                 .clone()
                 .filter(|name| !name.is_empty()),
+            idle_timeout: secs(
+                "websocket.idle_timeout_secs",
+                &self.websocket.idle_timeout_secs,
+                300,
+            )?,
         };
         Ok(Config {
             server,

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::proxy::ClientConnection;
 use crate::state::AppState;
 use crate::upstream::deadline::DeadlineTimer;
+use crate::websocket::ConnectionSlot;
 
 /// How often a quiet HTTP/2 connection is pinged, and how long the answer may take.
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -75,7 +76,9 @@ impl Listener {
             .timer(TokioTimer::new())
             .keep_alive_interval(HTTP2_PING_INTERVAL)
             .keep_alive_timeout(HTTP2_PING_TIMEOUT)
-            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+            // Each open stream may hold an upstream connection: bounded per client connection.
+            .max_concurrent_streams(server.http2_max_concurrent_streams);
         Listener {
             current,
             tls,
@@ -87,7 +90,13 @@ impl Listener {
     }
 
     /// Completes the TLS handshake when configured, then serves HTTP on the connection.
-    pub(super) async fn serve(&self, stream: TcpStream, peer: SocketAddr, stop: Stop) {
+    pub(super) async fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: ConnectionSlot,
+        stop: Stop,
+    ) {
         // Best effort: a socket that refuses NODELAY still works.
         let _ = stream.set_nodelay(true);
         let metrics = self.current.load().metrics.clone();
@@ -96,9 +105,9 @@ impl Listener {
         match &self.tls {
             // Boxed: a plain connection's task does not carry room for a TLS connection.
             Some((acceptor, timeout)) => {
-                Box::pin(self.serve_tls(acceptor, *timeout, stream, peer, stop)).await;
+                Box::pin(self.serve_tls(acceptor, *timeout, stream, peer, slot, stop)).await;
             }
-            None => self.serve_http(stream, peer, "http", stop).await,
+            None => self.serve_http(stream, peer, "http", slot, stop).await,
         }
         metrics.open_connections.dec();
     }
@@ -109,10 +118,11 @@ impl Listener {
         timeout: Duration,
         stream: TcpStream,
         peer: SocketAddr,
+        slot: ConnectionSlot,
         stop: Stop,
     ) {
         match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls_stream)) => self.serve_http(tls_stream, peer, "https", stop).await,
+            Ok(Ok(tls_stream)) => self.serve_http(tls_stream, peer, "https", slot, stop).await,
             Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
@@ -127,6 +137,7 @@ impl Listener {
         mut io: I,
         peer: SocketAddr,
         proto: &'static str,
+        slot: ConnectionSlot,
         mut stop: Stop,
     ) {
         let started = Instant::now();
@@ -138,13 +149,18 @@ impl Listener {
         let handback: Handback<I> = Arc::new(Mutex::new(None));
         let mut io = ParkableIo::new(io, prefix, activity.clone(), handback.clone());
         if http2 {
-            return Box::pin(self.serve_http2(io, peer, proto, activity, stop)).await;
+            return Box::pin(self.serve_http2(io, peer, proto, slot, activity, stop)).await;
         }
         let mut header_timeout = self.header_read_timeout.saturating_sub(started.elapsed());
         let metrics = self.current.load().metrics.clone();
         loop {
-            let phase =
-                self.serve_until_idle(io, peer, proto, &activity, header_timeout, &mut stop);
+            let phase = self.serve_until_idle(
+                io,
+                (peer, proto, &slot),
+                &activity,
+                header_timeout,
+                &mut stop,
+            );
             if !Box::pin(phase).await {
                 return;
             }
@@ -201,10 +217,11 @@ impl Listener {
         io: ParkableIo<I>,
         peer: SocketAddr,
         proto: &'static str,
+        slot: ConnectionSlot,
         activity: Arc<Activity>,
         mut stop: Stop,
     ) {
-        let service = self.service(peer, proto, activity);
+        let service = self.service(peer, proto, slot, activity);
         let mut connection = pin!(self.http2.serve_connection(TokioIo::new(io), service));
         let result = tokio::select! {
             result = connection.as_mut() => result,
@@ -223,8 +240,7 @@ impl Listener {
     async fn serve_until_idle<I: Socket>(
         &self,
         io: ParkableIo<I>,
-        peer: SocketAddr,
-        proto: &'static str,
+        (peer, proto, slot): (SocketAddr, &'static str, &ConnectionSlot),
         activity: &Arc<Activity>,
         header_timeout: Duration,
         stop: &mut Stop,
@@ -233,7 +249,7 @@ impl Listener {
         // every request).
         let mut http1 = self.http1.clone();
         http1.header_read_timeout(None);
-        let service = self.service(peer, proto, activity.clone());
+        let service = self.service(peer, proto, slot.clone(), activity.clone());
         let mut connection = pin!(http1
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades());
@@ -331,6 +347,7 @@ impl Listener {
         &self,
         peer: SocketAddr,
         proto: &'static str,
+        slot: ConnectionSlot,
         activity: Arc<Activity>,
     ) -> impl Service<
         Request<Incoming>,
@@ -346,6 +363,7 @@ impl Listener {
             address: crate::headers::PeerAddress::new(peer.ip()),
             proto,
             upstream_timer: DeadlineTimer::default(),
+            slot,
         });
         service_fn(move |request| {
             let state = current.load_full();

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use crate::auth::Identity;
 use crate::error::{Body, GatewayError};
+use crate::headers::request_head;
 use crate::proxy::ClientConnection;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
@@ -85,29 +86,30 @@ pub(super) fn handle<'a>(
         let started = Instant::now();
         let request_id = RequestId::for_request(request.headers());
         let method = request.method().clone();
-        let http2_refused =
-            request.version() == Version::HTTP_2 && !state.config.server.http2_enabled();
+        let refused =
+            if request.version() == Version::HTTP_2 && !state.config.server.http2_enabled() {
+                Some(GatewayError::HttpVersionNotSupported)
+            } else {
+                request_head::check(request.version(), request.uri(), request.headers()).err()
+            };
         // A clone shares the URI's bytes: the normalized path borrows from it (when the path is
         // already normal, as most are) while the request moves on.
         let uri = request.uri().clone();
         let normalized = path::normalize(uri.path());
         let target = match &normalized {
-            Ok(path) if !http2_refused => Target::of(state, path),
+            Ok(path) if refused.is_none() => Target::of(state, path),
             _ => Target::Unrouted,
         };
-        let (answer, logged_path) = match normalized {
-            Ok(_) if http2_refused => (
-                Err(GatewayError::HttpVersionNotSupported),
-                Cow::Borrowed(uri.path()),
-            ),
-            Ok(path) => {
+        let (answer, logged_path) = match (normalized, refused) {
+            (Ok(_), Some(error)) => (Err(error), Cow::Borrowed(uri.path())),
+            (Ok(path), None) => {
                 let answer = dispatch(state, &target, &path, &client, &request_id, request);
                 (
                     crate::logging::in_request(request_id.clone(), answer).await,
                     path,
                 )
             }
-            Err(error) => (Err(error), Cow::Borrowed(uri.path())),
+            (Err(error), _) => (Err(error), Cow::Borrowed(uri.path())),
         };
         if matches!(target, Target::Login) {
             count_login(state, &answer);

@@ -136,11 +136,12 @@ fn spawn_worker(
                         let (listener, stop, counter) =
                             (listener.clone(), stop.clone(), counter.clone());
                         tokio::spawn(async move {
+                            // Shared: a WebSocket relay keeps the slot after the connection task.
+                            let slot = Arc::new(slot);
                             if let Ok(stream) = TcpStream::from_std(stream) {
-                                listener.serve(stream, peer, stop).await;
+                                listener.serve(stream, peer, slot, stop).await;
                             }
                             counter.fetch_sub(1, Ordering::Relaxed);
-                            drop(slot);
                         });
                     }
                     // No more connections: the connections' own handles are the only ones left.

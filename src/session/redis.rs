@@ -151,8 +151,40 @@ fn parse(stored: Option<String>) -> Result<Option<Session>, StoreError> {
         .map_err(|_| StoreError("a stored session is not readable".into()))
 }
 
+/// The one `maxmemory-policy` under which Redis never drops a key before its TTL: with any other,
+/// a full Redis would evict revocations and bring logged-out tokens back.
+const REQUIRED_EVICTION_POLICY: &str = "noeviction";
+
 #[async_trait::async_trait]
 impl SessionStore for RedisStore {
+    async fn check_at_start(&self) -> Result<(), String> {
+        let answer = self
+            .run(|mut redis| async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query_async::<Vec<String>>(&mut redis)
+                    .await
+            })
+            .await;
+        match answer.as_deref() {
+            Ok([_, policy]) if policy == REQUIRED_EVICTION_POLICY => Ok(()),
+            Ok([_, policy]) => Err(format!(
+                "session.redis_url: the Redis server's maxmemory-policy is {policy}; it must be \
+                 {REQUIRED_EVICTION_POLICY}, or a full Redis evicts revocations and logged-out \
+                 tokens work again (CONFIG SET maxmemory-policy {REQUIRED_EVICTION_POLICY})"
+            )),
+            Ok(_) | Err(_) => {
+                tracing::warn!(
+                    "could not read the Redis server's maxmemory-policy (CONFIG GET refused or \
+                     Redis unreachable); it must be {REQUIRED_EVICTION_POLICY}, or revocations \
+                     may be evicted"
+                );
+                Ok(())
+            }
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(
             |mut redis| async move { redis::cmd("PING").query_async::<String>(&mut redis).await },

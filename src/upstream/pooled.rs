@@ -85,14 +85,22 @@ pub(crate) struct PooledBody {
     inner: Incoming,
     /// `None` once given back, or when the connection cannot be reused.
     connection: Option<Idle>,
+    /// The request's place among those in flight to upstreams, given back with the body.
+    _place: super::InFlight,
 }
 
 impl PooledBody {
     /// `body` from `connection`; a connection switching protocols is never reused.
-    pub(super) fn new(body: Incoming, connection: Idle, reusable: bool) -> Self {
+    pub(super) fn new(
+        body: Incoming,
+        connection: Idle,
+        reusable: bool,
+        place: super::InFlight,
+    ) -> Self {
         PooledBody {
             inner: body,
             connection: reusable.then_some(connection),
+            _place: place,
         }
     }
 

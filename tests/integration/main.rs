@@ -41,5 +41,6 @@ mod tls;
 mod token_attacks;
 mod tokens;
 mod trusted_proxies;
+mod tunnels;
 mod upstream_pool;
 mod websocket;
