@@ -39,7 +39,7 @@
 //! | [`tls`] | rustls: certificates by SNI with hot reload, upstream client TLS |
 //! | [`path`] | path normalization |
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
-//! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers |
+//! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers; `headers/request_head.rs`: heads refused up front (chunked twice, HTTP/2 host against `:authority`) and the client's host |
 //! | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm |
 //! | [`auth`] | bearer extraction and the per-mode decision |
 //! | `forward_auth` | the auth-decision endpoint for ingress controllers |
@@ -47,14 +47,14 @@
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
 //! | `wechat` | the WeChat API client: one retry, circuit breaker (`wechat/breaker.rs`) |
 //! | `login` | the login endpoint; same-code logins share one call (`login/coalesce.rs`) |
-//! | [`session`] | the session store trait: in memory or Redis; sessions (session_key) and revocations |
+//! | [`session`] | the session store trait: in memory or Redis; sessions (session_key) and revocations; `session/deny_list.rs`: the in-memory deny-list, which refuses rather than evicts |
 //! | `token_lifecycle` | refresh and logout |
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
 //! | `phone` | `/wx/phone`: getuserphonenumber |
 //! | `access_token` | each app's access_token: cached, single flight, shared by the fleet |
-//! | `proxy` | request/response rewriting, the streamed body limit |
-//! | `upstream` | upstream connections (http, https), pooled per worker thread; `upstream/deadline.rs`: the upstream timeout, one timer per client connection |
-//! | `websocket` | upgrade detection and the authenticated byte relay |
+//! | `proxy` | request/response rewriting, the streamed body limit; `proxy/client_body.rs`: the forwarded body's read timeout and client-fault errors |
+//! | `upstream` | upstream connections (http, https), pooled per worker thread; `upstream/deadline.rs`: the upstream timeout, one timer per client connection; `upstream/in_flight.rs`: the process-wide cap on requests in flight |
+//! | `websocket` | WebSocket-only upgrade detection and the authenticated byte relay, holding its connection slot, closed when idle |
 //! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
 //! | [`echo`] | an upstream that describes what it received (demo and tests) |
 //! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |

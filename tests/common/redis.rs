@@ -15,6 +15,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts redis-server, or `None` (after saying why) when it is not installed.
     pub async fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// Starts redis-server with more command-line settings (`--maxmemory-policy`, ...).
+    pub async fn start_with(settings: &[&str]) -> Option<RedisServer> {
         let installed = super::external::available(
             "redis-server (Debian package redis-server)",
             Command::new("redis-server").arg("--version"),
@@ -33,6 +38,7 @@ impl RedisServer {
                 "--protected-mode",
                 "yes",
             ])
+            .args(settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

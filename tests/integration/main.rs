@@ -7,6 +7,7 @@
 mod common;
 
 mod apps;
+mod body_limits;
 mod cli;
 mod concurrency;
 mod config_reference;
@@ -32,8 +33,10 @@ mod rate_limits;
 mod readme;
 mod redis;
 mod reload;
+mod request_heads;
 mod request_id;
 mod resilience;
+mod revocations;
 mod secrets;
 mod sessions;
 mod smuggling;

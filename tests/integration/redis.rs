@@ -95,3 +95,47 @@ async fn a_redis_outage_is_handled_per_on_store_error() {
         assert_eq!(gateway.post_with_token("/logout", &token).await.status, 503);
     }
 }
+
+/// Catches a build that starts on a Redis allowed to evict keys (issue 27): under memory pressure
+/// such a Redis drops revocations before their TTL, so the gateway refuses to start, naming
+/// `maxmemory-policy`; with `noeviction` (Redis's default) it starts.
+#[tokio::test]
+async fn a_redis_that_may_evict_revocations_stops_the_gateway_at_start() {
+    let Some(evicting) = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).await
+    else {
+        return;
+    };
+    let config = |url: String| {
+        wxgate::config::Config::from_toml(
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+                 [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n\
+                 [session]\nstore = \"redis\"\nredis_url = \"{url}\"\n"
+            ),
+            std::iter::empty(),
+        )
+        .unwrap()
+    };
+    let listener = crate::common::bind().await;
+    let started = wxgate::server::run(listener, config(evicting.url()), async {});
+    let error = tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("refused at once")
+        .expect_err("an evicting Redis is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("maxmemory-policy is allkeys-lru"),
+        "{message}"
+    );
+    assert!(message.contains("noeviction"), "{message}");
+
+    let Some(keeping) = RedisServer::start().await else {
+        return;
+    };
+    let listener = crate::common::bind().await;
+    let served = wxgate::server::run(listener, config(keeping.url()), async {});
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("starts and stops")
+        .expect("a noeviction Redis is accepted");
+}
