@@ -3,7 +3,8 @@
 //! in-flight requests finish on the old routes and keys while new ones get the new.
 //!
 //! What must outlive a reload is carried over: the metrics, logins in flight, the WebSocket drain
-//! guard, the session store (its settings need a restart), and the WeChat client, access_token
+//! guard, the session store (its settings need a restart), the count of requests in flight to
+//! upstreams, and the WeChat client, access_token
 //! cache and rate-limit buckets when their settings did not change.
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::rate_limit::Limits;
 use crate::routes::RouteTable;
 use crate::session::SessionStore;
+use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
 use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
@@ -42,7 +44,11 @@ impl AppState {
             routes: RouteTable::new(config.routes.clone()),
             wechat: Arc::new(WeChatClient::new(&config.wechat, metrics.clone())?),
             sessions: crate::session::from_config(&config.session, metrics.clone())?,
-            upstreams: UpstreamClients::new(&config.upstream, &config.routes)?,
+            upstreams: UpstreamClients::new(
+                &config.upstream,
+                &config.routes,
+                InFlightCount::new(),
+            )?,
             access_tokens: Arc::new(AccessTokens::new(&config.wechat.apps)),
             limits: Limits::new(&config, None),
             metrics,
@@ -68,7 +74,11 @@ impl AppState {
             routes: RouteTable::new(config.routes.clone()),
             wechat,
             sessions: self.sessions.clone(),
-            upstreams: UpstreamClients::new(&config.upstream, &config.routes)?,
+            upstreams: UpstreamClients::new(
+                &config.upstream,
+                &config.routes,
+                self.upstreams.in_flight(),
+            )?,
             access_tokens,
             limits: Limits::new(&config, Some(&self.limits)),
             metrics: self.metrics.clone(),

@@ -32,7 +32,7 @@ use crate::routes::{Route, Upstream, UpstreamCa};
 pub(crate) mod deadline;
 pub(crate) mod in_flight;
 mod pooled;
-use in_flight::InFlight;
+use in_flight::{InFlight, InFlightCount};
 use pooled::PooledBody;
 
 /// How to reach the upstreams of one config: timeouts, pool limits and TLS settings.
@@ -42,6 +42,7 @@ pub(crate) struct UpstreamClients {
     idle_timeout: Duration,
     max_idle: usize,
     max_in_flight: usize,
+    in_flight: InFlightCount,
     system_roots: Arc<rustls::ClientConfig>,
     by_ca: HashMap<PathBuf, Arc<rustls::ClientConfig>>,
 }
@@ -58,8 +59,13 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamClients {
-    /// The settings the routes need: the system roots, and each route's private CA.
-    pub(crate) fn new(config: &UpstreamConfig, routes: &[Route]) -> Result<Self, String> {
+    /// The settings the routes need: the system roots, and each route's private CA; `in_flight`
+    /// counts this gateway's requests in flight (kept across reloads).
+    pub(crate) fn new(
+        config: &UpstreamConfig,
+        routes: &[Route],
+        in_flight: InFlightCount,
+    ) -> Result<Self, String> {
         let mut by_ca = HashMap::new();
         let upstreams = routes.iter().filter_map(|route| route.upstream.as_ref());
         for ca in upstreams.filter_map(|upstream| upstream.ca.as_ref()) {
@@ -72,9 +78,15 @@ impl UpstreamClients {
             idle_timeout: config.pool_idle_timeout,
             max_idle: config.pool_max_idle_per_host,
             max_in_flight: config.max_in_flight,
+            in_flight,
             system_roots: tls_config(None)?,
             by_ca,
         })
+    }
+
+    /// The count of requests in flight, for the state a reload builds.
+    pub(crate) fn in_flight(&self) -> InFlightCount {
+        self.in_flight
     }
 
     /// Sends `request` (origin-form URI, Host set) to `upstream` on a pooled connection or a new
@@ -91,7 +103,10 @@ impl UpstreamClients {
         mut request: Request<Body>,
     ) -> impl Future<Output = Result<Response<Body>, UpstreamError>> + 'a {
         async move {
-            let place = InFlight::try_take(self.max_in_flight).ok_or(UpstreamError::Busy)?;
+            let place = self
+                .in_flight
+                .try_take(self.max_in_flight)
+                .ok_or(UpstreamError::Busy)?;
             let key = upstream.pool;
             if let Some(mut sender) = pooled::take(key).await {
                 match sender.try_send_request(request).await {

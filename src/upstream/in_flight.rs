@@ -1,33 +1,41 @@
-//! The process-wide cap on requests in flight to upstreams (`upstream.max_in_flight`). Each one
-//! holds an upstream connection, a socket and buffers from the moment it is sent until its response
-//! body is done; without a cap, HTTP/2 clients holding many streams with unfinished bodies could
-//! open upstream connections until the process ran out of file descriptors. Past the cap a request
-//! is refused at once (503 `upstream_busy`) instead of waiting.
+//! The cap on requests in flight to upstreams for the whole gateway (`upstream.max_in_flight`).
+//! Each one holds an upstream connection, a socket and buffers from the moment it is sent until its
+//! response body is done; without a cap, HTTP/2 clients holding many streams with unfinished bodies
+//! could open upstream connections until the process ran out of file descriptors. Past the cap a
+//! request is refused at once (503 `upstream_busy`) instead of waiting.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Requests in flight to upstreams, across every worker and config.
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Requests in flight to upstreams of one running gateway, across its workers and reloads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InFlightCount(&'static AtomicUsize);
 
-/// One request's place among those in flight, given back when dropped.
-#[derive(Debug)]
-pub(crate) struct InFlight(());
+impl InFlightCount {
+    /// A new count, made once per gateway start (a process runs one gateway; the tests run many,
+    /// which must not share one) and carried over on reload. Leaked on purpose: with a `'static`
+    /// counter each request's place is given back without a reference count of its own.
+    pub(crate) fn new() -> Self {
+        InFlightCount(Box::leak(Box::new(AtomicUsize::new(0))))
+    }
 
-impl InFlight {
     /// A place, when fewer than `limit` requests are in flight.
-    pub(crate) fn try_take(limit: usize) -> Option<InFlight> {
-        let before = IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn try_take(self, limit: usize) -> Option<InFlight> {
+        let before = self.0.fetch_add(1, Ordering::Relaxed);
         if before >= limit {
-            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+            self.0.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some(InFlight(()))
+        Some(InFlight(self.0))
     }
 }
 
+/// One request's place among those in flight, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(&'static AtomicUsize);
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -55,15 +63,18 @@ mod tests {
 
     #[test]
     fn places_are_refused_past_the_limit_and_given_back_when_dropped() {
-        // Other tests in this binary may hold places: measured relative to what is taken now.
-        let base = IN_FLIGHT.load(Ordering::Relaxed);
-        let limit = base + 2;
-        let first = InFlight::try_take(limit).expect("room for one");
-        let second = InFlight::try_take(limit).expect("room for two");
-        assert!(InFlight::try_take(limit).is_none());
+        let count = InFlightCount::new();
+        let first = count.try_take(2).expect("room for one");
+        let second = count.try_take(2).expect("room for two");
+        assert!(count.try_take(2).is_none());
         drop(first);
-        let third = InFlight::try_take(limit).expect("a place given back is free again");
+        let third = count.try_take(2).expect("a place given back is free again");
         drop((second, third));
+        assert_eq!(count.0.load(Ordering::Relaxed), 0);
+        assert!(
+            InFlightCount::new().try_take(1).is_some(),
+            "counts are not shared"
+        );
         assert!(default_limit() >= 64);
     }
 }
