@@ -110,6 +110,7 @@ async fn ensure_not_revoked(
     if ids.is_empty() {
         return Ok(());
     }
+    ensure_current_generation(state, verified)?;
     // Read before the lookup: a revocation recorded meanwhile changes it.
     let count = state.sessions.revocation_count();
     if count.is_some_and(|count| verified.not_revoked_at().holds_at(count)) {
@@ -117,6 +118,8 @@ async fn ensure_not_revoked(
     }
     match state.sessions.any_revoked(ids).await {
         Ok(false) => {
+            // The lookup may have found the store emptied (Redis flushed): a new generation.
+            ensure_current_generation(state, verified)?;
             if let Some(count) = count {
                 verified.not_revoked_at().record(count);
             }
@@ -134,6 +137,21 @@ async fn ensure_not_revoked(
             }
         },
     }
+}
+
+/// Refuses a revocable token issued before the session store's current generation: the store
+/// lost its contents since (a new database file, a flushed Redis), and with them perhaps the
+/// token's logout. Everyone logs in again; nothing logged out comes back.
+pub(crate) fn ensure_current_generation(
+    state: &AppState,
+    verified: &VerifiedToken,
+) -> Result<(), GatewayError> {
+    if verified.issued_before(state.sessions.generation()) {
+        return Err(GatewayError::InvalidToken(
+            "issued before the session store was reset",
+        ));
+    }
+    Ok(())
 }
 
 /// The bearer token, if the request carries one. Two `Authorization` headers, a value that is not

@@ -332,8 +332,8 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// Most sessions kept in memory; the least used go first.
     pub max_entries: u64,
-    /// The shared Redis store (`store = "redis"`); `None`: in memory.
-    pub redis: Option<RedisConfig>,
+    /// Where sessions and revocations are kept.
+    pub store: StoreKind,
     /// What a request gets when the store cannot say whether its token was revoked.
     pub on_store_error: StoreErrorPolicy,
 }
@@ -343,14 +343,30 @@ impl Default for SessionConfig {
         SessionConfig {
             ttl: crate::session::DEFAULT_TTL,
             max_entries: 100_000,
-            redis: None,
+            store: StoreKind::Embedded {
+                path: PathBuf::from(crate::session::DEFAULT_PATH),
+            },
             on_store_error: StoreErrorPolicy::Refuse,
         }
     }
 }
 
+/// `[session] store`: where sessions and revocations live.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreKind {
+    /// `"memory"`: this process only, lost on restart (tests, throwaway runs).
+    Memory,
+    /// `"embedded"` (the default): a database file of this gateway's, kept across restarts.
+    Embedded {
+        /// `session.path`: the database file.
+        path: PathBuf,
+    },
+    /// `"redis"`: shared by every replica.
+    Redis(RedisConfig),
+}
+
 /// `[session] store = "redis"` settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RedisConfig {
     /// `redis://[:password@]host:port/db`; secret, since it may carry a password.
     pub url: Secret,

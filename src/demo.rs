@@ -43,6 +43,10 @@ algorithm = "HS256"
 secret = "{jwt_secret}"
 issuer = "wxgate-demo"
 
+# The demo's signing key is new at every start, so nothing it issues outlives it: no file needed.
+[session]
+store = "memory"
+
 [[routes]]
 prefix = "/api"
 upstream = "http://{echo_address}"

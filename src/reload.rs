@@ -98,12 +98,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     };
     let session_store = |config: &Config| {
         let session = &config.session;
-        let redis = session.redis.as_ref();
-        (
-            session.ttl,
-            session.max_entries,
-            redis.map(|redis| (redis.url.clone(), redis.key_prefix.clone(), redis.timeout)),
-        )
+        (session.ttl, session.max_entries, session.store.clone())
     };
     [
         ("server.listen", server.listen != next.listen),

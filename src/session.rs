@@ -1,11 +1,13 @@
-//! Server-side login sessions and token revocation, behind one trait with two stores: in memory
-//! (moka: bounded, expiring; one gateway) and Redis (`session/redis.rs`: shared by every replica).
+//! Server-side login sessions and token revocation, behind one trait with three stores: an
+//! embedded database file (`session/embedded.rs`, the default: one gateway, kept across restarts),
+//! in memory (moka and `session/deny_list.rs`: one gateway, lost on restart) and Redis
+//! (`session/redis.rs`: shared by every replica).
 //!
 //! A session is per user and app: a new login replaces it, and with it the `session_key` (WeChat
 //! keeps one valid key per user). It records the login's `sid`, which every token of that login
 //! carries. Requests are checked against a deny-list of revoked `sid`s and `jti`s (logout), not
-//! against the session itself, so tokens stay valid across a restart of an in-memory gateway;
-//! refresh and decryption need the live session.
+//! against the session itself; refresh and decryption need the live session. A store that lost
+//! its contents starts a new generation, and revocable tokens issued before it are refused.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,15 +17,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use moka::ops::compute::Op;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Secret, SessionConfig};
+use crate::config::{Secret, SessionConfig, StoreKind};
 
 mod deny_list;
+mod embedded;
 mod redis;
 use deny_list::{DenyList, Recorded};
+use embedded::EmbeddedStore;
 pub(crate) use redis::RedisStore;
 
 /// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The default `session.path`: the embedded store's file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "data/wxgate.db";
 
 /// One user's login, as the gateway holds it; never sent to a client.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,6 +87,13 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// count, so the check can be skipped (see [`NotRevokedMemo`]). `None`: always ask.
     fn revocation_count(&self) -> Option<u64> {
         None
+    }
+    /// When the store's current contents began (Unix seconds; 0: the store keeps nothing across
+    /// restarts, so there is nothing to lose). A store found empty or replaced (a new or deleted
+    /// database file, a Redis flushed or restarted without persistence) starts a new generation,
+    /// and every revocable token issued before it is refused: its logout may have been lost.
+    fn generation(&self) -> u64 {
+        0
     }
     /// The access_token another replica fetched for `appid`, with its remaining lifetime
     /// (always `None` in memory: one gateway has nobody to share with).
@@ -151,9 +165,10 @@ pub(crate) fn from_config(
     config: &SessionConfig,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Arc<dyn SessionStore>, String> {
-    Ok(match &config.redis {
-        Some(redis) => Arc::new(RedisStore::new(redis, config.ttl, metrics)?),
-        None => Arc::new(MemoryStore::new(config)),
+    Ok(match &config.store {
+        StoreKind::Redis(redis) => Arc::new(RedisStore::new(redis, config.ttl, metrics)?),
+        StoreKind::Embedded { path } => Arc::new(EmbeddedStore::open(path, config)?),
+        StoreKind::Memory => Arc::new(MemoryStore::new(config)),
     })
 }
 
@@ -202,6 +217,15 @@ fn user_key(appid: &str, openid: &str) -> (String, String) {
 
 #[async_trait::async_trait]
 impl SessionStore for MemoryStore {
+    async fn check_at_start(&self) -> Result<(), String> {
+        tracing::warn!(
+            "session.store = \"memory\": sessions and logouts do not survive a restart (a \
+             logged-out token works again until it expires); use \"embedded\" or \"redis\" \
+             in production"
+        );
+        Ok(())
+    }
+
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
         // A login whose logout could not be recorded is not made: fail closed.
         if !self.revoked.has_room() {

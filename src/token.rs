@@ -124,6 +124,10 @@ struct VerifiedClaims {
     jti: Option<String>,
     #[serde(default)]
     exp: u64,
+    /// Absent (0) in tokens minted by other tooling; such a token counts as issued before any
+    /// session store generation.
+    #[serde(default)]
+    iat: u64,
 }
 
 /// What a verified token says: who the caller is, and which login and token it is (for refresh,
@@ -138,6 +142,9 @@ pub struct VerifiedToken {
     pub jti: Option<String>,
     /// When the token expires, in Unix seconds.
     pub exp: u64,
+    /// When the token was issued (`iat`), in Unix seconds; 0 when it does not say. A token issued
+    /// before the session store's generation is refused (its logout may have been lost).
+    pub iat: u64,
     /// The identity's header values for upstreams; made once, as a cached token is forwarded on
     /// every request.
     identity_headers: IdentityHeaders,
@@ -152,6 +159,14 @@ impl VerifiedToken {
     /// The deny-list entries that would refuse this token: its login and its own id.
     pub(crate) fn revocation_ids(&self) -> &[String] {
         &self.revocation_ids
+    }
+
+    /// Whether the token was issued before the session store's `generation` (0: none), so that
+    /// a logout of it may have been lost with the old store. Only tokens that a logout could have
+    /// revoked (with a `sid` or `jti`) are concerned; one that does not say when it was issued
+    /// counts as issued before.
+    pub(crate) fn issued_before(&self, generation: u64) -> bool {
+        generation > 0 && !self.revocation_ids.is_empty() && self.iat < generation
     }
 
     /// The identity as forwarded to upstreams.
@@ -175,6 +190,7 @@ impl VerifiedToken {
             sid: self.sid.clone(),
             jti: self.jti.clone(),
             exp: self.exp,
+            iat: self.iat,
             revocation_ids: self.revocation_ids.clone(),
             not_revoked_at: self.not_revoked_at.clone(),
         }
@@ -392,6 +408,7 @@ impl TokenKeys {
             sid: claims.sid,
             jti: claims.jti,
             exp: claims.exp,
+            iat: claims.iat,
         })
     }
 }

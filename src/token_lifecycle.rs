@@ -26,6 +26,7 @@ pub(crate) async fn refresh<B>(
     request: Request<B>,
 ) -> Result<(Response<Body>, Identity), GatewayError> {
     let verified = presented(state, &request)?;
+    auth::ensure_current_generation(state, &verified).map_err(|_| GatewayError::SessionExpired)?;
     let appid = app_of(state, &verified);
     state
         .limits

@@ -204,6 +204,7 @@ pub(crate) struct RawSession {
     pub(crate) ttl_secs: Option<Flex<u64>>,
     pub(crate) max_entries: Option<Flex<u64>>,
     pub(crate) store: Option<String>,
+    pub(crate) path: Option<String>,
     pub(crate) redis_url: Option<String>,
     pub(crate) redis_key_prefix: Option<String>,
     pub(crate) redis_timeout_ms: Option<Flex<u64>>,

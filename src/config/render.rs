@@ -264,14 +264,18 @@ fn session_table(session: &super::SessionConfig) -> Value {
         super::StoreErrorPolicy::Signature => "signature",
     };
     entries.insert("on_store_error".into(), text(policy));
-    match &session.redis {
-        Some(redis) => {
+    match &session.store {
+        super::StoreKind::Redis(redis) => {
             entries.insert("store".into(), text("redis"));
             entries.insert("redis_url".into(), text(REDACTED));
             entries.insert("redis_key_prefix".into(), text(&redis.key_prefix));
             entries.insert("redis_timeout_ms".into(), ms(redis.timeout));
         }
-        None => {
+        super::StoreKind::Embedded { path } => {
+            entries.insert("store".into(), text("embedded"));
+            entries.insert("path".into(), text(path.display()));
+        }
+        super::StoreKind::Memory => {
             entries.insert("store".into(), text("memory"));
         }
     }

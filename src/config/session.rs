@@ -1,27 +1,34 @@
-//! `[session]` validation: the store, its Redis connection, and the policy when it is down.
+//! `[session]` validation: the store (embedded file, memory or Redis), its file or Redis
+//! connection, and the policy when it is down.
 
 use super::raw::RawSession;
 use super::validate::{millis, positive, secs};
-use super::{ConfigError, RedisConfig, Secret, SessionConfig, StoreErrorPolicy};
+use std::path::PathBuf;
+
+use super::{ConfigError, RedisConfig, Secret, SessionConfig, StoreErrorPolicy, StoreKind};
 
 impl RawSession {
     pub(super) fn validate(&self) -> Result<SessionConfig, ConfigError> {
         let defaults = SessionConfig::default();
-        let redis = match self.store.as_deref().unwrap_or("memory") {
-            "memory" => {
+        let store = match self.store.as_deref().unwrap_or("embedded") {
+            "redis" => StoreKind::Redis(self.redis()?),
+            local @ ("memory" | "embedded") => {
                 if self.redis_url.is_some() {
                     return Err(ConfigError::new(
                         "session.redis_url",
                         "is only used with store = \"redis\"",
                     ));
                 }
-                None
+                if local == "memory" {
+                    StoreKind::Memory
+                } else {
+                    StoreKind::Embedded { path: self.path()? }
+                }
             }
-            "redis" => Some(self.redis()?),
             other => {
                 return Err(ConfigError::new(
                     "session.store",
-                    format!("{other:?} is not one of \"memory\", \"redis\""),
+                    format!("{other:?} is not one of \"embedded\", \"memory\", \"redis\""),
                 ))
             }
         };
@@ -42,9 +49,23 @@ impl RawSession {
                 &self.max_entries,
                 defaults.max_entries,
             )?,
-            redis,
+            store,
             on_store_error,
         })
+    }
+
+    /// `session.path`: the embedded database file (relative paths from the working directory).
+    /// Also read, and ignored, with the other stores.
+    fn path(&self) -> Result<PathBuf, ConfigError> {
+        match self.path.as_deref() {
+            None => Ok(PathBuf::from(crate::session::DEFAULT_PATH)),
+            Some("") => Err(ConfigError::new("session.path", "must not be empty")),
+            Some(path) if path.ends_with('/') => Err(ConfigError::new(
+                "session.path",
+                "names a directory; give the database file (e.g. data/wxgate.db)",
+            )),
+            Some(path) => Ok(PathBuf::from(path)),
+        }
     }
 
     fn redis(&self) -> Result<RedisConfig, ConfigError> {

@@ -2,14 +2,17 @@
 //! and a logout on one is refused by all from the next request on.
 //!
 //! Keys, under `session.redis_key_prefix`: `session:<appid>:<openid>` (the session as JSON, expiring
-//! `session.ttl_secs` after login) and `revoked:<sid:..|jti:..>` (expiring when the revoked token
-//! could no longer be used anyway). The session JSON holds the session_key: protect the Redis
+//! `session.ttl_secs` after login), `revoked:<sid:..|jti:..>` (expiring when the revoked token
+//! could no longer be used anyway) and `generation` (when this Redis's contents began: a Redis
+//! found without it was flushed or restarted empty, and tokens issued before a new one are
+//! refused). Redis must not evict (`maxmemory-policy noeviction`, checked at start). The session JSON holds the session_key: protect the Redis
 //! server like the gateway's own secrets (network access, `requirepass`/ACL).
 //!
 //! The connection is made on first use and remade after a failure, so the gateway starts and
 //! serves while Redis is down; every call is bounded by `session.redis_timeout_ms`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +62,8 @@ pub(crate) struct RedisStore {
     end: redis::Script,
     delete_if_equal: redis::Script,
     metrics: Arc<Metrics>,
+    /// The generation marker last seen in Redis (0 until one has been read).
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -90,6 +95,7 @@ impl RedisStore {
             end: redis::Script::new(END),
             delete_if_equal: redis::Script::new(DELETE_IF_EQUAL),
             metrics,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -107,6 +113,80 @@ impl RedisStore {
 
     fn revoked_key(&self, id: &str) -> String {
         format!("{}revoked:{id}", self.prefix)
+    }
+
+    fn generation_key(&self) -> String {
+        format!("{}generation", self.prefix)
+    }
+
+    /// Notes the generation marker Redis holds; when it has none (a new, flushed or restarted
+    /// Redis), records one now (the first replica to do so wins) and notes that.
+    async fn note_generation(&self, seen: Option<u64>) -> Result<(), StoreError> {
+        let generation = match seen {
+            Some(generation) => generation,
+            None => {
+                let key = self.generation_key();
+                let now = super::unix_now();
+                let generation: Option<u64> = self
+                    .run(|mut redis| async move {
+                        redis::pipe()
+                            .cmd("SET")
+                            .arg(&key)
+                            .arg(now)
+                            .arg("NX")
+                            .ignore()
+                            .get(&key)
+                            .query_async::<(Option<u64>,)>(&mut redis)
+                            .await
+                            .map(|(generation,)| generation)
+                    })
+                    .await?;
+                let generation = generation.unwrap_or(now);
+                tracing::warn!(
+                    generation,
+                    "Redis holds no generation marker (new, flushed, or restarted without \
+                     persistence): tokens issued before now are refused, everyone logs in again"
+                );
+                generation
+            }
+        };
+        self.generation.fetch_max(generation, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Warns when Redis keeps nothing across its own restart (no AOF, no RDB snapshots): a
+    /// restart then empties it, and everyone must log in again.
+    async fn warn_without_persistence(&self) {
+        let settings = self
+            .run(|mut redis| async move {
+                redis::pipe()
+                    .cmd("CONFIG")
+                    .arg("GET")
+                    .arg("appendonly")
+                    .cmd("CONFIG")
+                    .arg("GET")
+                    .arg("save")
+                    .query_async::<(Vec<String>, Vec<String>)>(&mut redis)
+                    .await
+            })
+            .await;
+        match settings {
+            Ok((appendonly, save)) => {
+                let aof = appendonly.get(1).is_some_and(|value| value == "yes");
+                let snapshots = save.get(1).is_some_and(|value| !value.trim().is_empty());
+                if !aof && !snapshots {
+                    tracing::warn!(
+                        "Redis runs without persistence (appendonly no, save \"\"): a Redis \
+                         restart empties it, and every user must log in again; turn on \
+                         appendonly for durable logouts"
+                    );
+                }
+            }
+            Err(_) => tracing::warn!(
+                "could not read the Redis server's persistence settings (CONFIG GET refused or \
+                 Redis unreachable); without persistence a Redis restart logs everyone out"
+            ),
+        }
     }
 
     /// Runs one exchange with Redis within the timeout, connecting first if need be.
@@ -167,7 +247,7 @@ impl SessionStore for RedisStore {
                     .await
             })
             .await;
-        match answer.as_deref() {
+        let policy = match answer.as_deref() {
             Ok([_, policy]) if policy == REQUIRED_EVICTION_POLICY => Ok(()),
             Ok([_, policy]) => Err(format!(
                 "session.redis_url: the Redis server's maxmemory-policy is {policy}; it must be \
@@ -182,7 +262,18 @@ impl SessionStore for RedisStore {
                 );
                 Ok(())
             }
+        };
+        policy?;
+        self.warn_without_persistence().await;
+        let key = self.generation_key();
+        let seen = self
+            .run(|mut redis| async move { redis.get::<_, Option<u64>>(key).await })
+            .await;
+        // Unreachable now: the marker is read with the first revocation check instead.
+        if let Ok(seen) = seen {
+            let _ = self.note_generation(seen).await;
         }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -250,10 +341,23 @@ impl SessionStore for RedisStore {
             return Ok(false);
         }
         let keys: Vec<String> = ids.iter().map(|id| self.revoked_key(id)).collect();
-        let found: u64 = self
-            .run(|mut redis| async move { redis.exists(keys).await })
+        let generation_key = self.generation_key();
+        // The generation marker in the same round trip: a flushed Redis is noticed at once.
+        let (found, generation): (u64, Option<u64>) = self
+            .run(|mut redis| async move {
+                redis::pipe()
+                    .exists(keys)
+                    .get(generation_key)
+                    .query_async(&mut redis)
+                    .await
+            })
             .await?;
+        self.note_generation(generation).await?;
         Ok(found > 0)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     async fn shared_access_token(

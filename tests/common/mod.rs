@@ -93,6 +93,8 @@ pub struct Harness {
     pub echo_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The directory of the gateway's database file, removed on drop.
+    store_dir: Option<std::path::PathBuf>,
 }
 
 impl Harness {
@@ -191,8 +193,14 @@ timeout_ms = 300
             app_secret = setup.app_secret,
             sections = setup.sections,
         );
-        let config = Config::from_toml(&text, std::iter::empty()).expect("test config is valid");
-        Harness::serve(config, (wechat, wechat_addr), echo, echo_addr).await
+        // The default store is a database file: each gateway gets one of its own.
+        let store_dir = scratch_dir("harness");
+        let store_path = store_dir.join("wxgate.db").display().to_string();
+        let env = [("WXGATE_SESSION__PATH".to_string(), store_path)];
+        let config = Config::from_toml(&text, env).expect("test config is valid");
+        let mut harness = Harness::serve(config, (wechat, wechat_addr), echo, echo_addr).await;
+        harness.store_dir = Some(store_dir);
+        harness
     }
 
     /// Starts the gateway with a ready configuration.
@@ -223,6 +231,7 @@ timeout_ms = 300
             echo_addr,
             stop: Some(stop),
             server: Some(server),
+            store_dir: None,
         }
     }
 
@@ -299,7 +308,24 @@ impl Drop for Harness {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if let Some(dir) = self.store_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// A fresh, empty directory of this test process's own under cargo's scratch directory for
+/// integration tests (`target/tmp`).
+pub fn scratch_dir(purpose: &str) -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "wxgate-{purpose}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
 }
 
 /// A listener on an ephemeral loopback port.

@@ -31,6 +31,9 @@ pub fn wxgate(args: &[&str]) -> Command {
         command.env_remove(name);
     }
     command.env("WXGATE_ADMIN__LISTEN", "127.0.0.1:0");
+    // Each process its own session database (the default store is a file), never the repository's.
+    let store = super::scratch_dir("process").join("wxgate.db");
+    command.env("WXGATE_SESSION__PATH", store);
     command
 }
 

@@ -60,9 +60,13 @@ fn public_pem_of(private_pem: &str) -> String {
         .unwrap()
 }
 
+/// A gateway with the `[jwt]` section; each one stands for the same gateway restarted with a new
+/// key set, so its tokens must not be tied to a store of its own (in memory, tokens outlive it on
+/// their signature, as they would with a database file shared across the restart).
 async fn gateway_with(jwt: String) -> Harness {
     Harness::start_with(Setup {
         jwt,
+        sections: "[session]\nstore = \"memory\"\n".into(),
         ..Setup::default()
     })
     .await

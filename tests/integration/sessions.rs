@@ -39,9 +39,11 @@ async fn a_recently_expired_token_refreshes_and_an_old_one_does_not() {
     let gateway = Harness::start().await;
     let token = gateway.login("kate").await;
     let sid = payload(&token)["sid"].clone();
+    let issued = payload(&token)["iat"].clone();
     let expired = |ago: u64| {
         let mut forged = claims("oMock_kate");
         forged["sid"] = sid.clone();
+        forged["iat"] = issued.clone();
         forged["exp"] = (now() - ago).into();
         hs256(&forged)
     };
