@@ -54,7 +54,11 @@ struct StoredToken {
 /// One write, with where its outcome goes once committed.
 enum Write {
     Save(Session, u64, oneshot::Sender<Result<(), StoreError>>),
-    Touch(String, u64, oneshot::Sender<Result<Option<Session>, StoreError>>),
+    Touch(
+        String,
+        u64,
+        oneshot::Sender<Result<Option<Session>, StoreError>>,
+    ),
     End(String, String, oneshot::Sender<Result<(), StoreError>>),
     Revoke(Vec<String>, u64, oneshot::Sender<Result<(), StoreError>>),
     ShareToken(String, StoredToken, oneshot::Sender<Result<(), StoreError>>),
@@ -319,7 +323,10 @@ impl Writer {
 
 /// A write applied but not yet committed: its outcome, to send once the commit is known.
 enum Answer {
-    Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
     Session(
         oneshot::Sender<Result<Option<Session>, StoreError>>,
         Result<Option<Session>, StoreError>,
@@ -371,7 +378,9 @@ fn apply(transaction: &WriteTransaction, write: Write) -> Answer {
                 .map_err(|e| error(&e))
                 .and_then(|json| {
                     let mut table = transaction.open_table(SESSIONS).map_err(|e| error(&e))?;
-                    table.insert(key.as_str(), json.as_str()).map_err(|e| error(&e))?;
+                    table
+                        .insert(key.as_str(), json.as_str())
+                        .map_err(|e| error(&e))?;
                     Ok(())
                 });
             Answer::Unit(to, outcome)
@@ -392,7 +401,9 @@ fn apply(transaction: &WriteTransaction, write: Write) -> Answer {
                 }
                 stored.session.last_seen = now_secs;
                 let json = serde_json::to_string(&stored).map_err(|e| error(&e))?;
-                table.insert(key.as_str(), json.as_str()).map_err(|e| error(&e))?;
+                table
+                    .insert(key.as_str(), json.as_str())
+                    .map_err(|e| error(&e))?;
                 Ok(Some(stored.session))
             })();
             Answer::Session(to, outcome)
@@ -433,7 +444,9 @@ fn apply(transaction: &WriteTransaction, write: Write) -> Answer {
                     let mut table = transaction
                         .open_table(ACCESS_TOKENS)
                         .map_err(|e| error(&e))?;
-                    table.insert(appid.as_str(), json.as_str()).map_err(|e| error(&e))?;
+                    table
+                        .insert(appid.as_str(), json.as_str())
+                        .map_err(|e| error(&e))?;
                     Ok(())
                 });
             Answer::Unit(to, outcome)
@@ -597,7 +610,8 @@ mod tests {
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("wxgate-embedded-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("wxgate-embedded-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("nested").join("wxgate.db")
     }
@@ -637,7 +651,11 @@ mod tests {
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         };
-        assert_eq!(reopened.generation(), generation, "same database, same generation");
+        assert_eq!(
+            reopened.generation(),
+            generation,
+            "same database, same generation"
+        );
         assert!(reopened.any_revoked(&["sid:s0".into()]).await.unwrap());
         let current = reopened.touch("wxapp", "o1").await.unwrap().unwrap();
         assert_eq!(current.session_key.expose(), "key-of-o1");

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 pub struct RedisServer {
     child: Option<Child>,
     pub addr: SocketAddr,
+    settings: Vec<String>,
 }
 
 impl RedisServer {
@@ -28,6 +29,19 @@ impl RedisServer {
             return None;
         }
         let addr = super::closed_port().await;
+        let mut server = RedisServer {
+            child: None,
+            addr,
+            settings: settings.iter().map(|setting| setting.to_string()).collect(),
+        };
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// Starts the process (again, after `stop`: an empty Redis on the same port) and waits
+    /// until it answers.
+    pub async fn spawn(&mut self) {
+        let addr = self.addr;
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
             .args([
@@ -38,18 +52,15 @@ impl RedisServer {
                 "--protected-mode",
                 "yes",
             ])
-            .args(settings)
+            .args(&self.settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let server = RedisServer {
-            child: Some(child),
-            addr,
-        };
+        self.child = Some(child);
         for _ in 0..100 {
-            if server.ping().await {
-                return Some(server);
+            if self.ping().await {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -71,6 +82,18 @@ impl RedisServer {
         }
         let mut answer = [0u8; 7];
         stream.read_exact(&mut answer).await.is_ok() && &answer == b"+PONG\r\n"
+    }
+
+    /// Empties the server (`FLUSHALL`), as an operator's mistake or a failover to an empty
+    /// replica would.
+    pub async fn flushall(&self) {
+        let mut stream = TcpStream::connect(self.addr)
+            .await
+            .expect("connect to redis");
+        stream.write_all(b"FLUSHALL\r\n").await.unwrap();
+        let mut answer = [0u8; 5];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"+OK\r\n");
     }
 
     /// Kills the server (a Redis outage).

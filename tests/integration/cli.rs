@@ -38,6 +38,14 @@ fn check_prints_the_resolved_config_with_secrets_redacted() {
         "defaults are shown: {stdout}"
     );
     assert!(stdout.contains(r#"auth = "required""#));
+    assert!(
+        stdout.contains(r#"store = "embedded""#),
+        "the store: {stdout}"
+    );
+    assert!(
+        stdout.contains("path = \"") && stdout.contains("wxgate.db\""),
+        "and its file: {stdout}"
+    );
 }
 
 #[test]

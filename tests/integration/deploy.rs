@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use wxgate::config::Config;
+use wxgate::config::{Config, StoreKind};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -92,7 +92,15 @@ fn wxgate_container(docs: &[Yaml], deployment: &str) -> Config {
     let secrets: Vec<(String, String)> = list(&container["env"])
         .iter()
         .filter(|var| !var["valueFrom"]["secretKeyRef"].is_badvalue())
-        .map(|var| (text(&var["name"]).to_string(), "s".repeat(48)))
+        .map(|var| {
+            let name = text(&var["name"]).to_string();
+            let value = if name == "WXGATE_SESSION__REDIS_URL" {
+                "redis://:password@redis.example:6379/0".to_string()
+            } else {
+                "s".repeat(48)
+            };
+            (name, value)
+        })
         .collect();
     assert!(!secrets.is_empty());
     let config = Config::from_toml(toml, secrets.clone()).expect("the shipped config loads");
@@ -103,6 +111,32 @@ fn wxgate_container(docs: &[Yaml], deployment: &str) -> Config {
             Config::from_toml(toml, fewer).is_err(),
             "{name} is not needed"
         );
+    }
+
+    // Replicas share logouts only through Redis; one replica alone may keep its file on a volume.
+    let replicas = object(docs, "Deployment", deployment)["spec"]["replicas"]
+        .as_i64()
+        .unwrap_or(1);
+    match &config.session.store {
+        StoreKind::Redis(_) => {}
+        StoreKind::Memory => panic!("{deployment}: the memory store forgets logouts"),
+        StoreKind::Embedded { path } => {
+            assert_eq!(
+                replicas, 1,
+                "{deployment}: several replicas need store = \"redis\""
+            );
+            let dir = path.parent().unwrap().display().to_string();
+            let mounts = list(&container["volumeMounts"]);
+            let state = mounts
+                .iter()
+                .find(|mount| text(&mount["mountPath"]) == dir)
+                .unwrap_or_else(|| panic!("{deployment}: nothing mounted at {dir}"));
+            let volume = named(&pod["volumes"], text(&state["name"]));
+            assert!(
+                volume["emptyDir"].is_badvalue(),
+                "{deployment}: an emptyDir is lost with the pod"
+            );
+        }
     }
 
     let port = named(&container["ports"], "http");
@@ -383,6 +417,15 @@ fn dockerfile_builds_in_stages_and_runs_the_shipped_config_as_non_root() {
     };
     let user = value("USER ");
     assert!(!["root", "0", "0:0"].contains(&user), "runs as {user}");
+    // The embedded store's file on a declared volume, owned by that user.
+    let state = value("ENV ")
+        .strip_prefix("WXGATE_SESSION__PATH=")
+        .expect("the image points session.path at its volume");
+    let state_dir = Path::new(state).parent().unwrap().display().to_string();
+    assert!(value("VOLUME ").contains(&format!("\"{state_dir}\"")));
+    assert!(last_stage.iter().any(
+        |line| line.starts_with("RUN ") && line.contains(&format!("chown {user} {state_dir}"))
+    ));
 
     let shipped = Config::from_toml(
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wxgate.toml"))
@@ -525,6 +568,12 @@ fn systemd_unit_matches_its_config() {
     );
     let config = Config::from_toml(&toml, secrets).expect("the shipped config loads");
     assert!(config.server.tls.is_some());
+    // The embedded store's file in the unit's state directory, writable under ProtectSystem.
+    let StoreKind::Embedded { path } = &config.session.store else {
+        panic!("a single host keeps its sessions in the embedded store");
+    };
+    let state_dir = format!("/var/lib/{}", setting("StateDirectory"));
+    assert_eq!(path.parent().unwrap(), Path::new(&state_dir));
     let stop: u64 = setting("TimeoutStopSec").parse().unwrap();
     assert!(stop > config.server.shutdown_grace.as_secs());
     if config.server.listen.port() < 1024 {

@@ -139,3 +139,97 @@ async fn a_redis_that_may_evict_revocations_stops_the_gateway_at_start() {
         .expect("starts and stops")
         .expect("a noeviction Redis is accepted");
 }
+
+/// Waits until the gateway answers `path` with something other than 503 (the store reconnecting
+/// after a Redis restart), and returns that answer.
+async fn once_reconnected(gateway: &Harness, token: &str) -> crate::common::Response {
+    let started = Instant::now();
+    loop {
+        let response = gateway.get_with_token("/api/me", token, &[]).await;
+        if response.status != 503 || started.elapsed() > Duration::from_secs(5) {
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Catches a build that keeps trusting tokens after Redis lost its contents (and with them the
+/// logouts): FLUSHALL while the gateway runs, then a Redis restarted empty (no persistence). Each
+/// time, every token from before is refused with 401 and a new login works.
+#[tokio::test]
+async fn a_flushed_or_restarted_empty_redis_refuses_every_earlier_token() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let gateway = replica(&redis, "refuse").await;
+    let before = gateway.login("nina.1").await;
+    assert_eq!(
+        gateway.get_with_token("/api/me", &before, &[]).await.status,
+        200
+    );
+    // The generation is to the second: a token from the same second as a new one would pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    redis.flushall().await;
+    let refused = gateway.get_with_token("/api/me", &before, &[]).await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(refused.error_code(), "invalid_token");
+    let after = gateway.login("nina.2").await;
+    assert_eq!(
+        gateway.get_with_token("/api/me", &after, &[]).await.status,
+        200
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    redis.stop();
+    redis.spawn().await;
+    let refused = once_reconnected(&gateway, &after).await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(
+        gateway.get_with_token("/api/me", &before, &[]).await.status,
+        401
+    );
+    let fresh = gateway.login("nina.3").await;
+    assert_eq!(
+        gateway.get_with_token("/api/me", &fresh, &[]).await.status,
+        200
+    );
+}
+
+/// The gateway warns at start when Redis keeps nothing across its own restart, and not when it
+/// persists (appendonly).
+#[tokio::test]
+async fn a_redis_without_persistence_is_warned_about() {
+    let Some(volatile) = RedisServer::start().await else {
+        return;
+    };
+    let dir = crate::common::scratch_dir("redis-aof");
+    let dir_text = dir.display().to_string();
+    let Some(persistent) =
+        RedisServer::start_with(&["--appendonly", "yes", "--dir", &dir_text]).await
+    else {
+        return;
+    };
+    for (redis, warned) in [(&volatile, true), (&persistent, false)] {
+        let log = dir.join(format!("gateway-{}.log", redis.addr.port()));
+        let port = crate::common::closed_port().await;
+        let gateway = crate::common::process::wxgate(&["run", "--config", "config/wxgate.toml"])
+            .env("WXGATE_WECHAT__SECRET", crate::common::APP_SECRET)
+            .env("WXGATE_JWT__SECRET", crate::common::JWT_SECRET)
+            .env("WXGATE_SERVER__LISTEN", port.to_string())
+            .env("WXGATE_SESSION__STORE", "redis")
+            .env("WXGATE_SESSION__REDIS_URL", redis.url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        crate::common::process::wait_listening(port).await;
+        crate::common::process::signal(&gateway, "TERM");
+        assert!(crate::common::process::wait_exit(gateway).success());
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            logged.contains("Redis runs without persistence"),
+            warned,
+            "{logged}"
+        );
+    }
+}
