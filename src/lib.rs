@@ -47,7 +47,7 @@
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
 //! | `wechat` | the WeChat API client: one retry, circuit breaker (`wechat/breaker.rs`) |
 //! | `login` | the login endpoint; same-code logins share one call (`login/coalesce.rs`) |
-//! | [`session`] | the session store trait: embedded file, in memory or Redis; sessions (session_key) and revocations; `session/deny_list.rs`: the in-memory deny-list, which refuses rather than evicts; `session/embedded.rs`: the default store, a database file with group commits |
+//! | [`session`] | the session store trait: embedded file, in memory or Redis; sessions (session_key) and revocations; `session/deny_list.rs`: the in-memory deny-list, which refuses rather than evicts; `session/embedded.rs`: the default store, a database file; `session/embedded/writer.rs`: its writer thread, group commits |
 //! | `token_lifecycle` | refresh and logout |
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
 //! | `phone` | `/wx/phone`: getuserphonenumber |
