@@ -7,7 +7,7 @@ use http::header::{HeaderMap, AUTHORIZATION};
 
 use crate::config::StoreErrorPolicy;
 use crate::error::GatewayError;
-use crate::routes::AuthMode;
+use crate::routes::{AuthMode, Route};
 use crate::state::AppState;
 use crate::token::VerifiedToken;
 
@@ -22,18 +22,23 @@ pub struct Identity {
     pub appid: Option<String>,
 }
 
-/// Applies the route's auth mode to the request: the verified token, or `Ok(None)` to forward
-/// without identity.
-/// `query_token` is a token from the WebSocket query parameter; with a header token too, the
-/// request is ambiguous and refused. A verified token is also checked against the revocations,
-/// and against `apps`, the appids the route serves (`None`: every app).
-pub(crate) async fn authenticate(
+/// The one authorization step, shared by the proxy (WebSocket upgrades included), forward-auth
+/// checks and the gateway's own authenticated endpoints: who may pass on `route` (`None`: a path
+/// no route covers, or an endpoint of the gateway's own, judged as `auth = "required"` with no app
+/// restriction or rate limit). The answer is the verified token, or `Ok(None)` to pass without
+/// identity; every refusal is an error.
+///
+/// In order: the route's auth mode; the bearer token (`query_token` is one from the WebSocket
+/// query parameter: with a header token too, the request is ambiguous and refused), verified;
+/// the route's `apps`; the revocations and the store's generation; the route's per-user
+/// `rate_limit`.
+pub(crate) async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     query_token: Option<&str>,
-    mode: AuthMode,
-    apps: Option<&[String]>,
+    route: Option<&Route>,
 ) -> Result<Option<Arc<VerifiedToken>>, GatewayError> {
+    let mode = route.map_or(AuthMode::Required, |route| route.auth);
     if mode == AuthMode::None {
         return Ok(None);
     }
@@ -61,7 +66,7 @@ pub(crate) async fn authenticate(
             }
         }
     };
-    if let Some(apps) = apps {
+    if let Some(apps) = route.and_then(|route| route.apps.as_deref()) {
         let appid = verified.identity.appid.as_deref();
         let appid = appid.unwrap_or(&state.config.wechat.default_app().appid);
         if !apps.iter().any(|allowed| allowed == appid) {
@@ -69,6 +74,11 @@ pub(crate) async fn authenticate(
         }
     }
     ensure_not_revoked(state, &verified).await?;
+    if let Some(route) = route {
+        state
+            .limits
+            .check_route(route, &verified.identity.openid, &state.metrics)?;
+    }
     Ok(Some(verified))
 }
 
@@ -85,7 +95,7 @@ where
     if request.method() != http::Method::POST {
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });
     }
-    let verified = authenticate(state, request.headers(), None, AuthMode::Required, None)
+    let verified = authorize(state, request.headers(), None, None)
         .await?
         .ok_or(GatewayError::MissingToken)?;
     let identity = Identity::clone(&verified.identity);

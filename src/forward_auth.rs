@@ -71,8 +71,7 @@ pub(crate) async fn handle<B>(
         }
     };
     let mode = route.map_or(AuthMode::Required, |route| route.auth);
-    let apps = route.and_then(|route| route.apps.as_deref());
-    let verified = auth::authenticate(state, request.headers(), None, mode, apps).await?;
+    let verified = auth::authorize(state, request.headers(), None, route).await?;
     tracing::debug!(
         method = %original.method,
         path = ?original.path,

@@ -16,7 +16,7 @@
 //!   -> JWKS? (jwks -> token)
 //!   -> pick the route (routes)                                          none -> 404
 //!   -> strip hop-by-hop and gateway-owned headers (headers)
-//!   -> authenticate per the route's mode (auth -> token, session revocations)  bad token -> 401
+//!   -> authorize: mode, token, apps, revocations, rate limit (auth::authorize)  bad token -> 401
 //!   -> add identity and X-Forwarded-* (headers)
 //!   -> forward, streaming, with the body limit (proxy)         unreachable -> 502, slow -> 504
 //! every failure -> GatewayError (error) -> one JSON response builder
@@ -41,7 +41,7 @@
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
 //! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers; `headers/request_head.rs`: heads refused up front (chunked twice, HTTP/2 host against `:authority`) and the client's host |
 //! | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm |
-//! | [`auth`] | bearer extraction and the per-mode decision |
+//! | [`auth`] | the one authorization step (`authorize`) of the proxy, WebSocket upgrades, forward-auth and the gateway's own endpoints: bearer extraction, verification, the route's `apps`, revocations and generation, the per-user rate limit |
 //! | `forward_auth` | the auth-decision endpoint for ingress controllers |
 //! | `jwks` | `/.well-known/jwks.json` |
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |

@@ -93,19 +93,8 @@ where
                 query_token = token;
                 query = (!rest.is_empty()).then_some(Cow::Owned(rest));
             }
-            verified = auth::authenticate(
-                state,
-                &parts.headers,
-                query_token.as_deref(),
-                route.auth,
-                route.apps.as_deref(),
-            )
-            .await?;
-            if let Some(verified) = &verified {
-                state
-                    .limits
-                    .check_route(route, &verified.identity.openid, &state.metrics)?;
-            }
+            verified =
+                auth::authorize(state, &parts.headers, query_token.as_deref(), Some(route)).await?;
 
             // The declared Content-Length, as hyper read it (it refuses one that is not a number).
             if http_body::Body::size_hint(&body).lower() > limit {

@@ -265,3 +265,83 @@ async fn forward_auth_can_be_moved_or_turned_off() {
     .await;
     assert_eq!(check(&off, "GET", "/auth", &public).await.status, 404);
 }
+
+/// Catches a build whose forward-auth check decides less than the proxy (issue 28: one
+/// authorization step): a route serving one app with a per-user rate limit refuses another app's
+/// token with 403, and counts a user's requests, alike whether the request is proxied or checked.
+#[tokio::test]
+async fn a_routes_apps_and_rate_limit_are_enforced_alike_by_proxy_and_forward_auth() {
+    const SHOP_APPID: &str = "wxshop0000000001";
+    let gateway = Harness::start_with(Setup {
+        server: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+        apps: vec![("shop", SHOP_APPID, "shop-appsecret-0a1b2c3d4e5f")],
+        extra_routes: "[[routes]]\nprefix = \"/shop\"\nupstream = \"http://{echo}\"\n\
+                       auth = \"required\"\napps = [\"shop\"]\n\
+                       rate_limit = { per_minute = 60, burst = 2 }\n"
+            .into(),
+        ..Setup::default()
+    })
+    .await;
+    let token_of = |openid: &str, appid: Option<&str>| {
+        let mut claims = crate::common::tokens::claims(openid);
+        if let Some(appid) = appid {
+            claims["appid"] = appid.into();
+        }
+        format!("Bearer {}", crate::common::tokens::hs256(&claims))
+    };
+    let proxied = |authorization: String| {
+        let addr = gateway.addr;
+        async move {
+            let response = request(
+                addr,
+                "GET",
+                "/shop/cart",
+                &[("Authorization", &authorization)],
+                b"",
+            )
+            .await;
+            (
+                response.status,
+                (response.status != 200).then(|| response.error_code()),
+            )
+        }
+    };
+    let checked = |authorization: String| {
+        let addr = gateway.addr;
+        async move {
+            let headers = [
+                ("Authorization", authorization.as_str()),
+                ("X-Original-URI", "/shop/cart"),
+            ];
+            let response = request(addr, "GET", "/auth", &headers, b"").await;
+            (
+                response.status,
+                (response.status != 200).then(|| response.error_code()),
+            )
+        }
+    };
+    let other_app = token_of("o-default-user", None);
+    let expected_refusal = (403, Some("app_not_allowed".to_string()));
+    assert_eq!(proxied(other_app.clone()).await, expected_refusal);
+    assert_eq!(checked(other_app).await, expected_refusal);
+
+    let limited = (429, Some("rate_limited".to_string()));
+    let (via_proxy, via_check) = (
+        token_of("o-one", Some(SHOP_APPID)),
+        token_of("o-two", Some(SHOP_APPID)),
+    );
+    let mut proxied_statuses = Vec::new();
+    let mut checked_statuses = Vec::new();
+    for _ in 0..3 {
+        proxied_statuses.push(proxied(via_proxy.clone()).await);
+        checked_statuses.push(checked(via_check.clone()).await);
+    }
+    let expected = vec![(200, None), (200, None), limited];
+    assert_eq!(proxied_statuses, expected, "proxied");
+    assert_eq!(checked_statuses, expected, "forward-auth");
+    assert_eq!(
+        gateway.echo.requests(),
+        2,
+        "the proxy forwarded only what it allowed"
+    );
+}

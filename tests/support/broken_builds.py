@@ -207,6 +207,11 @@ BREAKAGES = [
      [("src/session/redis.rs", "            Ok([_, policy]) if policy == REQUIRED_EVICTION_POLICY => Ok(()),",
        "            Ok(_) => Ok(()),")],
      [("integration", "redis::a_redis_that_may_evict_revocations_stops_the_gateway_at_start")]),
+    # Issue 28: one authorization step for the proxy, forward-auth and WebSocket upgrades.
+    ("authorization: the route's per-user rate limit skipped",
+     [("src/auth.rs", "    if let Some(route) = route {\n        state\n            .limits",
+       "    if let Some(route) = route.filter(|_| false) {\n        state\n            .limits")],
+     [("integration", "forward_auth::a_routes_apps_and_rate_limit_are_enforced_alike_by_proxy_and_forward_auth")]),
     # Issue 34: durable sessions and logouts.
     ("durability: the memory store as the default",
      [("src/config/session.rs", 'unwrap_or("embedded")', 'unwrap_or("memory")')],
