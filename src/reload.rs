@@ -15,6 +15,9 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::state::AppState;
 
+mod restart_only;
+use restart_only::RestartOnly;
+
 /// Reloads on SIGHUP and, when watched, on file changes, until the returned future is dropped.
 /// The SIGHUP handler is installed right away, before the listener accepts anything, so an
 /// early SIGHUP cannot hit the default action (terminating the process).
@@ -88,67 +91,7 @@ pub(crate) fn apply(current: &ArcSwap<AppState>, source: &Path) -> bool {
 
 /// The changed settings a reload cannot apply, by key.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let (server, next) = (&old.server, &new.server);
-    let tls_files = |config: &Config| {
-        config
-            .server
-            .tls
-            .as_ref()
-            .map(|tls| (tls.certificates.clone(), tls.handshake_timeout))
-    };
-    let session_store = |config: &Config| {
-        let session = &config.session;
-        (session.ttl, session.max_entries, session.store.clone())
-    };
-    [
-        ("server.listen", server.listen != next.listen),
-        ("server.tls", tls_files(old) != tls_files(new)),
-        (
-            "server.max_connections",
-            server.max_connections != next.max_connections,
-        ),
-        (
-            "server.header_read_timeout_ms",
-            server.header_read_timeout != next.header_read_timeout,
-        ),
-        (
-            "server.keepalive_timeout_ms",
-            server.keepalive_timeout != next.keepalive_timeout,
-        ),
-        ("server.workers", server.workers != next.workers),
-        (
-            "server.max_header_bytes",
-            server.max_header_bytes != next.max_header_bytes,
-        ),
-        (
-            "server.http2 / server.h2c",
-            (server.http2, server.h2c) != (next.http2, next.h2c),
-        ),
-        (
-            "server.http2_max_concurrent_streams",
-            server.http2_max_concurrent_streams != next.http2_max_concurrent_streams,
-        ),
-        (
-            "server.shutdown_grace_secs",
-            server.shutdown_grace != next.shutdown_grace,
-        ),
-        (
-            "server.redirect_http_listen",
-            server.redirect_http_listen != next.redirect_http_listen,
-        ),
-        (
-            "admin",
-            (old.admin.enabled, old.admin.listen) != (new.admin.enabled, new.admin.listen),
-        ),
-        (
-            "log",
-            (&old.log.level, old.log.format) != (&new.log.level, new.log.format),
-        ),
-        ("session", session_store(old) != session_store(new)),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect()
+    RestartOnly::of(old).changed_keys(&RestartOnly::of(new))
 }
 
 #[cfg(test)]
@@ -178,6 +121,9 @@ auth = "required"
         let more_routes = config("[login]\npath = \"/signin\"");
         assert!(restart_only_changes(&old, &more_routes).is_empty());
         let moved = config("[server]\nlisten = \"0.0.0.0:9999\"\n[log]\nformat = \"json\"");
-        assert_eq!(restart_only_changes(&old, &moved), ["server.listen", "log"]);
+        assert_eq!(
+            restart_only_changes(&old, &moved),
+            ["server.listen", "log.format"]
+        );
     }
 }

@@ -243,6 +243,6 @@ async fn a_watched_config_file_reloads_without_a_signal() {
     let moved = format!("{watch}\n[session]\nttl_secs = 60");
     gateway.write_config(&moved, &gateway.route("/watched", "none"));
     let warning = gateway.wait_log("takes effect only after a restart").await;
-    assert_eq!(warning["key"], "session");
+    assert_eq!(warning["key"], "session.ttl_secs");
     gateway.stop();
 }
