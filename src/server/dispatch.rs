@@ -204,3 +204,114 @@ fn count_rejection(state: &AppState, error: &GatewayError) {
         .metrics
         .count_token_rejection(&reason.replace(' ', "_"));
 }
+
+/// The largest allocation glibc serves from its per-thread cache (tcache) on 64-bit Linux: the
+/// proxied request's future, boxed per request in [`dispatch`], is kept within it, so that the
+/// allocation and its free take the cache's fast path instead of the arena's lock.
+#[cfg_attr(debug_assertions, allow(dead_code))]
+pub(crate) const GLIBC_TCACHE_MAX_BYTES: usize = 1032;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::upstream::deadline::DeadlineTimer;
+
+    /// Guards the fence around the proxy's speed work: the future of a proxied request, built
+    /// from a real `Request<Incoming>` as `dispatch` builds it, fits glibc's per-thread cache in
+    /// the release profile (`.ci/run` runs this test with `--release`; a debug build's futures are
+    /// larger and only reported).
+    #[tokio::test]
+    async fn the_proxied_requests_future_fits_glibcs_per_thread_cache() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config::from_toml(
+            &format!(
+                "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+                 [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n\
+                 [session]\nstore = \"memory\"\n\
+                 [[routes]]\nprefix = \"/api\"\nupstream = \"http://{}\"\nauth = \"none\"\n",
+                upstream.local_addr().unwrap()
+            ),
+            std::iter::empty(),
+        )
+        .unwrap();
+        let (relays, _) = tokio::sync::mpsc::channel(1);
+        let state = Arc::new(AppState::new(config, relays).unwrap());
+        let measured = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = {
+            let (state, measured) = (state.clone(), measured.clone());
+            tokio::spawn(async move {
+                let (stream, peer) = listener.accept().await.unwrap();
+                let slot = Arc::new(
+                    Arc::new(tokio::sync::Semaphore::new(1))
+                        .acquire_owned()
+                        .await
+                        .unwrap(),
+                );
+                let client = Arc::new(ClientConnection {
+                    peer,
+                    address: crate::headers::PeerAddress::new(peer.ip()),
+                    proto: "http",
+                    upstream_timer: DeadlineTimer::default(),
+                    slot,
+                });
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (state, client, measured) =
+                        (state.clone(), client.clone(), measured.clone());
+                    async move {
+                        let route = state.routes.find("/api/x").unwrap();
+                        let request_id = RequestId::for_request(request.headers());
+                        let future =
+                            proxy::forward(&state, route, "/api/x", &client, &request_id, request);
+                        measured.store(std::mem::size_of_val(&future), Ordering::SeqCst);
+                        let answer = future.await;
+                        Ok::<_, std::convert::Infallible>(match answer {
+                            Ok((response, _)) => response,
+                            Err(error) => error.into_response(),
+                        })
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            })
+        };
+        // The upstream answers one request.
+        tokio::spawn(async move {
+            let (mut stream, _) = upstream.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        });
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        server.await.unwrap();
+        let size = measured.load(Ordering::SeqCst);
+        assert!(size > 0, "measured");
+        eprintln!("the proxied request's future: {size} bytes");
+        #[cfg(not(debug_assertions))]
+        assert!(
+            size <= GLIBC_TCACHE_MAX_BYTES,
+            "the proxied request's future is {size} bytes, more than glibc's per-thread cache \
+             serves ({GLIBC_TCACHE_MAX_BYTES}): see upstream/deadline.rs and bench/RESULTS.md"
+        );
+    }
+}

@@ -45,8 +45,9 @@ pub(crate) fn within<F: Future>(
 pin_project_lite::pin_project! {
     /// The future of [`within`]: a struct rather than an `async` block, which would keep the
     /// exchange twice (as captured, and pinned). The exchange is most of the proxied request's
-    /// future, boxed per request: 1,024 bytes with this struct in the release build (1,648 with
-    /// the block), which glibc serves from its per-thread cache (up to 1,032 bytes).
+    /// future, boxed per request, which must stay within what glibc serves from its per-thread
+    /// cache (`server::dispatch::GLIBC_TCACHE_MAX_BYTES`, guarded by a release-profile test; the
+    /// sizes measured are in bench/RESULTS.md).
     pub(crate) struct Within<'a, F> {
         #[pin]
         exchange: F,
