@@ -45,7 +45,7 @@ pub(crate) async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "admin listener (metrics, health) ready");
     }
-    crate::server::serve_handler(listener, shutdown, move |request| {
+    crate::simple_http::serve_handler(listener, shutdown, move |request| {
         // Weak: the admin listener must not keep the state (and its drain guard) alive while the
         // gateway drains; once the last connection is gone, the state is too.
         let state = current.upgrade().map(|current| current.load_full());

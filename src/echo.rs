@@ -43,7 +43,7 @@ impl EchoUpstream {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let requests = self.requests.clone();
-        crate::server::serve_handler(listener, shutdown, move |request| {
+        crate::simple_http::serve_handler(listener, shutdown, move |request| {
             requests.fetch_add(1, Ordering::SeqCst);
             describe(request)
         })

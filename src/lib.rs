@@ -33,6 +33,7 @@
 //! | `state` | the running state built from one config, carried over on reload |
 //! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
 //! | `admin` | the admin listener: /metrics, /healthz, /readyz |
+//! | `simple_http` | a plain HTTP/1.1 server for one handler (admin, HTTPS redirect, mock WeChat, echo), below the gateway's own server |
 //! | `metrics` | the Prometheus registry and every metric |
 //! | [`request_id`] | X-Request-Id: kept when sane, generated otherwise |
 //! | [`rate_limit`] | token buckets: logins per client IP, per openid per route |
@@ -90,6 +91,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod session;
+mod simple_http;
 mod state;
 pub mod tls;
 pub mod token;

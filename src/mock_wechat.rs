@@ -100,7 +100,7 @@ impl MockWeChat {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let mock = self.clone();
-        crate::server::serve_handler(listener, shutdown, move |request| {
+        crate::simple_http::serve_handler(listener, shutdown, move |request| {
             let mock = mock.clone();
             async move { mock.answer(request).await }
         })

@@ -7,23 +7,15 @@
 //! `run` takes an already-bound listener and a shutdown future, so `main` and the tests start the
 //! gateway the same way.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::admin::Readiness;
 use crate::config::Config;
-use crate::error::Body;
 use crate::state::AppState;
 
 mod connection;
@@ -34,8 +26,7 @@ mod trim;
 mod workers;
 pub use redirect::redirect_to_https;
 
-/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+use crate::simple_http::ACCEPT_ERROR_BACKOFF;
 
 /// The sockets the gateway serves, bound by the caller: the public listener, and the admin one
 /// (metrics, health) when wanted. A bare `TcpListener` is the public listener alone.
@@ -178,43 +169,4 @@ pub async fn run(
         let _ = admin.await;
     }
     Ok(())
-}
-
-/// Serves a simple handler until `shutdown`: the plumbing shared by the mock WeChat, the demo
-/// upstream and the HTTPS redirect, which need no auth or graceful draining.
-pub(crate) async fn serve_handler<F, Fut>(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    handler: F,
-) -> std::io::Result<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(_) => {
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return Ok(()),
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let answer = handler(request);
-                async move { Ok::<_, Infallible>(answer.await) }
-            });
-            // A client hanging up mid-exchange is not our concern here.
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }

@@ -17,7 +17,7 @@ pub async fn redirect_to_https(
     https_port: u16,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    crate::server::serve_handler(listener, shutdown, move |request| async move {
+    crate::simple_http::serve_handler(listener, shutdown, move |request| async move {
         redirect(&request, https_port).unwrap_or_else(GatewayError::into_response)
     })
     .await
