@@ -14,7 +14,17 @@ use tokio::sync::Mutex;
 
 use crate::config::{Secret, WeChatApp};
 use crate::error::GatewayError;
-use crate::state::AppState;
+use crate::session::SessionStore;
+use crate::wechat::WeChatClient;
+
+/// Where access_tokens come from: the store the fleet shares them through, and WeChat.
+#[derive(Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    /// The session store (shared access_tokens, the fleet-wide fetch lock).
+    pub(crate) sessions: &'a dyn SessionStore,
+    /// The WeChat client (stable_token).
+    pub(crate) wechat: &'a WeChatClient,
+}
 
 /// Tokens are refreshed this long before WeChat's expiry.
 const MARGIN: Duration = Duration::from_secs(300);
@@ -54,7 +64,7 @@ impl AccessTokens {
     /// The app's current access_token, fetching it if need be (once, however many ask).
     pub(crate) async fn get(
         &self,
-        state: &AppState,
+        from: Sources<'_>,
         app: &WeChatApp,
     ) -> Result<Secret, GatewayError> {
         let slot = self.apps.get(&app.appid).ok_or(GatewayError::Internal(
@@ -64,7 +74,7 @@ impl AccessTokens {
         if let Some(current) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(current.token.clone());
         }
-        let fresh = fetch_for_fleet(state, app).await?;
+        let fresh = fetch_for_fleet(from, app).await?;
         let token = fresh.token.clone();
         *cached = Some(fresh);
         Ok(token)
@@ -72,14 +82,14 @@ impl AccessTokens {
 
     /// Forgets a token WeChat refused, here and in the shared store, unless it was replaced
     /// meanwhile.
-    pub(crate) async fn invalidate(&self, state: &AppState, app: &WeChatApp, stale: &Secret) {
+    pub(crate) async fn invalidate(&self, from: Sources<'_>, app: &WeChatApp, stale: &Secret) {
         if let Some(slot) = self.apps.get(&app.appid) {
             let mut cached = slot.lock().await;
             if cached.as_ref().is_some_and(|c| c.token == *stale) {
                 *cached = None;
             }
         }
-        if let Err(error) = state.sessions.drop_access_token(&app.appid, stale).await {
+        if let Err(error) = from.sessions.drop_access_token(&app.appid, stale).await {
             tracing::warn!(%error, "could not drop the stale shared access_token");
         }
     }
@@ -87,8 +97,8 @@ impl AccessTokens {
 
 /// Takes the fleet's token from the store, or fetches it under the fleet-wide lock, or waits for
 /// the replica that holds the lock.
-async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, GatewayError> {
-    let store = &state.sessions;
+async fn fetch_for_fleet(from: Sources<'_>, app: &WeChatApp) -> Result<Cached, GatewayError> {
+    let store = from.sessions;
     let lock = format!("access_token:{}", app.appid);
     let give_up = Instant::now() + LOCK_TTL;
     loop {
@@ -102,7 +112,7 @@ async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, Ga
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "session store unavailable; fetching the access_token alone");
-                return fetch(state, app, None).await;
+                return fetch(from, app, None).await;
             }
         }
         match store.try_lock(&lock, LOCK_TTL).await {
@@ -114,7 +124,7 @@ async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, Ga
                         token,
                         refresh_at: Instant::now() + ttl,
                     }),
-                    _ => fetch(state, app, Some(&lock)).await,
+                    _ => fetch(from, app, Some(&lock)).await,
                 };
                 if let Err(error) = store.unlock(&lock).await {
                     tracing::warn!(%error, "could not release the access_token lock");
@@ -122,10 +132,10 @@ async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, Ga
                 return fetched;
             }
             Ok(false) if Instant::now() < give_up => tokio::time::sleep(POLL).await,
-            Ok(false) => return fetch(state, app, None).await,
+            Ok(false) => return fetch(from, app, None).await,
             Err(error) => {
                 tracing::warn!(%error, "session store unavailable; fetching the access_token alone");
-                return fetch(state, app, None).await;
+                return fetch(from, app, None).await;
             }
         }
     }
@@ -133,15 +143,15 @@ async fn fetch_for_fleet(state: &AppState, app: &WeChatApp) -> Result<Cached, Ga
 
 /// Calls stable_token and, when holding the fleet lock, shares the result.
 async fn fetch(
-    state: &AppState,
+    from: Sources<'_>,
     app: &WeChatApp,
     holding_lock: Option<&str>,
 ) -> Result<Cached, GatewayError> {
-    let fetched = state.wechat.stable_token(app).await?;
+    let fetched = from.wechat.stable_token(app).await?;
     let lifetime = Duration::from_secs(fetched.expires_in).saturating_sub(MARGIN);
     let lifetime = lifetime.max(Duration::from_secs(1));
     if holding_lock.is_some() {
-        if let Err(error) = state
+        if let Err(error) = from
             .sessions
             .share_access_token(&app.appid, &fetched.token, lifetime)
             .await

@@ -11,16 +11,7 @@ use crate::routes::{AuthMode, Route};
 use crate::state::AppState;
 use crate::token::VerifiedToken;
 
-/// Who a verified token says the caller is; the gateway forwards this and nothing else.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The user's openid within the mini-program (the token's `sub`).
-    pub openid: String,
-    /// The user's unionid across the Open Platform account, when WeChat gave one.
-    pub unionid: Option<String>,
-    /// The mini-program the user logged in to.
-    pub appid: Option<String>,
-}
+pub use crate::identity::Identity;
 
 /// The one authorization step, shared by the proxy (WebSocket upgrades included), forward-auth
 /// checks and the gateway's own authenticated endpoints: who may pass on `route` (`None`: a path
@@ -99,7 +90,7 @@ where
         .await?
         .ok_or(GatewayError::MissingToken)?;
     let identity = Identity::clone(&verified.identity);
-    let body = crate::proxy::read_limited(state, request.into_body()).await?;
+    let body = crate::client::read_limited(state, request.into_body()).await?;
     Ok((identity, body))
 }
 

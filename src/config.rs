@@ -19,8 +19,23 @@ mod jwt;
 mod ops;
 mod raw;
 mod render;
+mod route;
 mod session;
 mod validate;
+
+/// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The default `session.path`: the embedded store's file, relative to the working directory.
+pub const DEFAULT_SESSION_PATH: &str = "data/wxgate.db";
+
+/// The gateway's own endpoints at fixed paths (the others are configured): no route or
+/// forward-auth path may hide them.
+pub(crate) const DECRYPT_PATH: &str = "/wx/decrypt";
+/// `/wx/phone`: getuserphonenumber.
+pub(crate) const PHONE_PATH: &str = "/wx/phone";
+/// The JWKS.
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// A value that must never be printed: its `Debug` and `Display` say `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -308,9 +323,9 @@ pub struct LoginConfig {
     /// The logout endpoint's path.
     pub logout_path: String,
     /// `[login.rate_limit]`: logins per client IP; `None`: unlimited.
-    pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    pub rate_limit: Option<crate::routes::RateLimit>,
     /// `[login.refresh_rate_limit]`: refreshes per user; `None`: unlimited.
-    pub refresh_rate_limit: Option<crate::rate_limit::RateLimit>,
+    pub refresh_rate_limit: Option<crate::routes::RateLimit>,
 }
 
 impl LoginConfig {
@@ -341,10 +356,10 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            ttl: crate::session::DEFAULT_TTL,
+            ttl: DEFAULT_SESSION_TTL,
             max_entries: 100_000,
             store: StoreKind::Embedded {
-                path: PathBuf::from(crate::session::DEFAULT_PATH),
+                path: PathBuf::from(DEFAULT_SESSION_PATH),
             },
             on_store_error: StoreErrorPolicy::Refuse,
         }

@@ -21,7 +21,7 @@ use crate::login::store_failed;
 use crate::state::AppState;
 
 /// The endpoint's path.
-pub(crate) const PATH: &str = "/wx/decrypt";
+pub(crate) const PATH: &str = crate::config::DECRYPT_PATH;
 
 /// Encrypted user data is a few KiB; anything far larger is not WeChat's.
 const MAX_ENCRYPTED_BASE64: usize = 64 * 1024;

@@ -23,10 +23,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
 use http::{Request, Response, StatusCode};
 
 use crate::auth::{self, Identity};
+use crate::client::ClientConnection;
 use crate::error::{json_response, GatewayError};
 use crate::headers;
 use crate::path;
-use crate::proxy::ClientConnection;
 use crate::routes::AuthMode;
 use crate::state::AppState;
 

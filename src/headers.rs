@@ -12,7 +12,7 @@ use http::header::{
     TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
-use crate::auth::Identity;
+use crate::identity::Identity;
 
 pub(crate) mod request_head;
 

@@ -9,7 +9,7 @@ use crate::error::{full_body, Body, GatewayError};
 use crate::token::TokenKeys;
 
 /// Where the key set is served (RFC 8414's well-known location, as identity providers use it).
-pub(crate) const PATH: &str = "/.well-known/jwks.json";
+pub(crate) const PATH: &str = crate::config::JWKS_PATH;
 
 /// How long clients may cache the key set: short enough that a key added ahead of a rotation is
 /// seen well before it signs anything.

@@ -33,6 +33,7 @@
 //! | `state` | the running state built from one config, carried over on reload |
 //! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
 //! | `admin` | the admin listener: /metrics, /healthz, /readyz |
+//! | `client` | the client's connection (address, scheme, upstream timer, slot) and a small body read whole within the limits |
 //! | `simple_http` | a plain HTTP/1.1 server for one handler (admin, HTTPS redirect, mock WeChat, echo), below the gateway's own server |
 //! | `metrics` | the Prometheus registry and every metric |
 //! | [`request_id`] | X-Request-Id: kept when sane, generated otherwise |
@@ -42,17 +43,19 @@
 //! | [`routes`] | route table, longest-prefix match, auth mode per route |
 //! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers; `headers/request_head.rs`: heads refused up front (chunked twice, HTTP/2 host against `:authority`) and the client's host |
 //! | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm |
+//! | `identity` | [`auth::Identity`]: who a verified token says the caller is, below the token code and the header rules |
 //! | [`auth`] | the one authorization step (`authorize`) of the proxy, WebSocket upgrades, forward-auth and the gateway's own endpoints: bearer extraction, verification, the route's `apps`, revocations and generation, the per-user rate limit |
 //! | `forward_auth` | the auth-decision endpoint for ingress controllers |
 //! | `jwks` | `/.well-known/jwks.json` |
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
 //! | `wechat` | the WeChat API client: one retry, circuit breaker (`wechat/breaker.rs`) |
-//! | `login` | the login endpoint; same-code logins share one call (`login/coalesce.rs`) |
+//! | `login` | the login endpoint; same-code logins share one call (`single_flight`) |
+//! | `single_flight` | concurrent calls with one key share one answer (logins with one code) |
 //! | [`session`] | the session store trait: embedded file, in memory or Redis; sessions (session_key) and revocations; `session/deny_list.rs`: the in-memory deny-list, which refuses rather than evicts; `session/embedded.rs`: the default store, a database file; `session/embedded/writer.rs`: its writer thread, group commits |
 //! | `token_lifecycle` | refresh and logout |
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
 //! | `phone` | `/wx/phone`: getuserphonenumber |
-//! | `access_token` | each app's access_token: cached, single flight, shared by the fleet |
+//! | `access_token` | each app's access_token: cached, single flight, shared by the fleet (from the store and the WeChat client it is handed, not the whole state) |
 //! | `proxy` | request/response rewriting, the streamed body limit; `proxy/client_body.rs`: the forwarded body's read timeout and client-fault errors |
 //! | `upstream` | upstream connections (http, https), pooled per worker thread; `upstream/deadline.rs`: the upstream timeout, one timer per client connection; `upstream/in_flight.rs`: the process-wide cap on requests in flight |
 //! | `websocket` | WebSocket-only upgrade detection and the authenticated byte relay, holding its connection slot, closed when idle |
@@ -69,6 +72,7 @@ mod access_token;
 mod admin;
 mod ascii;
 pub mod auth;
+mod client;
 pub mod config;
 mod decrypt;
 pub mod demo;
@@ -77,6 +81,7 @@ pub mod error;
 mod forward_auth;
 pub mod fuzzing;
 pub mod headers;
+mod identity;
 mod jwks;
 pub mod logging;
 mod login;
@@ -92,6 +97,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 mod simple_http;
+mod single_flight;
 mod state;
 pub mod tls;
 pub mod token;

@@ -8,22 +8,16 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use http::{Method, Request, Response};
 
 use crate::auth::Identity;
+use crate::client::ClientConnection;
 use crate::config::WeChatApp;
 use crate::error::{full_body, Body, GatewayError};
-use crate::proxy::ClientConnection;
 use crate::session::Session;
 use crate::state::AppState;
-
-mod coalesce;
 
 /// wx.login() codes are short; anything much longer is not one.
 pub(crate) const MAX_CODE_LEN: usize = 256;
 
-/// Logins in flight, by (appid, code): see [`coalesce`].
-pub(crate) type LoginFlights = coalesce::SingleFlight<(String, String), LoginOutcome>;
-
-/// What one login produced, shared by every request that carried its code.
-pub(crate) type LoginOutcome = Result<(Bytes, Identity), GatewayError>;
+use crate::single_flight::LoginOutcome;
 
 /// Handles a request to the login path, or to `<login path>/<app name>`; answers with the token
 /// and the identity it carries.
@@ -49,7 +43,7 @@ where
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let body = crate::proxy::read_limited(state, request.into_body()).await?;
+    let body = crate::client::read_limited(state, request.into_body()).await?;
     let LoginBody { code, app } = login_body(&content_type, &body)?;
     let from_path = path
         .strip_prefix(state.config.login.path.as_str())

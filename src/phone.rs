@@ -12,7 +12,7 @@ use crate::state::AppState;
 use crate::wechat::PhoneAnswer;
 
 /// The endpoint's path.
-pub(crate) const PATH: &str = "/wx/phone";
+pub(crate) const PATH: &str = crate::config::PHONE_PATH;
 
 /// getPhoneNumber codes are short; anything much longer is not one.
 const MAX_CODE_LEN: usize = 256;
@@ -51,7 +51,10 @@ where
     };
     let mut retried = false;
     loop {
-        let token = state.access_tokens.get(state, app).await?;
+        let token = state
+            .access_tokens
+            .get(state.access_token_sources(), app)
+            .await?;
         match state.wechat.phone_number(&token, &code).await? {
             PhoneAnswer::Info(info) => {
                 let answer = serde_json::json!({ "phone_info": info });
@@ -59,7 +62,10 @@ where
             }
             PhoneAnswer::StaleToken if !retried => {
                 tracing::info!(appid = %app.appid, "access_token refused as stale; fetching a new one");
-                state.access_tokens.invalidate(state, app, &token).await;
+                state
+                    .access_tokens
+                    .invalidate(state.access_token_sources(), app, &token)
+                    .await;
                 retried = true;
             }
             PhoneAnswer::StaleToken => return Err(GatewayError::WeChatOther(40001)),

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::error::Error as _;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,26 +19,14 @@ use crate::headers;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
 use crate::state::AppState;
-use crate::upstream::deadline::{self, DeadlineTimer};
+use crate::upstream::deadline;
 use crate::upstream::UpstreamError;
 use crate::websocket;
 
+use crate::client::ClientConnection;
+
 mod client_body;
 use client_body::{ClientBody, ClientBodyError};
-
-/// Where the client's request came in, for X-Forwarded-* and the upgrade relay.
-pub(crate) struct ClientConnection {
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-    /// The client's IP address, with its header text.
-    pub(crate) address: headers::PeerAddress,
-    /// `http` or `https`.
-    pub(crate) proto: &'static str,
-    /// The connection's timer for its requests' upstream deadlines (`routes[].timeout_ms`).
-    pub(crate) upstream_timer: DeadlineTimer,
-    /// The connection's slot among `server.max_connections`, which a WebSocket relay keeps.
-    pub(crate) slot: websocket::ConnectionSlot,
-}
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
 /// and the identity that was forwarded, if any. (An `async` block, not an `async fn`, so that the
@@ -191,31 +178,6 @@ where
             Response::from_parts(parts, body),
             verified.map(|verified| verified.identity.clone()),
         ))
-    }
-}
-
-/// Reads a whole (small) body into memory for one of the gateway's own endpoints, refusing more
-/// than `server.max_body_bytes` with 413 and a body not all there within
-/// `server.body_read_timeout_ms` with 408.
-pub(crate) async fn read_limited<B>(state: &AppState, body: B) -> Result<Bytes, GatewayError>
-where
-    B: http_body::Body,
-    B::Error: Into<BoxError>,
-{
-    let server = &state.config.server;
-    let limit = server.max_body_bytes;
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let collected = tokio::time::timeout(server.body_read_timeout, limited.collect())
-        .await
-        .map_err(|_| GatewayError::BodyReadTimeout)?;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(GatewayError::PayloadTooLarge { limit })
-        }
-        Err(_) => Err(GatewayError::InvalidRequest(
-            "the request body could not be read",
-        )),
     }
 }
 

@@ -19,25 +19,7 @@ use crate::routes::Route;
 /// Most buckets one limit keeps.
 const MAX_BUCKETS: u64 = 100_000;
 
-/// A limit as configured: `burst` requests at once, refilled at `per_minute`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Requests allowed per minute, sustained.
-    pub per_minute: u32,
-    /// Requests allowed at once (the bucket's size).
-    pub burst: u32,
-}
-
-impl RateLimit {
-    fn per_second(self) -> f64 {
-        f64::from(self.per_minute) / 60.0
-    }
-
-    /// How long an empty bucket takes to fill up again.
-    fn refill_time(self) -> Duration {
-        Duration::from_secs_f64(f64::from(self.burst) / self.per_second())
-    }
-}
+pub use crate::routes::RateLimit;
 
 /// One bucket's level at a moment.
 #[derive(Debug)]

@@ -8,6 +8,28 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 
+/// A rate limit as configured (a route's per-user one, and the login and refresh ones): `burst`
+/// requests at once, refilled at `per_minute`. Plain data, with the routes; the buckets that
+/// enforce it are `rate_limit`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per minute, sustained.
+    pub per_minute: u32,
+    /// Requests allowed at once (the bucket's size).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub(crate) fn per_second(self) -> f64 {
+        f64::from(self.per_minute) / 60.0
+    }
+
+    /// How long an empty bucket takes to fill up again.
+    pub(crate) fn refill_time(self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.burst) / self.per_second())
+    }
+}
+
 /// How a route treats the bearer token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
@@ -76,7 +98,7 @@ pub struct Route {
     /// The appids whose tokens may use this route (`apps = [...]` names, resolved); `None`: all.
     pub apps: Option<Vec<String>>,
     /// Requests per openid on this route (authenticated requests only); `None`: unlimited.
-    pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {

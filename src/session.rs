@@ -26,11 +26,7 @@ use deny_list::{DenyList, Recorded};
 use embedded::EmbeddedStore;
 pub(crate) use redis::RedisStore;
 
-/// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// The default `session.path`: the embedded store's file, relative to the working directory.
-pub const DEFAULT_PATH: &str = "data/wxgate.db";
+pub use crate::config::{DEFAULT_SESSION_PATH as DEFAULT_PATH, DEFAULT_SESSION_TTL as DEFAULT_TTL};
 
 /// One user's login, as the gateway holds it; never sent to a client.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,7 +80,7 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
     /// How many revocations have been recorded so far, when the store can tell without a round
     /// trip (in memory): a token found not revoked at one count is still not revoked at the same
-    /// count, so the check can be skipped (see [`NotRevokedMemo`]). `None`: always ask.
+    /// count, so the check can be skipped (see `token::NotRevokedMemo`). `None`: always ask.
     fn revocation_count(&self) -> Option<u64> {
         None
     }
@@ -120,45 +116,6 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 /// makes an old count mean the same again. An entry only ever leaves a deny-list (by expiring),
 /// so while the count stays put, a token found not revoked stays not revoked.
 static MEMORY_REVOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-/// The revocation count at which a verified (and cached) token was last found not revoked, so
-/// its repeat requests skip the deny-list lookup until the next revocation.
-#[derive(Default)]
-pub(crate) struct NotRevokedMemo(AtomicU64);
-
-impl NotRevokedMemo {
-    /// Whether the token was found not revoked at `count`.
-    pub(crate) fn holds_at(&self, count: u64) -> bool {
-        // Stored plus one: 0 means never checked.
-        self.0.load(Ordering::Relaxed) == count.wrapping_add(1)
-    }
-
-    /// Records that the token was found not revoked by a lookup that started at `count`.
-    pub(crate) fn record(&self, count: u64) {
-        self.0.store(count.wrapping_add(1), Ordering::Relaxed);
-    }
-}
-
-impl Clone for NotRevokedMemo {
-    fn clone(&self) -> Self {
-        NotRevokedMemo(AtomicU64::new(self.0.load(Ordering::Relaxed)))
-    }
-}
-
-/// A memo is bookkeeping, not part of what a token says.
-impl PartialEq for NotRevokedMemo {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for NotRevokedMemo {}
-
-impl fmt::Debug for NotRevokedMemo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NotRevokedMemo")
-    }
-}
 
 /// Builds the configured store.
 pub(crate) fn from_config(
@@ -332,6 +289,7 @@ mod secret_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::NotRevokedMemo;
 
     pub(crate) fn session(sid: &str, key: &str) -> Session {
         Session {

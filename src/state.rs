@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use crate::access_token::AccessTokens;
 use crate::config::Config;
-use crate::login::LoginFlights;
 use crate::metrics::Metrics;
 use crate::rate_limit::Limits;
 use crate::routes::RouteTable;
 use crate::session::SessionStore;
+use crate::single_flight::LoginFlights;
 use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
 use crate::websocket::DrainGuard;
@@ -41,7 +41,7 @@ impl AppState {
     pub(crate) fn new(config: Config, relays: DrainGuard) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::new());
         Ok(AppState {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: route_table(&config),
             wechat: Arc::new(WeChatClient::new(&config.wechat, metrics.clone())?),
             sessions: crate::session::from_config(&config.session, metrics.clone())?,
             upstreams: UpstreamClients::new(
@@ -71,7 +71,7 @@ impl AppState {
             Arc::new(AccessTokens::new(&config.wechat.apps))
         };
         Ok(AppState {
-            routes: RouteTable::new(config.routes.clone()),
+            routes: route_table(&config),
             wechat,
             sessions: self.sessions.clone(),
             upstreams: UpstreamClients::new(
@@ -88,8 +88,62 @@ impl AppState {
         })
     }
 
+    /// Where the access_tokens come from: this state's store and WeChat client.
+    pub(crate) fn access_token_sources(&self) -> crate::access_token::Sources<'_> {
+        crate::access_token::Sources {
+            sessions: self.sessions.as_ref(),
+            wechat: &self.wechat,
+        }
+    }
+
     /// A guard for a new WebSocket relay: shutdown waits until every guard is dropped.
     pub(crate) fn drain_guard(&self) -> DrainGuard {
         self.relays.clone()
+    }
+}
+
+/// The route table of `config`, each upstream given its connection pool: pools are new for every
+/// state, so a reloaded config never shares one with the config it replaces, whose connections
+/// were made with its settings.
+fn route_table(config: &Config) -> RouteTable {
+    let mut routes = config.routes.clone();
+    crate::upstream::assign_pools(&mut routes);
+    RouteTable::new(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_to_one_upstream_share_its_connection_pool_and_reloads_get_new_pools() {
+        let config = Config::from_toml(
+            "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+             [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n\
+             [session]\nstore = \"memory\"\n\
+             [[routes]]\nprefix = \"/a\"\nupstream = \"http://Backend:80/a\"\nauth = \"none\"\n\
+             [[routes]]\nprefix = \"/b\"\nupstream = \"http://backend:80/b\"\nauth = \"none\"\n\
+             [[routes]]\nprefix = \"/c\"\nupstream = \"https://backend:80\"\nauth = \"none\"\n\
+             [server]\nworkers = 3",
+            std::iter::empty(),
+        )
+        .unwrap();
+        assert_eq!(config.server.workers, 3);
+        let (relays, _) = tokio::sync::mpsc::channel(1);
+        let first = AppState::new(config.clone(), relays).unwrap();
+        let pools = |state: &AppState| {
+            ["/a", "/b", "/c"].map(|path| {
+                let route = state.routes.find(path).unwrap();
+                route.upstream.as_ref().unwrap().pool
+            })
+        };
+        let [a, b, c] = pools(&first);
+        assert_eq!(
+            a, b,
+            "same scheme and authority (any case), different base paths"
+        );
+        assert_ne!(a, c, "another scheme");
+        let reloaded = first.reloaded(config).unwrap();
+        assert!(pools(&reloaded).iter().all(|pool| ![a, c].contains(pool)));
     }
 }

@@ -19,13 +19,15 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Identity;
 use crate::error::GatewayError;
 use crate::headers::IdentityHeaders;
+use crate::identity::Identity;
 
 mod cache;
 mod keys;
+mod memo;
 pub(crate) use keys::{KeyMaterial, KeySpec, LoadedKey};
+pub(crate) use memo::NotRevokedMemo;
 
 /// Tokens longer than this are refused before any parsing: nothing we issue comes close.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -152,7 +154,7 @@ pub struct VerifiedToken {
     /// (`jti:...`); computed once, as a cached token is checked against them on every request.
     revocation_ids: Vec<String>,
     /// The revocations this token is known not to be among (see `session::RevocationEpoch`).
-    not_revoked_at: crate::session::NotRevokedMemo,
+    not_revoked_at: NotRevokedMemo,
 }
 
 impl VerifiedToken {
@@ -175,7 +177,7 @@ impl VerifiedToken {
     }
 
     /// When this token was last found not revoked.
-    pub(crate) fn not_revoked_at(&self) -> &crate::session::NotRevokedMemo {
+    pub(crate) fn not_revoked_at(&self) -> &NotRevokedMemo {
         &self.not_revoked_at
     }
 
@@ -404,7 +406,7 @@ impl TokenKeys {
             revocation_ids: sid.chain(jti).collect(),
             identity: Arc::new(identity),
             identity_headers,
-            not_revoked_at: crate::session::NotRevokedMemo::default(),
+            not_revoked_at: NotRevokedMemo::default(),
             sid: claims.sid,
             jti: claims.jti,
             exp: claims.exp,

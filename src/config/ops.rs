@@ -8,7 +8,7 @@ use super::raw::{self, RawAdmin, RawLog, RawRateLimit, RawReload};
 use super::validate::{millis, positive};
 use super::{AdminConfig, ConfigError, LogConfig, ReloadConfig, ServerConfig};
 use crate::logging::LogFormat;
-use crate::rate_limit::RateLimit;
+use crate::routes::RateLimit;
 
 /// Logins per client IP unless configured: a minute's steady rate, and the burst a shared NAT
 /// address may need at once.

@@ -159,7 +159,7 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
 }
 
 /// A rate limit; `per_minute = 0` for none.
-fn rate_limit(limit: Option<crate::rate_limit::RateLimit>) -> Value {
+fn rate_limit(limit: Option<crate::routes::RateLimit>) -> Value {
     match limit {
         Some(limit) => table([
             ("per_minute", int(limit.per_minute)),

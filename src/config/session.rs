@@ -58,7 +58,7 @@ impl RawSession {
     /// Also read, and ignored, with the other stores.
     fn path(&self) -> Result<PathBuf, ConfigError> {
         match self.path.as_deref() {
-            None => Ok(PathBuf::from(crate::session::DEFAULT_PATH)),
+            None => Ok(PathBuf::from(super::DEFAULT_SESSION_PATH)),
             Some("") => Err(ConfigError::new("session.path", "must not be empty")),
             Some(path) if path.ends_with('/') => Err(ConfigError::new(
                 "session.path",

@@ -1,15 +1,14 @@
 //! Validation: every raw value checked, defaults filled in, keys loaded; each error names its key.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::raw::{self, RawConfig, RawRoute, RawTls};
+use super::raw::{self, RawConfig, RawTls};
 use super::{
     Config, ConfigError, ForwardAuthConfig, LoginConfig, Secret, ServerConfig, UpstreamConfig,
     WeChatApp, WeChatConfig, WebSocketConfig,
 };
-use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
+use crate::routes::Route;
 use crate::tls::{CertificateFiles, TlsConfig};
 use crate::trust::TrustedProxies;
 
@@ -100,7 +99,7 @@ impl RawConfig {
             max_in_flight: positive(
                 "upstream.max_in_flight",
                 &upstream.max_in_flight,
-                crate::upstream::in_flight::default_limit(),
+                default_max_in_flight(),
             )?,
         };
         let (retry_backoff, breaker_threshold, breaker_open) =
@@ -154,9 +153,9 @@ impl RawConfig {
             login.path.as_str(),
             &login.refresh_path,
             &login.logout_path,
-            crate::jwks::PATH,
-            crate::decrypt::PATH,
-            crate::phone::PATH,
+            super::JWKS_PATH,
+            super::DECRYPT_PATH,
+            super::PHONE_PATH,
         ] {
             if forward_auth.covers(endpoint) {
                 return Err(ConfigError::new(
@@ -189,7 +188,6 @@ impl RawConfig {
             }
             routes.push(route);
         }
-        crate::upstream::assign_pools(&mut routes);
         let websocket = WebSocketConfig {
             token_query_param: self
                 .websocket
@@ -218,109 +216,6 @@ impl RawConfig {
             source: None,
         })
     }
-}
-
-impl RawRoute {
-    fn validate(
-        &self,
-        key: &str,
-        default_timeout: Duration,
-        wechat: &WeChatConfig,
-    ) -> Result<Route, ConfigError> {
-        let prefix_key = format!("{key}.prefix");
-        let prefix = required(&prefix_key, &self.prefix)?;
-        let prefix = match endpoint_path(&prefix_key, Some(&prefix), "/")?.trim_end_matches('/') {
-            "" => "/".to_string(),
-            trimmed => trimmed.to_string(),
-        };
-        let auth = match required(&format!("{key}.auth"), &self.auth)?.as_str() {
-            "required" => AuthMode::Required,
-            "optional" => AuthMode::Optional,
-            "none" => AuthMode::None,
-            other => {
-                return Err(ConfigError::new(
-                    format!("{key}.auth"),
-                    format!("{other:?} is not one of \"required\", \"optional\", \"none\""),
-                ))
-            }
-        };
-        let upstream_key = format!("{key}.upstream");
-        let mut upstream = match self.upstream.as_deref() {
-            Some(text) => Some(upstream(&upstream_key, text)?),
-            None => None,
-        };
-        if let Some(file) = &self.ca_file {
-            let ca_key = format!("{key}.ca_file");
-            let Some(upstream) = upstream.as_mut() else {
-                return Err(ConfigError::new(ca_key, "is for a route with an upstream"));
-            };
-            if upstream.scheme != http::uri::Scheme::HTTPS {
-                return Err(ConfigError::new(
-                    ca_key,
-                    "only https upstreams use a CA file",
-                ));
-            }
-            let certificates = crate::tls::read_certificates(std::path::Path::new(file))
-                .map_err(|message| ConfigError::new(&ca_key, message))?;
-            crate::tls::upstream_client_config(&certificates)
-                .map_err(|message| ConfigError::new(&ca_key, message))?;
-            upstream.ca = Some(UpstreamCa {
-                file: PathBuf::from(file),
-                certificates: Arc::new(certificates),
-            });
-        }
-        Ok(Route {
-            prefix,
-            upstream,
-            auth,
-            strip_prefix: raw::number(&format!("{key}.strip_prefix"), &self.strip_prefix, false)?,
-            preserve_host: raw::number(
-                &format!("{key}.preserve_host"),
-                &self.preserve_host,
-                false,
-            )?,
-            apps: match &self.apps {
-                Some(names) => Some(route_apps(
-                    &format!("{key}.apps"),
-                    &names.entries(),
-                    wechat,
-                )?),
-                None => None,
-            },
-            timeout: match &self.timeout_ms {
-                Some(_) => millis(&format!("{key}.timeout_ms"), &self.timeout_ms, 0)?,
-                None => default_timeout,
-            },
-            rate_limit: match &self.rate_limit {
-                Some(limit) => limit.validate(&format!("{key}.rate_limit"))?,
-                None => None,
-            },
-        })
-    }
-}
-
-/// A route's `apps`: names of configured apps, resolved to their appids.
-fn route_apps(
-    key: &str,
-    names: &[&str],
-    wechat: &WeChatConfig,
-) -> Result<Vec<String>, ConfigError> {
-    if names.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            "names no app; leave it out to allow every app",
-        ));
-    }
-    names
-        .iter()
-        .map(|name| match wechat.app_named(name) {
-            Some(app) => Ok(app.appid.clone()),
-            None => Err(ConfigError::new(
-                key,
-                format!("{name:?} is not \"default\" or a [wechat.apps.NAME]"),
-            )),
-        })
-        .collect()
 }
 
 impl super::raw::RawWeChat {
@@ -401,7 +296,11 @@ pub(super) fn secs(
 }
 
 /// A gateway endpoint or route prefix: must already be in normalized form.
-fn endpoint_path(key: &str, value: Option<&str>, default: &str) -> Result<String, ConfigError> {
+pub(super) fn endpoint_path(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<String, ConfigError> {
     let path = value.unwrap_or(default);
     match crate::path::normalize(path) {
         Ok(normalized) if normalized == path => Ok(normalized.into_owned()),
@@ -434,41 +333,6 @@ fn api_base(value: Option<&str>) -> Result<reqwest::Url, ConfigError> {
         ));
     }
     Ok(url)
-}
-
-/// A route's `upstream`: `http://host:port[/base/path]`.
-fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|error| ConfigError::new(key, format!("{text:?} is not a URL: {error}")))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(ConfigError::new(
-            key,
-            format!("{text:?} must start with http:// or https://"),
-        ));
-    }
-    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
-        return Err(ConfigError::new(key, format!("{text:?} has no host")));
-    };
-    if authority.as_str().contains('@') || uri.query().is_some() {
-        return Err(ConfigError::new(
-            key,
-            "must not carry credentials or a query",
-        ));
-    }
-    let base_path = endpoint_path(key, Some(uri.path()), "/")?
-        .trim_end_matches('/')
-        .to_string();
-    let host_header = http::HeaderValue::from_str(authority.as_str())
-        .map_err(|_| ConfigError::new(key, format!("{text:?} has no valid host")))?;
-    Ok(Upstream {
-        scheme,
-        authority,
-        host_header,
-        base_path,
-        ca: None,
-        pool: 0,
-    })
 }
 
 impl RawTls {
@@ -525,4 +389,22 @@ fn workers(value: &Option<raw::Flex<usize>>) -> Result<usize, ConfigError> {
         )),
         workers => Ok(workers),
     }
+}
+
+/// The default `upstream.max_in_flight`: half the process's open-files limit (each request in
+/// flight takes one descriptor upstream; the rest is for client connections, pooled connections
+/// and files), at least 64.
+fn default_max_in_flight() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is handed, which lives on this stack frame.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let open_files = if read == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (open_files / 2).max(64)
 }

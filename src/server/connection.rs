@@ -23,8 +23,8 @@ use tokio::sync::watch;
 
 use super::dispatch;
 use super::keepalive::{Activity, Handback, ParkableIo, Socket, TrackedBody};
+use crate::client::ClientConnection;
 use crate::config::Config;
-use crate::proxy::ClientConnection;
 use crate::state::AppState;
 use crate::upstream::deadline::DeadlineTimer;
 use crate::websocket::ConnectionSlot;

@@ -11,9 +11,9 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::auth::Identity;
+use crate::client::ClientConnection;
 use crate::error::{Body, GatewayError};
 use crate::headers::request_head;
-use crate::proxy::ClientConnection;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
 use crate::state::AppState;

@@ -2,7 +2,8 @@
 //! Each one holds an upstream connection, a socket and buffers from the moment it is sent until its
 //! response body is done; without a cap, HTTP/2 clients holding many streams with unfinished bodies
 //! could open upstream connections until the process ran out of file descriptors. Past the cap a
-//! request is refused at once (503 `upstream_busy`) instead of waiting.
+//! request is refused at once (503 `upstream_busy`) instead of waiting. The default cap is derived
+//! from the open-files limit when the config is read (`config/validate.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -39,24 +40,6 @@ impl Drop for InFlight {
     }
 }
 
-/// The default cap: half the process's open-files limit (each request in flight takes one
-/// descriptor upstream; the rest is for client connections, pooled connections and files), at
-/// least 64.
-pub(crate) fn default_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is handed, which lives on this stack frame.
-    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    let open_files = if read == 0 {
-        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-    } else {
-        1024
-    };
-    (open_files / 2).max(64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +58,5 @@ mod tests {
             InFlightCount::new().try_take(1).is_some(),
             "counts are not shared"
         );
-        assert!(default_limit() >= 64);
     }
 }

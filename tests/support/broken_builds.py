@@ -161,7 +161,7 @@ BREAKAGES = [
        "    state\n        .limits\n        .check_refresh(appid, &verified.identity.openid, &state.metrics)?;\n", "")],
      [("integration", "revocations::refreshes_are_limited_per_user")]),
     ("body: no read timeout on the gateway's own endpoints (body slowloris)",
-     [("src/proxy.rs", "tokio::time::timeout(server.body_read_timeout, limited.collect())",
+     [("src/client.rs", "tokio::time::timeout(server.body_read_timeout, limited.collect())",
        "tokio::time::timeout(std::time::Duration::MAX, limited.collect())")],
      [("integration", "body_limits::a_body_that_never_comes_is_cut_with_408_and_frees_its_connection")]),
     ("body: no timer between the chunks of a forwarded body",

@@ -12,7 +12,17 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::watch;
+
+use crate::error::GatewayError;
+use crate::identity::Identity;
+
+/// Logins in flight, by (appid, code): the running state keeps one, the login endpoint uses it.
+pub(crate) type LoginFlights = SingleFlight<(String, String), LoginOutcome>;
+
+/// What one login produced, shared by every request that carried its code.
+pub(crate) type LoginOutcome = Result<(Bytes, Identity), GatewayError>;
 
 /// Calls in flight by key; each waiter holds a receiver of the one answer.
 pub(crate) struct SingleFlight<K, V> {
