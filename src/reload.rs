@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::state::AppState;
+use crate::state::{AppState, Origin};
 
 mod restart_only;
 use restart_only::RestartOnly;
@@ -68,7 +68,7 @@ pub(crate) fn apply(current: &ArcSwap<AppState>, source: &Path) -> bool {
     let running = current.load_full();
     let outcome = Config::load(source)
         .map_err(|error| format!("invalid config: {error}"))
-        .and_then(|config| running.reloaded(config));
+        .and_then(|config| AppState::build(config, Origin::Reload(&running)));
     running.metrics.count_reload(outcome.is_ok());
     match outcome {
         Ok(state) => {

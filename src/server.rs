@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::admin::Readiness;
 use crate::config::Config;
-use crate::state::AppState;
+use crate::state::{AppState, Origin};
 
 mod connection;
 mod dispatch;
@@ -74,7 +74,7 @@ pub async fn run(
     let tls_acceptor = tls
         .as_ref()
         .map(|(acceptor, timeout, _)| (acceptor.clone(), *timeout));
-    let state = AppState::new(config, relays).map_err(std::io::Error::other)?;
+    let state = AppState::build(config, Origin::Start(relays)).map_err(std::io::Error::other)?;
     state
         .sessions
         .check_at_start()

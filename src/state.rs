@@ -36,55 +36,66 @@ pub(crate) struct AppState {
     relays: DrainGuard,
 }
 
-impl AppState {
-    /// The first state, at start.
-    pub(crate) fn new(config: Config, relays: DrainGuard) -> Result<Self, String> {
-        let metrics = Arc::new(Metrics::new());
-        Ok(AppState {
-            routes: route_table(&config),
-            wechat: Arc::new(WeChatClient::new(&config.wechat, metrics.clone())?),
-            sessions: crate::session::from_config(&config.session, metrics.clone())?,
-            upstreams: UpstreamClients::new(
-                &config.upstream,
-                &config.routes,
-                InFlightCount::new(),
-            )?,
-            access_tokens: Arc::new(AccessTokens::new(&config.wechat.apps)),
-            limits: Limits::new(&config, None),
-            metrics,
-            logins: Arc::default(),
-            config,
-            relays,
-        })
-    }
+/// Where a state is built from besides its config: the start, or the state a reload replaces.
+pub(crate) enum Origin<'a> {
+    /// The first state; relays hold this drain guard.
+    Start(DrainGuard),
+    /// A reload: what must survive is carried over from the running state.
+    Reload(&'a AppState),
+}
 
-    /// The state for a reloaded `config`, keeping what carries over from this one.
-    pub(crate) fn reloaded(&self, config: Config) -> Result<Self, String> {
-        let wechat = if self.wechat.serves(&config.wechat, &self.config.wechat) {
-            self.wechat.clone()
-        } else {
-            Arc::new(WeChatClient::new(&config.wechat, self.metrics.clone())?)
+impl AppState {
+    /// The running state for `config`, built in this one place at start and on every reload. On
+    /// a reload the metrics, logins in flight, the drain guard, the session store and the count
+    /// of requests in flight are the running state's; the WeChat client, the access_token cache
+    /// and the rate-limit buckets are too while their settings are unchanged. Routes get new
+    /// connection pools either way.
+    pub(crate) fn build(config: Config, origin: Origin<'_>) -> Result<Self, String> {
+        let previous = match &origin {
+            Origin::Start(_) => None,
+            Origin::Reload(running) => Some(*running),
         };
-        let access_tokens = if config.wechat.apps == self.config.wechat.apps {
-            self.access_tokens.clone()
-        } else {
-            Arc::new(AccessTokens::new(&config.wechat.apps))
+        let metrics = previous.map_or_else(
+            || Arc::new(Metrics::new()),
+            |running| running.metrics.clone(),
+        );
+        let wechat = match previous {
+            Some(running)
+                if running
+                    .wechat
+                    .serves(&config.wechat, &running.config.wechat) =>
+            {
+                running.wechat.clone()
+            }
+            _ => Arc::new(WeChatClient::new(&config.wechat, metrics.clone())?),
+        };
+        let access_tokens = match previous {
+            Some(running) if running.config.wechat.apps == config.wechat.apps => {
+                running.access_tokens.clone()
+            }
+            _ => Arc::new(AccessTokens::new(&config.wechat.apps)),
+        };
+        let sessions = match previous {
+            Some(running) => running.sessions.clone(),
+            None => crate::session::from_config(&config.session, metrics.clone())?,
+        };
+        let in_flight =
+            previous.map_or_else(InFlightCount::new, |running| running.upstreams.in_flight());
+        let relays = match origin {
+            Origin::Start(relays) => relays,
+            Origin::Reload(running) => running.relays.clone(),
         };
         Ok(AppState {
             routes: route_table(&config),
             wechat,
-            sessions: self.sessions.clone(),
-            upstreams: UpstreamClients::new(
-                &config.upstream,
-                &config.routes,
-                self.upstreams.in_flight(),
-            )?,
+            sessions,
+            upstreams: UpstreamClients::new(&config.upstream, &config.routes, in_flight)?,
             access_tokens,
-            limits: Limits::new(&config, Some(&self.limits)),
-            metrics: self.metrics.clone(),
-            logins: self.logins.clone(),
+            limits: Limits::new(&config, previous.map(|running| &running.limits)),
+            logins: previous.map_or_else(Arc::default, |running| running.logins.clone()),
+            metrics,
             config,
-            relays: self.relays.clone(),
+            relays,
         })
     }
 
@@ -130,7 +141,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.server.workers, 3);
         let (relays, _) = tokio::sync::mpsc::channel(1);
-        let first = AppState::new(config.clone(), relays).unwrap();
+        let first = AppState::build(config.clone(), Origin::Start(relays)).unwrap();
         let pools = |state: &AppState| {
             ["/a", "/b", "/c"].map(|path| {
                 let route = state.routes.find(path).unwrap();
@@ -143,7 +154,7 @@ mod tests {
             "same scheme and authority (any case), different base paths"
         );
         assert_ne!(a, c, "another scheme");
-        let reloaded = first.reloaded(config).unwrap();
+        let reloaded = AppState::build(config, Origin::Reload(&first)).unwrap();
         assert!(pools(&reloaded).iter().all(|pool| ![a, c].contains(pool)));
     }
 }

@@ -244,7 +244,7 @@ mod tests {
         )
         .unwrap();
         let (relays, _) = tokio::sync::mpsc::channel(1);
-        let state = Arc::new(AppState::new(config, relays).unwrap());
+        let state = Arc::new(AppState::build(config, crate::state::Origin::Start(relays)).unwrap());
         let measured = Arc::new(AtomicUsize::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
