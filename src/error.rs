@@ -4,18 +4,11 @@
 //! Messages are written for the mini-program developer reading them; none of them ever carries a
 //! secret, a token or a WeChat `session_key` (the variants hold no such data to begin with).
 
-use bytes::Bytes;
-use http::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 
-/// Error type of bodies flowing through the gateway (client, upstream and our own).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body type of every response the gateway sends, streamed from upstream or built here.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) use crate::body::{full_body, json_response};
+pub use crate::body::{Body, BoxError};
 
 /// How long a client told to slow down (WeChat 45011) should wait, in seconds.
 const RATE_LIMIT_RETRY_AFTER_SECS: &str = "60";
@@ -272,28 +265,10 @@ impl GatewayError {
     }
 }
 
-/// A response with a JSON body; shared by error responses and the gateway's own endpoints.
-pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    // Serializing a `Value` cannot fail (its map keys are always strings).
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(full_body(bytes));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-/// Wraps bytes held in memory into the gateway's body type.
-pub(crate) fn full_body(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[tokio::test]
     async fn error_response_is_json_with_code_and_message() {

@@ -9,7 +9,7 @@
 //! ```text
 //! accept, limits, timeouts (server) -> normalize the path (path)         unsafe -> 400
 //!   -> login endpoint? (login -> wechat -> token, session)
-//!   -> refresh / logout? (token_lifecycle -> token, session)
+//!   -> refresh / logout? (login::lifecycle -> token, session)
 //!   -> /wx/decrypt? (decrypt -> auth, session)
 //!   -> /wx/phone? (phone -> auth, access_token -> wechat)
 //!   -> forward-auth endpoint? (forward_auth -> routes -> auth; trust)   200 + X-OpenId / 401
@@ -29,6 +29,7 @@
 //! | --- | --- |
 //! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
 //! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
+//! | `body` | the response body type ([`error::Body`], re-exported there) and the JSON and in-memory bodies the gateway builds |
 //! | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`: one single-threaded runtime per core serving connections; `server/connection.rs`: TLS handshake, HTTP/1.1 or HTTP/2, limits; `server/keepalive.rs`: idle HTTP/1.1 connections parked without buffers, `server/trim.rs`: the memory they freed returned; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
 //! | `state` | the running state built from one config, carried over on reload |
 //! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
@@ -49,10 +50,9 @@
 //! | `jwks` | `/.well-known/jwks.json` |
 //! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
 //! | `wechat` | the WeChat API client: one retry, circuit breaker (`wechat/breaker.rs`) |
-//! | `login` | the login endpoint; same-code logins share one call (`single_flight`) |
+//! | `login` | the login endpoint; same-code logins share one call (`single_flight`); `login/lifecycle.rs`: refresh and logout |
 //! | `single_flight` | concurrent calls with one key share one answer (logins with one code) |
 //! | [`session`] | the session store trait: embedded file, in memory or Redis; sessions (session_key) and revocations; `session/deny_list.rs`: the in-memory deny-list, which refuses rather than evicts; `session/embedded.rs`: the default store, a database file; `session/embedded/writer.rs`: its writer thread, group commits |
-//! | `token_lifecycle` | refresh and logout |
 //! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
 //! | `phone` | `/wx/phone`: getuserphonenumber |
 //! | `access_token` | each app's access_token: cached, single flight, shared by the fleet (from the store and the WeChat client it is handed, not the whole state) |
@@ -72,6 +72,7 @@ mod access_token;
 mod admin;
 mod ascii;
 pub mod auth;
+mod body;
 mod client;
 pub mod config;
 mod decrypt;
@@ -101,7 +102,6 @@ mod single_flight;
 mod state;
 pub mod tls;
 pub mod token;
-mod token_lifecycle;
 pub mod trust;
 mod upstream;
 mod websocket;

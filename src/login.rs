@@ -19,6 +19,9 @@ pub(crate) const MAX_CODE_LEN: usize = 256;
 
 use crate::single_flight::LoginOutcome;
 
+mod lifecycle;
+pub(crate) use lifecycle::{logout, refresh};
+
 /// Handles a request to the login path, or to `<login path>/<app name>`; answers with the token
 /// and the identity it carries.
 pub(crate) async fn handle<B>(

@@ -27,8 +27,8 @@ use tokio::net::TcpListener;
 
 use crate::error::{full_body, Body};
 
-mod access;
-pub use access::MOCK_PHONE;
+mod access_token;
+pub use access_token::MOCK_PHONE;
 
 /// The session_key of users whose name starts with `samplekey`: the sample key of WeChat's
 /// documentation, so data encrypted with it can be decrypted offline.

@@ -15,9 +15,9 @@ use crate::config::{Secret, WeChatApp, WeChatConfig};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 
-mod access;
+mod access_token;
 mod breaker;
-pub(crate) use access::PhoneAnswer;
+pub(crate) use access_token::PhoneAnswer;
 
 /// The largest code2session answer read; real ones are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;

@@ -17,7 +17,7 @@ use crate::headers::request_head;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
 use crate::state::AppState;
-use crate::{decrypt, forward_auth, jwks, login, path, phone, proxy, token_lifecycle};
+use crate::{decrypt, forward_auth, jwks, login, path, phone, proxy};
 
 /// What a normalized path is for.
 enum Target<'a> {
@@ -157,8 +157,8 @@ fn dispatch<'a>(
 ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'a>> {
     match *target {
         Target::Login => Box::pin(with_identity(login::handle(state, path, client, request))),
-        Target::Refresh => Box::pin(with_identity(token_lifecycle::refresh(state, request))),
-        Target::Logout => Box::pin(with_identity(token_lifecycle::logout(state, request))),
+        Target::Refresh => Box::pin(with_identity(login::refresh(state, request))),
+        Target::Logout => Box::pin(with_identity(login::logout(state, request))),
         Target::Phone => Box::pin(with_identity(phone::handle(state, request))),
         Target::Decrypt => Box::pin(with_identity(decrypt::handle(state, request))),
         Target::ForwardAuth => Box::pin(forward_auth::handle(state, path, client, request)),

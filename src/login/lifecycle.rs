@@ -1,6 +1,6 @@
-//! After login: `POST /token/refresh` trades a valid token (or one expired less than
-//! `jwt.refresh_window_secs` ago) of a live session for a new one; `POST /logout` ends the session
-//! and revokes the token, on every replica sharing the store.
+//! After login, beside the login endpoint: `POST /token/refresh` trades a valid token (or one
+//! expired less than `jwt.refresh_window_secs` ago) of a live session for a new one;
+//! `POST /logout` ends the session and revokes the token, on every replica sharing the store.
 //!
 //! Both take the token in `Authorization: Bearer`. A store failure is always a 503 here: a refresh
 //! cannot check the session, and a logout that did not happen must not look as if it had.
