@@ -24,75 +24,53 @@
 //! it arrived (state), which SIGHUP swaps (reload)
 //! ```
 //!
-//! # Modules
-//! | module | holds |
-//! | --- | --- |
-//! | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`] |
-//! | [`error`] | [`error::GatewayError`]: status, code, the JSON error response |
-//! | `body` | the response body type ([`error::Body`], re-exported there) and the JSON and in-memory bodies the gateway builds |
-//! | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`: one single-threaded runtime per core serving connections; `server/connection.rs`: TLS handshake, HTTP/1.1 or HTTP/2, limits; `server/keepalive.rs`: idle HTTP/1.1 connections parked without buffers, `server/trim.rs`: the memory they freed returned; `server/dispatch.rs`: path -> endpoint or route, metrics, the log line |
-//! | `state` | the running state built from one config, carried over on reload |
-//! | `reload` | SIGHUP and file-watch config reloads, swapped in atomically |
-//! | `admin` | the admin listener: /metrics, /healthz, /readyz |
-//! | `client` | the client's connection (address, scheme, upstream timer, slot) and a small body read whole within the limits |
-//! | `simple_http` | a plain HTTP/1.1 server for one handler (admin, HTTPS redirect, mock WeChat, echo), below the gateway's own server |
-//! | `metrics` | the Prometheus registry and every metric |
-//! | [`request_id`] | X-Request-Id: kept when sane, generated otherwise |
-//! | [`rate_limit`] | token buckets: logins per client IP, per openid per route |
-//! | [`tls`] | rustls: certificates by SNI with hot reload, upstream client TLS |
-//! | [`path`] | path normalization |
-//! | [`routes`] | route table, longest-prefix match, auth mode per route |
-//! | [`headers`] | hop-by-hop removal, gateway-owned (identity, forwarding) headers; `headers/request_head.rs`: heads refused up front (chunked twice, HTTP/2 host against `:authority`) and the client's host |
-//! | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm |
-//! | `identity` | [`auth::Identity`]: who a verified token says the caller is, below the token code and the header rules |
-//! | [`auth`] | the one authorization step (`authorize`) of the proxy, WebSocket upgrades, forward-auth and the gateway's own endpoints: bearer extraction, verification, the route's `apps`, revocations and generation, the per-user rate limit |
-//! | `forward_auth` | the auth-decision endpoint for ingress controllers |
-//! | `jwks` | `/.well-known/jwks.json` |
-//! | [`trust`] | `server.trusted_proxies`: who may describe the original request |
-//! | `wechat` | the WeChat API client: one retry, circuit breaker (`wechat/breaker.rs`) |
-//! | `login` | the login endpoint; same-code logins share one call (`single_flight`); `login/lifecycle.rs`: refresh and logout |
-//! | `single_flight` | concurrent calls with one key share one answer (logins with one code) |
-//! | [`session`] | the session store trait: embedded file, in memory or Redis; sessions (session_key) and revocations; `session/deny_list.rs`: the in-memory deny-list, which refuses rather than evicts; `session/embedded.rs`: the default store, a database file; `session/embedded/writer.rs`: its writer thread, group commits |
-//! | `decrypt` | `/wx/decrypt`: WeChat's encrypted user data, with the caller's session_key |
-//! | `phone` | `/wx/phone`: getuserphonenumber |
-//! | `access_token` | each app's access_token: cached, single flight, shared by the fleet (from the store and the WeChat client it is handed, not the whole state) |
-//! | `proxy` | request/response rewriting, the streamed body limit; `proxy/client_body.rs`: the forwarded body's read timeout and client-fault errors |
-//! | `upstream` | upstream connections (http, https), pooled per worker thread; `upstream/deadline.rs`: the upstream timeout, one timer per client connection; `upstream/in_flight.rs`: the process-wide cap on requests in flight |
-//! | `websocket` | WebSocket-only upgrade detection and the authenticated byte relay, holding its connection slot, closed when idle |
-//! | [`mock_wechat`] | the fake WeChat API for offline use and tests |
-//! | [`echo`] | an upstream that describes what it received (demo and tests) |
-//! | [`demo`] | `wxgate demo`: mock WeChat + echo upstream + gateway |
-//! | [`fuzzing`] | the fuzz targets' entry points (token, path, login body, decrypt input) and their invariants |
-//! | `ascii` | whole-text byte checks the compiler vectorizes (tokens, paths, ids) |
-//! | [`logging`] | tracing setup, with no `log` bridge (secrets in dependency logs); `logging/lines.rs`: the text and JSON layouts, the request a line belongs to; `logging/request_line.rs`: the request line, laid out directly |
+//! # Modules, bottom to top
+//! No import cycle between top-level modules (`module-cycles src`); endpoints use the state and
+//! the domain pieces, never the other way round. One exception to the layering is left: config
+//! validation still loads the JWT keys (`token`), so a bad key is refused naming its key.
+//!
+//! | layer | module | holds |
+//! | --- | --- | --- |
+//! | plain data and helpers | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`]; `config/route.rs`: `[[routes]]` |
+//! | | [`error`], `body` | [`error::GatewayError`] (status, code, the JSON error response); the response body type and the bodies the gateway builds |
+//! | | [`path`], `ascii` | path normalization; whole-text byte checks the compiler vectorizes |
+//! | | [`routes`] | route table, longest-prefix match, auth mode and rate limit per route |
+//! | | [`tls`], [`trust`] | rustls (certificates by SNI with hot reload, upstream client TLS); `server.trusted_proxies` |
+//! | | `identity`, [`headers`], [`request_id`] | who a token says the caller is; hop-by-hop removal and gateway-owned headers (`headers/request_head.rs`: heads refused up front, the client's host); X-Request-Id |
+//! | | [`logging`], `metrics` | tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry |
+//! | domain pieces | [`token`] | key loading (kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm, the recent-verification cache |
+//! | | [`session`] | the store trait: embedded file (`session/embedded.rs`, its writer thread in `embedded/writer.rs`), memory (`session/deny_list.rs`: refuses rather than evicts) or Redis (`session/redis.rs`); the generation marker |
+//! | | `wechat`, `access_token` | the WeChat API client (one retry, `wechat/breaker.rs`); each app's access_token, cached, single flight, shared by the fleet |
+//! | | [`rate_limit`], `single_flight` | token buckets (logins per IP, refreshes per user, per openid per route); concurrent calls with one key sharing one answer |
+//! | | `upstream`, `websocket` | upstream connections pooled per worker (`upstream/deadline.rs`, `upstream/in_flight.rs`); WebSocket-only upgrades and the relay |
+//! | running state | `state` | everything a request needs, built in one place from a config (`AppState::build`), carried over on reload |
+//! | policy and the client | [`auth`], `client` | the one authorization step (`authorize`): token, `apps`, revocations, generation, rate limit; the client's connection and a small body read whole |
+//! | endpoints | `endpoints/` | `login` (with `login/lifecycle.rs`: refresh, logout), `decrypt`, `phone`, `jwks`, `forward_auth` |
+//! | | `proxy` | request and response rewriting, the streamed body limit (`proxy/client_body.rs`: read timeout, client-fault errors) |
+//! | server and operations | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`, `server/connection.rs`, `server/keepalive.rs`, `server/trim.rs`, `server/dispatch.rs` (path -> endpoint or route, the log line) |
+//! | | `ops/` | `admin` (/metrics, /healthz, /readyz), `reload` (SIGHUP and file watch; `reload/restart_only.rs`) |
+//! | | `simple_http` | a plain HTTP/1.1 server for one handler (admin, redirect, dev tools) |
+//! | dev tools | `dev/` | [`mock_wechat`], [`echo`], [`demo`], [`fuzzing`] (re-exported at the root): used by `wxgate demo`/`mock-wechat`, the tests and the fuzz targets, never by the request path |
 
 #![warn(missing_docs)]
 
 mod access_token;
-mod admin;
 mod ascii;
 pub mod auth;
 mod body;
 mod client;
 pub mod config;
-mod decrypt;
-pub mod demo;
-pub mod echo;
+mod dev;
+mod endpoints;
 pub mod error;
-mod forward_auth;
-pub mod fuzzing;
 pub mod headers;
 mod identity;
-mod jwks;
 pub mod logging;
-mod login;
 mod metrics;
-pub mod mock_wechat;
+mod ops;
 pub mod path;
-mod phone;
 mod proxy;
 pub mod rate_limit;
-mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod server;
@@ -106,3 +84,5 @@ pub mod trust;
 mod upstream;
 mod websocket;
 mod wechat;
+
+pub use dev::{demo, echo, fuzzing, mock_wechat};

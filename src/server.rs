@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::admin::Readiness;
 use crate::config::Config;
+use crate::ops::admin::Readiness;
 use crate::state::{AppState, Origin};
 
 mod connection;
@@ -86,7 +86,7 @@ pub async fn run(
         current.clone(),
         tls_acceptor,
     ));
-    let reloads = tokio::spawn(crate::reload::watch(current.clone()));
+    let reloads = tokio::spawn(crate::ops::reload::watch(current.clone()));
     trim::keep_heap_tops();
     let trims = tokio::spawn(trim::return_freed_memory());
     let readiness = Arc::new(Readiness::default());
@@ -95,7 +95,7 @@ pub async fn run(
         let stopped = async {
             let _ = admin_stopped.await;
         };
-        tokio::spawn(crate::admin::serve(
+        tokio::spawn(crate::ops::admin::serve(
             admin,
             Arc::downgrade(&current),
             readiness.clone(),

@@ -12,12 +12,13 @@ use hyper::body::Incoming;
 
 use crate::auth::Identity;
 use crate::client::ClientConnection;
+use crate::endpoints::{decrypt, forward_auth, jwks, login, phone};
 use crate::error::{Body, GatewayError};
 use crate::headers::request_head;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
 use crate::state::AppState;
-use crate::{decrypt, forward_auth, jwks, login, path, phone, proxy};
+use crate::{path, proxy};
 
 /// What a normalized path is for.
 enum Target<'a> {

@@ -121,9 +121,9 @@ pub fn login_body(data: &[u8]) {
         1 => "application/x-www-form-urlencoded; charset=utf-8",
         _ => "text/plain",
     };
-    if let Ok(login) = crate::login::login_body(content_type, body) {
+    if let Ok(login) = crate::endpoints::login::login_body(content_type, body) {
         assert!(!login.code.trim().is_empty());
-        assert!(login.code.len() <= crate::login::MAX_CODE_LEN);
+        assert!(login.code.len() <= crate::endpoints::login::MAX_CODE_LEN);
         assert!(login.code.bytes().all(|byte| byte.is_ascii_graphic()));
         assert!(login.app.as_deref() != Some(""));
     }
@@ -139,17 +139,19 @@ pub fn decrypt_input(data: &[u8]) {
         return;
     };
     let (encrypted, iv) = if mode == 0 {
-        let Ok(input) = serde_json::from_slice::<crate::decrypt::DecryptRequest>(rest) else {
+        let Ok(input) = serde_json::from_slice::<crate::endpoints::decrypt::DecryptRequest>(rest)
+        else {
             return;
         };
         if let (Some(raw), Some(signature)) = (&input.raw_data, &input.signature) {
-            let _ = crate::decrypt::check_signature(raw, SAMPLE_SESSION_KEY, signature);
+            let _ = crate::endpoints::decrypt::check_signature(raw, SAMPLE_SESSION_KEY, signature);
         }
         (input.encrypted_data, input.iv)
     } else {
         encrypt(SAMPLE_SESSION_KEY, rest)
     };
-    if let Ok(data) = crate::decrypt::decrypt(SAMPLE_SESSION_KEY, &encrypted, &iv, APPID) {
+    if let Ok(data) = crate::endpoints::decrypt::decrypt(SAMPLE_SESSION_KEY, &encrypted, &iv, APPID)
+    {
         assert_eq!(data["watermark"]["appid"], APPID);
     }
 }

@@ -16,8 +16,8 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{self, Identity};
+use crate::endpoints::login::store_failed;
 use crate::error::{json_response, Body, BoxError, GatewayError};
-use crate::login::store_failed;
 use crate::state::AppState;
 
 /// The endpoint's path.

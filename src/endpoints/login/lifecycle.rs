@@ -12,8 +12,8 @@ use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::auth::{self, Identity};
+use crate::endpoints::login::store_failed;
 use crate::error::{json_response, Body, GatewayError};
-use crate::login::store_failed;
 use crate::session::unix_now;
 use crate::state::AppState;
 use crate::token::VerifiedToken;
