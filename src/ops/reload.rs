@@ -98,7 +98,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
+    /// A minimal valid config, shared with `restart_only`'s tests.
+    pub(super) const BASE: &str = r#"
 [wechat]
 appid = "wx1"
 secret = "s"

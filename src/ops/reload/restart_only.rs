@@ -174,17 +174,7 @@ fn both_and_unequal<T: PartialEq>(old: &Option<T>, new: &Option<T>) -> bool {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-[wechat]
-appid = "wx1"
-secret = "s"
-[jwt]
-secret = "a-secret-that-is-at-least-32-bytes-long!"
-[[routes]]
-prefix = "/api"
-upstream = "http://127.0.0.1:9"
-auth = "required"
-"#;
+    use crate::ops::reload::tests::BASE;
 
     /// A value unlike the base config's for each key, as environment overrides. A key of the
     /// struct missing here fails the test below.
