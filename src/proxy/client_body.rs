@@ -49,6 +49,8 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> ClientBody<B> {
+    /// The client's `inner` body, failing with [`ClientBodyError::Stalled`] when no frame comes
+    /// within `between_frames` of the previous one (or of the first wait).
     pub(crate) fn new(inner: B, between_frames: Duration) -> Self {
         ClientBody {
             inner,

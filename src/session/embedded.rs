@@ -54,6 +54,8 @@ struct StoredToken {
     expires_at_ms: u64,
 }
 
+/// The default session store: this gateway's database file, with the live revocations mirrored in
+/// memory for the per-request check.
 pub(crate) struct EmbeddedStore {
     path: PathBuf,
     db: Arc<Database>,

@@ -52,6 +52,7 @@ end
 return 0
 ";
 
+/// The session store shared by every replica through one Redis.
 pub(crate) struct RedisStore {
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
