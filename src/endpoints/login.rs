@@ -105,6 +105,18 @@ async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome
     state.sessions.save(&session).await.map_err(store_failed)?;
     let issued = state.config.jwt.keys.issue(&identity, Some(&sid))?;
 
+    let answer = token_answer(&issued, &identity);
+    // Serializing a `Value` cannot fail (its map keys are always strings).
+    let body = serde_json::to_vec(&answer).unwrap_or_default();
+    Ok((Bytes::from(body), identity))
+}
+
+/// The answer of a login and of a refresh: `{"token", "token_type", "expires_in", "openid"}`,
+/// and `"unionid"` when WeChat gave one (openapi.yaml's `TokenAnswer`).
+pub(crate) fn token_answer(
+    issued: &crate::token::IssuedToken,
+    identity: &Identity,
+) -> serde_json::Value {
     let mut answer = serde_json::json!({
         "token": issued.token,
         "token_type": "Bearer",
@@ -112,11 +124,9 @@ async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome
         "openid": identity.openid,
     });
     if let Some(unionid) = &identity.unionid {
-        answer["unionid"] = serde_json::Value::String(unionid.clone());
+        answer["unionid"] = unionid.as_str().into();
     }
-    // Serializing a `Value` cannot fail (its map keys are always strings).
-    let body = serde_json::to_vec(&answer).unwrap_or_default();
-    Ok((Bytes::from(body), identity))
+    answer
 }
 
 /// A store failure while logging in: the login cannot complete whatever the policy, since the

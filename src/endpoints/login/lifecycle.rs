@@ -57,15 +57,7 @@ pub(crate) async fn refresh<B>(
         appid: Some(session.appid),
     };
     let issued = state.config.jwt.keys.issue(&identity, Some(sid))?;
-    let mut answer = serde_json::json!({
-        "token": issued.token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "openid": identity.openid,
-    });
-    if let Some(unionid) = &identity.unionid {
-        answer["unionid"] = unionid.as_str().into();
-    }
+    let answer = super::token_answer(&issued, &identity);
     Ok((no_store(json_response(StatusCode::OK, &answer)), identity))
 }
 
