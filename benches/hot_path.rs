@@ -99,7 +99,7 @@ fn token_verification(c: &mut Criterion) {
     let mut group = c.benchmark_group("token_verify");
     for (name, jwt) in algorithms {
         let config = config(&jwt);
-        let keys = &config.jwt.keys;
+        let keys = &wxgate::token::TokenKeys::load(&config.jwt).expect("keys");
         let token = keys
             .issue(&identity(), Some("0123456789abcdef0123456789abcdef"))
             .expect("issue")
@@ -171,7 +171,7 @@ fn route_matching(c: &mut Criterion) {
     let config = config(&format!(
         "algorithm = \"HS256\"\nsecret = \"{HS256_SECRET}\""
     ));
-    let table = RouteTable::new(config.routes.clone());
+    let table = RouteTable::new(&config.routes).unwrap();
     let mut group = c.benchmark_group("routes/find");
     for path in [
         "/api/orders/123/items",

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use http::header::{HeaderMap, AUTHORIZATION};
 
 use crate::config::StoreErrorPolicy;
+use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
-use crate::routes::{AuthMode, Route};
 use crate::state::AppState;
 use crate::token::VerifiedToken;
 
@@ -27,13 +27,13 @@ pub(crate) async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     query_token: Option<&str>,
-    route: Option<&Route>,
+    route: Option<&RouteConfig>,
 ) -> Result<Option<Arc<VerifiedToken>>, GatewayError> {
     let mode = route.map_or(AuthMode::Required, |route| route.auth);
     if mode == AuthMode::None {
         return Ok(None);
     }
-    let keys = &state.config.jwt.keys;
+    let keys = &state.keys;
     let recent = match (query_token, plain_bearer_bytes(headers)) {
         (None, Some(token)) => keys.recently_verified(token),
         _ => None,

@@ -7,21 +7,21 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-
-use jsonwebtoken::Algorithm;
-
-use crate::routes::Route;
-use crate::token::TokenKeys;
 
 mod jwt;
 mod ops;
 mod raw;
 mod render;
 mod route;
+mod server;
 mod session;
 mod validate;
+
+pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
+pub use ops::{parse_filter, LogFormat};
+pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
+pub use server::{CertificateFiles, TlsConfig, TrustedProxies};
 
 /// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -110,7 +110,7 @@ pub struct Config {
     /// `[reload]`: reloading the config file while running.
     pub reload: ReloadConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
-    pub routes: Vec<Route>,
+    pub routes: Vec<RouteConfig>,
     /// The file the config was read from, which a reload reads again; `None` when built from text.
     pub source: Option<PathBuf>,
 }
@@ -164,9 +164,9 @@ pub struct ServerConfig {
     /// A plain-HTTP listener that redirects every request to HTTPS (TLS only).
     pub redirect_http_listen: Option<SocketAddr>,
     /// Peers allowed to describe the original request (X-Forwarded-*, X-Original-*).
-    pub trusted_proxies: crate::trust::TrustedProxies,
+    pub trusted_proxies: TrustedProxies,
     /// `[server.tls]`: terminate TLS on the public listener.
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -266,53 +266,6 @@ pub struct WeChatApp {
     pub secret: Secret,
 }
 
-/// `[jwt]` settings, with the keys already loaded and checked.
-#[derive(Clone, Debug)]
-pub struct JwtConfig {
-    /// The pinned algorithm.
-    pub algorithm: Algorithm,
-    /// `iss` written and required.
-    pub issuer: String,
-    /// `aud` written and required, when set.
-    pub audience: Option<String>,
-    /// Lifetime of issued tokens.
-    pub ttl_secs: u64,
-    /// Clock skew tolerated on `exp` and `nbf`.
-    pub leeway_secs: u64,
-    /// Where the signing key came from (RS256, ES256, EdDSA).
-    pub private_key_file: Option<PathBuf>,
-    /// How long after expiry a token may still be refreshed.
-    pub refresh_window_secs: u64,
-    /// The signing key's kid, written into every issued token's header.
-    pub kid: String,
-    /// `[[jwt.verify_keys]]`: keys that verify but never sign (a rotation's old or next key).
-    pub verify_keys: Vec<JwtKeyInfo>,
-    /// The loaded signing and verification keys.
-    pub keys: Arc<TokenKeys>,
-}
-
-/// A verify-only key as configured: what `wxgate check` shows of it.
-#[derive(Clone, Debug)]
-pub struct JwtKeyInfo {
-    /// The algorithm this key verifies, and only this one.
-    pub algorithm: Algorithm,
-    /// The key id tokens name it by (configured, or derived from the key).
-    pub kid: String,
-    /// Where the key came from.
-    pub source: KeySource,
-}
-
-/// Where a JWT key came from.
-#[derive(Clone, Debug)]
-pub enum KeySource {
-    /// An HS256 secret (never shown).
-    Secret,
-    /// A PEM private key file.
-    PrivateKeyFile(PathBuf),
-    /// A PEM public key file (verify-only keys).
-    PublicKeyFile(PathBuf),
-}
-
 /// `[login]` settings.
 #[derive(Clone, Debug)]
 pub struct LoginConfig {
@@ -323,9 +276,9 @@ pub struct LoginConfig {
     /// The logout endpoint's path.
     pub logout_path: String,
     /// `[login.rate_limit]`: logins per client IP; `None`: unlimited.
-    pub rate_limit: Option<crate::routes::RateLimit>,
+    pub rate_limit: Option<RateLimit>,
     /// `[login.refresh_rate_limit]`: refreshes per user; `None`: unlimited.
-    pub refresh_rate_limit: Option<crate::routes::RateLimit>,
+    pub refresh_rate_limit: Option<RateLimit>,
 }
 
 impl LoginConfig {
@@ -406,7 +359,7 @@ pub struct LogConfig {
     /// A tracing filter (`info`, `wxgate=debug`...); `RUST_LOG` wins when set.
     pub level: String,
     /// `text` (human-readable, the default) or `json` (one object per line).
-    pub format: crate::logging::LogFormat,
+    pub format: LogFormat,
 }
 
 impl Config {

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
 #[cfg(test)]
 mod captured;
@@ -95,19 +94,7 @@ impl<'a> MakeWriter<'a> for BatchedStderr {
     }
 }
 
-/// Checks a filter directive such as `info` or `wxgate=debug,hyper=warn`.
-pub fn parse_filter(directives: &str) -> Result<EnvFilter, String> {
-    EnvFilter::try_new(directives).map_err(|error| format!("{directives:?}: {error}"))
-}
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines (the default).
-    Text,
-    /// One JSON object per line, fields at the top level, for log collectors.
-    Json,
-}
+pub use crate::config::{parse_filter, LogFormat};
 
 /// Installs the global subscriber; `RUST_LOG`, when set, wins over `level`. Request lines go to
 /// the same writer, laid out the same way, but without the cost of a `tracing` event.

@@ -127,9 +127,12 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run_gateway(&cli.config).await,
-            Command::Check => match Config::load(&cli.config) {
-                Ok(config) => {
+            Command::Check => match Config::load(&cli.config)
+                .and_then(|config| Ok((wxgate::server::check(&config)?, config)))
+            {
+                Ok((kids, config)) => {
                     print!("{}", config.to_redacted_toml());
+                    println!("\n# JWT key ids (configured or derived from the keys), signing key first: {kids:?}");
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(format!("invalid config: {error}")),
@@ -261,12 +264,16 @@ fn mint_token(
         unionid,
         appid: Some(app.appid.clone()),
     };
-    let issued = match config.jwt.keys.issue_without_session(&identity, ttl_secs) {
+    let keys = match wxgate::token::TokenKeys::load(&config.jwt) {
+        Ok(keys) => keys,
+        Err(error) => return fail(format!("invalid config: {error}")),
+    };
+    let issued = match keys.issue_without_session(&identity, ttl_secs) {
         Ok(issued) => issued,
         Err(error) => return fail(error.to_string()),
     };
     // Refused here rather than by the gateway later: what it would not accept is not printed.
-    if let Err(error) = config.jwt.keys.verify(&issued.token) {
+    if let Err(error) = keys.verify(&issued.token) {
         return fail(format!("this token would be refused: {error}"));
     }
     println!("{}", issued.token);

@@ -80,8 +80,13 @@ where
                 query_token = token;
                 query = (!rest.is_empty()).then_some(Cow::Owned(rest));
             }
-            verified =
-                auth::authorize(state, &parts.headers, query_token.as_deref(), Some(route)).await?;
+            verified = auth::authorize(
+                state,
+                &parts.headers,
+                query_token.as_deref(),
+                Some(&route.config),
+            )
+            .await?;
 
             // The declared Content-Length, as hyper read it (it refuses one that is not a number).
             if http_body::Body::size_hint(&body).lower() > limit {
@@ -100,7 +105,7 @@ where
                 parts.uri = upstream_uri(route, path, query.as_deref())?;
             }
             parts.version = Version::HTTP_11;
-            match (&client_host, route.preserve_host) {
+            match (&client_host, route.config.preserve_host) {
                 (Some(host), true) => parts.headers.insert(HOST, host.clone()),
                 _ => parts.headers.insert(HOST, upstream.host_header.clone()),
             };
@@ -133,7 +138,7 @@ where
         };
         let started = std::time::Instant::now();
         // No deadline for a timeout too long to be one (the config allows any).
-        let due = tokio::time::Instant::from_std(started).checked_add(route.timeout);
+        let due = tokio::time::Instant::from_std(started).checked_add(route.config.timeout);
         let answer = deadline::within(
             &client.upstream_timer,
             due,
@@ -142,7 +147,7 @@ where
         .await;
         state
             .metrics
-            .observe_upstream(&route.prefix, started.elapsed());
+            .observe_upstream(&route.config.prefix, started.elapsed());
         let mut response = match answer {
             Err(deadline::TimedOut) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(error)) => return Err(upstream_error(&error, limit)),

@@ -11,15 +11,25 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::routes::Route;
 
 /// Most buckets one limit keeps.
 const MAX_BUCKETS: u64 = 100_000;
 
-pub use crate::routes::RateLimit;
+pub use crate::config::RateLimit;
+
+impl RateLimit {
+    pub(crate) fn per_second(self) -> f64 {
+        f64::from(self.per_minute) / 60.0
+    }
+
+    /// How long an empty bucket takes to fill up again.
+    pub(crate) fn refill_time(self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.burst) / self.per_second())
+    }
+}
 
 /// One bucket's level at a moment.
 #[derive(Debug)]
@@ -160,7 +170,7 @@ impl Limits {
     /// Takes a request from the user's bucket on `route`, when the route sets a limit.
     pub(crate) fn check_route(
         &self,
-        route: &Route,
+        route: &RouteConfig,
         openid: &str,
         metrics: &Metrics,
     ) -> Result<(), GatewayError> {

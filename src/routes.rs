@@ -4,113 +4,34 @@
 //! matching prefix wins. `;parameters` on a path segment are ignored when matching, so `/api;x/y`
 //! is judged by the `/api` rule, the same way a Java upstream would route it.
 
-use std::time::Duration;
+use crate::config::{ConfigError, RouteConfig};
+use crate::upstream::Upstream;
 
-use http::uri::{Authority, Scheme};
+pub use crate::config::{AuthMode, RateLimit};
 
-/// A rate limit as configured (a route's per-user one, and the login and refresh ones): `burst`
-/// requests at once, refilled at `per_minute`. Plain data, with the routes; the buckets that
-/// enforce it are `rate_limit`'s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Requests allowed per minute, sustained.
-    pub per_minute: u32,
-    /// Requests allowed at once (the bucket's size).
-    pub burst: u32,
-}
-
-impl RateLimit {
-    pub(crate) fn per_second(self) -> f64 {
-        f64::from(self.per_minute) / 60.0
-    }
-
-    /// How long an empty bucket takes to fill up again.
-    pub(crate) fn refill_time(self) -> Duration {
-        Duration::from_secs_f64(f64::from(self.burst) / self.per_second())
-    }
-}
-
-/// How a route treats the bearer token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMode {
-    /// No valid token, no forwarding: 401 and the upstream is never contacted.
-    Required,
-    /// Forwarded either way; with identity when a valid token came, 401 for an invalid one.
-    Optional,
-    /// Forwarded without identity; any token is ignored (identity headers are still stripped).
-    None,
-}
-
-impl AuthMode {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::Required => "required",
-            AuthMode::Optional => "optional",
-            AuthMode::None => "none",
-        }
-    }
-}
-
-/// Where a route forwards to: scheme and authority, plus a base path prepended to forwarded paths.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// Host and port of the upstream service.
-    pub authority: Authority,
-    /// The authority as the Host header sent upstream (unless the route preserves the client's).
-    pub(crate) host_header: http::HeaderValue,
-    /// A path prefix to prepend, without a trailing slash; empty for none.
-    pub base_path: String,
-    /// Extra CA certificates trusted for this https upstream, besides the system roots.
-    pub ca: Option<UpstreamCa>,
-    /// Which pool of upstream connections serves it: the same for the routes of one config that
-    /// reach the same upstream the same way, never reused by another config (a reload).
-    pub(crate) pool: u64,
-}
-
-/// A private CA for https upstreams, loaded from `ca_file`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamCa {
-    /// Where the certificates came from; also tells clients apart.
-    pub file: std::path::PathBuf,
-    /// The CA certificates.
-    pub certificates: std::sync::Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
-}
-
-/// One `[[routes]]` entry, validated.
-#[derive(Clone, Debug)]
+/// A route of the running state: the route as configured, and the upstream it reaches with its
+/// connection pool and TLS settings loaded.
+#[derive(Debug)]
 pub struct Route {
-    /// The normalized prefix (no trailing slash, except the root `/`).
-    pub prefix: String,
-    /// Where matching requests go; `None` for a rule that only decides forward-auth checks (the
-    /// proxy answers 404 for it).
-    pub upstream: Option<Upstream>,
-    /// How the bearer token is treated.
-    pub auth: AuthMode,
-    /// Remove the prefix from the path before forwarding.
-    pub strip_prefix: bool,
-    /// Send the client's Host header upstream instead of the upstream's authority.
-    pub preserve_host: bool,
-    /// How long the upstream may take to send response headers.
-    pub timeout: Duration,
-    /// The appids whose tokens may use this route (`apps = [...]` names, resolved); `None`: all.
-    pub apps: Option<Vec<String>>,
-    /// Requests per openid on this route (authenticated requests only); `None`: unlimited.
-    pub rate_limit: Option<RateLimit>,
+    /// The route as configured.
+    pub config: RouteConfig,
+    /// The configured upstream, ready to connect to; `None` when the route has none.
+    pub(crate) upstream: Option<Upstream>,
 }
 
 impl Route {
     /// The prefix's segments (none for `/`).
     fn prefix_segments(&self) -> impl Iterator<Item = &str> {
-        self.prefix.split('/').filter(|segment| !segment.is_empty())
+        self.config
+            .prefix
+            .split('/')
+            .filter(|segment| !segment.is_empty())
     }
 
     /// Whether this route covers the normalized `path`.
     fn matches(&self, path: &str) -> bool {
         let mut path_segments = segments(path.as_bytes());
-        segments(self.prefix.as_bytes()).all(|wanted| {
+        segments(self.config.prefix.as_bytes()).all(|wanted| {
             path_segments
                 .next()
                 .is_some_and(|segment| segment.split(|&byte| byte == b';').next() == Some(wanted))
@@ -119,7 +40,7 @@ impl Route {
 
     /// The path to send upstream for the normalized `path` this route matched.
     pub(crate) fn upstream_path(&self, path: &str) -> String {
-        let kept = if self.strip_prefix {
+        let kept = if self.config.strip_prefix {
             let skip = self.prefix_segments().count();
             let rest_start = path
                 .match_indices('/')
@@ -133,6 +54,7 @@ impl Route {
             path
         };
         let base = self
+            .config
             .upstream
             .as_ref()
             .map_or("", |upstream| &upstream.base_path);
@@ -144,8 +66,9 @@ impl Route {
 
     /// Whether [`Route::upstream_path`] is the path itself: no prefix stripped, no base path.
     pub(crate) fn forwards_path_as_is(&self) -> bool {
-        !self.strip_prefix
+        !self.config.strip_prefix
             && self
+                .config
                 .upstream
                 .as_ref()
                 .is_none_or(|upstream| upstream.base_path.is_empty())
@@ -165,10 +88,21 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Orders the routes so that the first match is the longest prefix.
-    pub fn new(mut routes: Vec<Route>) -> Self {
+    /// The routes of a config, each upstream given its connection pool and TLS settings (see
+    /// [`crate::upstream::connectors`]), ordered so that the first match is the longest prefix.
+    /// Errors name the key whose file could not be used (`routes[N].ca_file`).
+    pub fn new(configs: &[RouteConfig]) -> Result<Self, ConfigError> {
+        let upstreams = crate::upstream::connectors(configs)?;
+        let mut routes: Vec<Route> = configs
+            .iter()
+            .zip(upstreams)
+            .map(|(config, upstream)| Route {
+                config: config.clone(),
+                upstream,
+            })
+            .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix_segments().count()));
-        RouteTable { routes }
+        Ok(RouteTable { routes })
     }
 
     /// The route for a normalized path, if any.
@@ -181,16 +115,25 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    fn route(prefix: &str, auth: AuthMode, strip_prefix: bool, base_path: &str) -> Route {
-        Route {
+    use std::time::Duration;
+
+    use http::uri::{Authority, Scheme};
+
+    use crate::config::UpstreamUrl;
+
+    fn route_config(
+        prefix: &str,
+        auth: AuthMode,
+        strip_prefix: bool,
+        base_path: &str,
+    ) -> RouteConfig {
+        RouteConfig {
             prefix: prefix.to_string(),
-            upstream: Some(Upstream {
+            upstream: Some(UpstreamUrl {
                 scheme: Scheme::HTTP,
                 authority: Authority::from_static("127.0.0.1:1"),
-                host_header: http::HeaderValue::from_static("127.0.0.1:1"),
                 base_path: base_path.to_string(),
-                ca: None,
-                pool: 0,
+                ca_file: None,
             }),
             auth,
             strip_prefix,
@@ -201,16 +144,23 @@ mod tests {
         }
     }
 
+    fn route(prefix: &str, auth: AuthMode, strip_prefix: bool, base_path: &str) -> Route {
+        let config = route_config(prefix, auth, strip_prefix, base_path);
+        let mut table = RouteTable::new(&[config]).unwrap();
+        table.routes.remove(0)
+    }
+
     fn table() -> RouteTable {
-        RouteTable::new(vec![
-            route("/", AuthMode::Optional, false, ""),
-            route("/api", AuthMode::Required, false, ""),
-            route("/api/public", AuthMode::None, false, ""),
+        RouteTable::new(&[
+            route_config("/", AuthMode::Optional, false, ""),
+            route_config("/api", AuthMode::Required, false, ""),
+            route_config("/api/public", AuthMode::None, false, ""),
         ])
+        .unwrap()
     }
 
     fn auth_for(path: &str) -> Option<AuthMode> {
-        table().find(path).map(|route| route.auth)
+        table().find(path).map(|route| route.config.auth)
     }
 
     #[test]
@@ -231,7 +181,8 @@ mod tests {
 
     #[test]
     fn no_match_without_a_root_route() {
-        let table = RouteTable::new(vec![route("/api", AuthMode::Required, false, "")]);
+        let table =
+            RouteTable::new(&[route_config("/api", AuthMode::Required, false, "")]).unwrap();
         assert!(table.find("/other").is_none());
         assert!(table.find("/").is_none());
     }
@@ -286,7 +237,7 @@ mod tests {
                 let seen = resolved_like_an_upstream(&forwarded);
                 let upstream_route = table.find(&seen).expect("/ matches everything");
                 proptest::prop_assert_eq!(
-                    &judged.prefix, &upstream_route.prefix, "{} -> {} -> {}", raw, forwarded, seen
+                    &judged.config.prefix, &upstream_route.config.prefix, "{} -> {} -> {}", raw, forwarded, seen
                 );
             }
         }

@@ -14,9 +14,9 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::ops::admin::Readiness;
-use crate::state::{AppState, Origin};
+use crate::state::{AppState, Loaded, Origin};
 
 mod connection;
 mod dispatch;
@@ -45,6 +45,14 @@ impl From<TcpListener> for Listeners {
             admin: None,
         }
     }
+}
+
+/// `wxgate check`: loads what `config` names by file (the JWT keys, the routes' CA files, the TLS
+/// listener's certificates) exactly as a start or a reload does, without serving. Answers the
+/// JWT key ids, configured or derived from the keys, the signing key's first.
+pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
+    let loaded = Loaded::from(config)?;
+    Ok(loaded.keys.kids().map(str::to_string).collect())
 }
 
 /// Serves the gateway on `listeners` until `shutdown` completes, then lets in-flight requests and

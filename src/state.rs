@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use crate::access_token::AccessTokens;
 use crate::config::Config;
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::rate_limit::Limits;
 use crate::routes::RouteTable;
 use crate::session::SessionStore;
 use crate::single_flight::LoginFlights;
+use crate::token::TokenKeys;
 use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
 use crate::websocket::DrainGuard;
@@ -25,6 +27,8 @@ use crate::wechat::WeChatClient;
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) config: Config,
+    /// The `[jwt]` keys, loaded.
+    pub(crate) keys: TokenKeys,
     pub(crate) routes: RouteTable,
     pub(crate) wechat: Arc<WeChatClient>,
     pub(crate) sessions: Arc<dyn SessionStore>,
@@ -51,6 +55,7 @@ impl AppState {
     /// and the rate-limit buckets are too while their settings are unchanged. Routes get new
     /// connection pools either way.
     pub(crate) fn build(config: Config, origin: Origin<'_>) -> Result<Self, String> {
+        let Loaded { keys, routes } = Loaded::from(&config).map_err(|error| error.to_string())?;
         let previous = match &origin {
             Origin::Start(_) => None,
             Origin::Reload(running) => Some(*running),
@@ -86,10 +91,11 @@ impl AppState {
             Origin::Reload(running) => running.relays.clone(),
         };
         Ok(AppState {
-            routes: route_table(&config),
+            keys,
+            routes,
             wechat,
             sessions,
-            upstreams: UpstreamClients::new(&config.upstream, &config.routes, in_flight)?,
+            upstreams: UpstreamClients::new(&config.upstream, in_flight),
             access_tokens,
             limits: Limits::new(&config, previous.map(|running| &running.limits)),
             logins: previous.map_or_else(Arc::default, |running| running.logins.clone()),
@@ -113,13 +119,31 @@ impl AppState {
     }
 }
 
-/// The route table of `config`, each upstream given its connection pool: pools are new for every
-/// state, so a reloaded config never shares one with the config it replaces, whose connections
-/// were made with its settings.
-fn route_table(config: &Config) -> RouteTable {
-    let mut routes = config.routes.clone();
-    crate::upstream::assign_pools(&mut routes);
-    RouteTable::new(routes)
+/// What a config names by file, loaded: the config itself is plain data (paths), and this is
+/// where keys and certificates are read, at start, on every reload and by `wxgate check`, so a
+/// file that cannot be used is refused the same way everywhere, naming its key.
+pub(crate) struct Loaded {
+    /// The JWT signing and verify-only keys.
+    pub(crate) keys: TokenKeys,
+    /// The routes, their upstreams' TLS settings (`routes[N].ca_file`) loaded and connection
+    /// pools assigned: pools are new for every state, so a reloaded config never shares one with
+    /// the config it replaces, whose connections were made with its settings.
+    pub(crate) routes: RouteTable,
+}
+
+impl Loaded {
+    /// Loads what `config` names; the TLS listener's certificates are read and checked too
+    /// (`server.tls`), though the listener loads them itself when it starts.
+    pub(crate) fn from(config: &Config) -> Result<Loaded, ConfigError> {
+        if let Some(tls) = &config.server.tls {
+            crate::tls::CertResolver::load(tls.certificates.clone())
+                .map_err(|message| ConfigError::new("server.tls", message))?;
+        }
+        Ok(Loaded {
+            keys: TokenKeys::load(&config.jwt)?,
+            routes: RouteTable::new(&config.routes)?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +169,7 @@ mod tests {
         let pools = |state: &AppState| {
             ["/a", "/b", "/c"].map(|path| {
                 let route = state.routes.find(path).unwrap();
-                route.upstream.as_ref().unwrap().pool
+                route.upstream.as_ref().unwrap().pool()
             })
         };
         let [a, b, c] = pools(&first);
@@ -156,5 +180,55 @@ mod tests {
         assert_ne!(a, c, "another scheme");
         let reloaded = AppState::build(config, Origin::Reload(&first)).unwrap();
         assert!(pools(&reloaded).iter().all(|pool| ![a, c].contains(pool)));
+    }
+
+    /// Keys, CA files and certificates that cannot be used stop a start, a reload and `wxgate
+    /// check` alike, naming the key; a secret is never echoed.
+    #[test]
+    fn files_and_keys_that_cannot_be_used_are_refused_naming_their_key() {
+        let config_text = |jwt: &str, extra: &str| {
+            format!("[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n[jwt]\n{jwt}\n{extra}")
+        };
+        let secret = "secret = \"unit-test-jwt-secret-at-least-32-bytes\"";
+        let cases = [
+            ("secret = \"too-short\"", "", "jwt.secret"),
+            (
+                "algorithm = \"ES256\"\nprivate_key_file = \"/nonexistent.pem\"",
+                "",
+                "jwt.private_key_file",
+            ),
+            (secret, "[[jwt.verify_keys]]\nsecret = \"short\"", "jwt.verify_keys[0].secret"),
+            (
+                secret,
+                "[[jwt.verify_keys]]\nalgorithm = \"ES256\"\npublic_key_file = \"/nonexistent.pem\"",
+                "jwt.verify_keys[0].public_key_file",
+            ),
+            (&format!("{secret}\nkid = \"../../etc/passwd\""), "", "jwt.kid"),
+            (
+                &format!("{secret}\nkid = \"same\""),
+                "[[jwt.verify_keys]]\nkid = \"same\"\nsecret = \"another-secret-that-is-32-bytes-long\"",
+                "jwt.verify_keys",
+            ),
+            (
+                secret,
+                "[server.tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent.pem\"",
+                "server.tls",
+            ),
+            (
+                secret,
+                "[[routes]]\nprefix = \"/x\"\nupstream = \"https://h:1\"\nauth = \"none\"\nca_file = \"/nonexistent.pem\"",
+                "routes[0].ca_file",
+            ),
+        ];
+        for (jwt, extra, key) in cases {
+            let config = Config::from_toml(&config_text(jwt, extra), std::iter::empty())
+                .expect("plain data: nothing read yet");
+            let error = Loaded::from(&config).err().expect("refused when loaded");
+            assert_eq!(error.key, key, "{jwt} {extra}");
+            assert!(!error.to_string().contains("too-short"), "{error}");
+            let (relays, _) = tokio::sync::mpsc::channel(1);
+            let started = AppState::build(config, Origin::Start(relays));
+            assert!(started.err().is_some_and(|error| error.starts_with(key)));
+        }
     }
 }

@@ -10,7 +10,7 @@
 
 pub mod dev;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -20,25 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-/// One certificate chain and its private key, as files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CertificateFiles {
-    /// PEM certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1): RSA, ECDSA or Ed25519.
-    pub key_file: PathBuf,
-}
-
-/// `[server.tls]`, validated.
-#[derive(Clone, Debug)]
-pub struct TlsConfig {
-    /// Every certificate served; the first is the default.
-    pub certificates: Vec<CertificateFiles>,
-    /// Time a client has to complete the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// How often the files are checked for changes.
-    pub reload_interval: Duration,
-}
+pub use crate::config::{CertificateFiles, TlsConfig};
 
 /// The ring provider: the one crypto backend of the whole process (no cmake, no aws-lc).
 pub(crate) fn provider() -> Arc<CryptoProvider> {

@@ -25,6 +25,7 @@ use crate::identity::Identity;
 
 mod cache;
 mod keys;
+mod load;
 mod memo;
 pub(crate) use keys::{KeyMaterial, KeySpec, LoadedKey};
 pub(crate) use memo::NotRevokedMemo;
@@ -245,6 +246,12 @@ impl TokenKeys {
             ttl_secs: settings.ttl_secs,
             verified: cache::VerifiedCache::new(),
         })
+    }
+
+    /// The key ids, the signing key's first: configured or derived from the keys (`wxgate check`
+    /// shows them).
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.verifying.iter().map(|key| key.kid.as_str())
     }
 
     /// The JSON Web Key Set of the public keys (empty for HS256 only), for

@@ -11,13 +11,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::uri::Scheme;
-use http::{Request, Response};
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -25,9 +25,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ConfigError, RouteConfig, UpstreamConfig};
 use crate::error::{Body, BoxError};
-use crate::routes::{Route, Upstream, UpstreamCa};
 
 pub(crate) mod deadline;
 pub(crate) mod in_flight;
@@ -35,7 +34,7 @@ mod pooled;
 use in_flight::{InFlight, InFlightCount};
 use pooled::PooledBody;
 
-/// How to reach the upstreams of one config: timeouts, pool limits and TLS settings.
+/// How to reach the upstreams of one config: timeouts and pool limits.
 #[derive(Debug)]
 pub(crate) struct UpstreamClients {
     connect_timeout: Duration,
@@ -43,8 +42,22 @@ pub(crate) struct UpstreamClients {
     max_idle: usize,
     max_in_flight: usize,
     in_flight: InFlightCount,
-    system_roots: Arc<rustls::ClientConfig>,
-    by_ca: HashMap<PathBuf, Arc<rustls::ClientConfig>>,
+}
+
+/// A route's upstream, ready to connect to: built from its [`crate::config::UpstreamUrl`] with
+/// the TLS settings loaded and the pool of connections it shares with the routes of the same
+/// config that reach the same upstream the same way.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    /// Host and port of the upstream service.
+    authority: Authority,
+    /// The authority as the Host header sent upstream (unless the route preserves the client's).
+    pub(crate) host_header: HeaderValue,
+    /// The TLS client settings (system roots, plus the route's CA) for https; `None` for http.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Which pooled connections may serve it: never shared with another config (a reload), whose
+    /// connections were made with its settings.
+    pool: PoolKey,
 }
 
 /// Why an upstream exchange failed.
@@ -59,29 +72,16 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamClients {
-    /// The settings the routes need: the system roots, and each route's private CA; `in_flight`
-    /// counts this gateway's requests in flight (kept across reloads).
-    pub(crate) fn new(
-        config: &UpstreamConfig,
-        routes: &[Route],
-        in_flight: InFlightCount,
-    ) -> Result<Self, String> {
-        let mut by_ca = HashMap::new();
-        let upstreams = routes.iter().filter_map(|route| route.upstream.as_ref());
-        for ca in upstreams.filter_map(|upstream| upstream.ca.as_ref()) {
-            if !by_ca.contains_key(&ca.file) {
-                by_ca.insert(ca.file.clone(), tls_config(Some(ca))?);
-            }
-        }
-        Ok(UpstreamClients {
+    /// The `[upstream]` settings; `in_flight` counts this gateway's requests in flight (kept
+    /// across reloads).
+    pub(crate) fn new(config: &UpstreamConfig, in_flight: InFlightCount) -> Self {
+        UpstreamClients {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.pool_idle_timeout,
             max_idle: config.pool_max_idle_per_host,
             max_in_flight: config.max_in_flight,
             in_flight,
-            system_roots: tls_config(None)?,
-            by_ca,
-        })
+        }
     }
 
     /// The count of requests in flight, for the state a reload builds.
@@ -153,13 +153,10 @@ impl UpstreamClients {
         &self,
         upstream: &Upstream,
     ) -> Result<http1::SendRequest<Body>, UpstreamError> {
-        let https = upstream.scheme == Scheme::HTTPS;
         let connecting = async {
             let host = upstream.authority.host();
-            let port = upstream
-                .authority
-                .port_u16()
-                .unwrap_or(if https { 443 } else { 80 });
+            let default_port = if upstream.tls.is_some() { 443 } else { 80 };
+            let port = upstream.authority.port_u16().unwrap_or(default_port);
             // An IPv6 literal comes in brackets in an authority, without them everywhere else.
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let tcp = TcpStream::connect((host, port))
@@ -167,10 +164,9 @@ impl UpstreamClients {
                 .map_err(|error| UpstreamError::Connect(format!("connect: {error}")))?;
             // Best effort: a socket refusing NODELAY still works.
             let _ = tcp.set_nodelay(true);
-            if !https {
+            let Some(tls) = upstream.tls.clone() else {
                 return handshake(tcp).await;
-            }
-            let tls = self.tls_for(upstream);
+            };
             let name = ServerName::try_from(host.to_owned())
                 .map_err(|error| UpstreamError::Connect(format!("server name: {error}")))?;
             let stream = tokio_rustls::TlsConnector::from(tls)
@@ -187,18 +183,17 @@ impl UpstreamClients {
             ))),
         }
     }
+}
 
-    fn tls_for(&self, upstream: &Upstream) -> Arc<rustls::ClientConfig> {
-        upstream
-            .ca
-            .as_ref()
-            .and_then(|ca| self.by_ca.get(&ca.file))
-            .unwrap_or(&self.system_roots)
-            .clone()
+impl Upstream {
+    /// Which pooled connections may serve it.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> PoolKey {
+        self.pool
     }
 }
 
-/// Which pooled connections may serve a request: the upstream's pool (see [`assign_pools`]).
+/// Which pooled connections may serve a request: the upstream's pool (see [`connectors`]).
 pub(crate) type PoolKey = u64;
 
 /// The HTTP/1.1 handshake on a new connection, whose task runs on this worker.
@@ -219,10 +214,14 @@ where
     Ok(sender)
 }
 
-/// The TLS client settings for upstreams: the system roots plus a route's CA, HTTP/1.1 by ALPN.
-fn tls_config(ca: Option<&UpstreamCa>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let extra_ca = ca.map(|ca| ca.certificates.as_slice()).unwrap_or_default();
-    let mut config = crate::tls::upstream_client_config(extra_ca)?;
+/// The TLS client settings for upstreams: the system roots plus a route's CA (read from
+/// `ca_file`), HTTP/1.1 by ALPN.
+fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let extra_ca = match ca_file {
+        Some(file) => crate::tls::read_certificates(file)?,
+        None => Vec::new(),
+    };
+    let mut config = crate::tls::upstream_client_config(&extra_ca)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -231,22 +230,52 @@ fn tls_config(ca: Option<&UpstreamCa>) -> Result<Arc<rustls::ClientConfig>, Stri
 /// it replaces, whose connections were made with its settings.
 static POOL_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// Gives every upstream its pool: one per scheme, authority (any case) and CA file in this config.
-pub(crate) fn assign_pools(routes: &mut [Route]) {
+/// The upstreams of a config's routes, in the same order (`None` for a route without one): TLS
+/// settings loaded once per CA file, and one new pool per scheme, authority (any case) and CA
+/// file. Errors name the route's key.
+pub(crate) fn connectors(routes: &[RouteConfig]) -> Result<Vec<Option<Upstream>>, ConfigError> {
     let mut pools = HashMap::new();
-    for upstream in routes
-        .iter_mut()
-        .filter_map(|route| route.upstream.as_mut())
-    {
-        let key = (
-            upstream.scheme.clone(),
-            upstream.authority.as_str().to_ascii_lowercase(),
-            upstream.ca.as_ref().map(|ca| ca.file.clone()),
+    let mut tls_by_ca: HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>> = HashMap::new();
+    let mut connectors = Vec::with_capacity(routes.len());
+    for (index, route) in routes.iter().enumerate() {
+        let Some(url) = &route.upstream else {
+            connectors.push(None);
+            continue;
+        };
+        let tls = match url.scheme == Scheme::HTTPS {
+            false => None,
+            true => Some(match tls_by_ca.get(&url.ca_file) {
+                Some(tls) => tls.clone(),
+                None => {
+                    let key = match url.ca_file {
+                        Some(_) => format!("routes[{index}].ca_file"),
+                        None => format!("routes[{index}].upstream"),
+                    };
+                    let tls = tls_config(url.ca_file.as_deref())
+                        .map_err(|message| ConfigError::new(key, message))?;
+                    tls_by_ca.insert(url.ca_file.clone(), tls.clone());
+                    tls
+                }
+            }),
+        };
+        let pool_key = (
+            url.scheme.clone(),
+            url.authority.as_str().to_ascii_lowercase(),
+            url.ca_file.clone(),
         );
-        upstream.pool = *pools
-            .entry(key)
+        let pool = *pools
+            .entry(pool_key)
             .or_insert_with(|| POOL_IDS.fetch_add(1, Ordering::Relaxed));
+        let host_header = HeaderValue::from_str(url.authority.as_str())
+            .map_err(|_| ConfigError::new(format!("routes[{index}].upstream"), "no valid host"))?;
+        connectors.push(Some(Upstream {
+            authority: url.authority.clone(),
+            host_header,
+            tls,
+            pool,
+        }));
     }
+    Ok(connectors)
 }
 
 thread_local! {

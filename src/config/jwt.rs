@@ -1,15 +1,80 @@
-//! `[jwt]` validation: the signing key, the verify-only keys of a rotation, and the shared claim
-//! settings, loaded into `TokenKeys` at start so a bad key stops the gateway before it serves.
+//! `[jwt]` as plain data: the shared claim settings, the signing key and the verify-only keys of
+//! a rotation, each as its algorithm, its kid when set, and where the key is (a secret or a file).
+//! `token` loads the keys from this when the running state is built (`TokenKeys::load`), so a
+//! key that cannot be read or used still stops the gateway, and `wxgate check`, naming its key.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
 
 use super::raw::{self, RawJwt, RawJwtKey};
 use super::validate::positive;
-use super::{ConfigError, JwtConfig, JwtKeyInfo, KeySource};
-use crate::token::{KeyMaterial, KeySpec, LoadedKey, TokenKeys, TokenSettings};
+use super::{ConfigError, Secret};
+
+/// `[jwt]` settings.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    /// The pinned algorithm.
+    pub algorithm: Algorithm,
+    /// `iss` written and required.
+    pub issuer: String,
+    /// `aud` written and required, when set.
+    pub audience: Option<String>,
+    /// Lifetime of issued tokens.
+    pub ttl_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// How long after expiry a token may still be refreshed.
+    pub refresh_window_secs: u64,
+    /// The signing key: `secret`, `private_key_file` and `kid` of `[jwt]` itself.
+    pub signing: JwtKeyInfo,
+    /// `[[jwt.verify_keys]]`: keys that verify but never sign (a rotation's old or next key).
+    pub verify_keys: Vec<JwtKeyInfo>,
+}
+
+/// One key as configured: the signing key or a verify-only one.
+#[derive(Clone, Debug)]
+pub struct JwtKeyInfo {
+    /// The algorithm this key signs or verifies, and only this one.
+    pub algorithm: Algorithm,
+    /// The key id tokens name it by, when configured; derived from the key otherwise.
+    pub kid: Option<String>,
+    /// Where the key is.
+    pub source: KeySource,
+}
+
+impl JwtKeyInfo {
+    /// The key's name in the config (`jwt` or `jwt.verify_keys[N]`) for error messages, given
+    /// its place among the verify-only keys (`None`: the signing key).
+    pub fn config_key(verify_index: Option<usize>) -> String {
+        match verify_index {
+            Some(index) => format!("jwt.verify_keys[{index}]"),
+            None => "jwt".to_string(),
+        }
+    }
+}
+
+/// Where a JWT key is.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// An HS256 secret (never shown).
+    Secret(Secret),
+    /// A PEM private key file.
+    PrivateKeyFile(PathBuf),
+    /// A PEM public key file (verify-only keys).
+    PublicKeyFile(PathBuf),
+}
+
+impl KeySource {
+    /// The config key that sets it (`secret`, `private_key_file`, `public_key_file`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            KeySource::Secret(_) => "secret",
+            KeySource::PrivateKeyFile(_) => "private_key_file",
+            KeySource::PublicKeyFile(_) => "public_key_file",
+        }
+    }
+}
 
 /// One key as written: the `[jwt]` table itself (the signing key) or a `[[jwt.verify_keys]]` entry.
 struct KeyEntry<'a> {
@@ -37,47 +102,34 @@ impl RawJwt {
             .audience
             .clone()
             .filter(|audience| !audience.is_empty());
-        let ttl_secs = positive("jwt.ttl_secs", &self.ttl_secs, 7200)?;
-        let leeway_secs = raw::number("jwt.leeway_secs", &self.leeway_secs, 30)?;
-        let refresh_window_secs =
-            raw::number("jwt.refresh_window_secs", &self.refresh_window_secs, 86_400)?;
-
-        let signing_entry = KeyEntry {
-            prefix: "jwt".into(),
+        let signing = KeyEntry {
+            prefix: JwtKeyInfo::config_key(None),
             algorithm,
             secret: self.secret.as_deref(),
             private_key_file: self.private_key_file.as_deref(),
             public_key_file: None,
             kid: self.kid.as_deref(),
-        };
-        let (signing, _) = signing_entry.load()?;
-        let mut verify_only = Vec::with_capacity(self.verify_keys.len());
-        let mut verify_keys = Vec::with_capacity(self.verify_keys.len());
-        for (index, entry) in self.verify_keys.iter().enumerate() {
-            let (key, info) = KeyEntry::verify_only(index, entry, algorithm)?.load()?;
-            verify_only.push(key);
-            verify_keys.push(info);
         }
-        let kid = signing.kid.clone();
-        let settings = TokenSettings {
-            issuer: &issuer,
-            audience: audience.as_deref(),
-            ttl_secs,
-            leeway_secs,
-        };
-        let keys = TokenKeys::new(settings, signing, verify_only)
-            .map_err(|message| ConfigError::new("jwt.verify_keys", message))?;
+        .validate()?;
+        let verify_keys = self
+            .verify_keys
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| KeyEntry::verify_only(index, entry, algorithm)?.validate())
+            .collect::<Result<_, _>>()?;
         Ok(JwtConfig {
             algorithm,
             issuer,
             audience,
-            ttl_secs,
-            leeway_secs,
-            refresh_window_secs,
-            private_key_file: self.private_key_file.as_ref().map(PathBuf::from),
-            kid,
+            ttl_secs: positive("jwt.ttl_secs", &self.ttl_secs, 7200)?,
+            leeway_secs: raw::number("jwt.leeway_secs", &self.leeway_secs, 30)?,
+            refresh_window_secs: raw::number(
+                "jwt.refresh_window_secs",
+                &self.refresh_window_secs,
+                86_400,
+            )?,
+            signing,
             verify_keys,
-            keys: Arc::new(keys),
         })
     }
 }
@@ -88,7 +140,7 @@ impl<'a> KeyEntry<'a> {
         entry: &'a RawJwtKey,
         default_algorithm: Algorithm,
     ) -> Result<Self, ConfigError> {
-        let prefix = format!("jwt.verify_keys[{index}]");
+        let prefix = JwtKeyInfo::config_key(Some(index));
         let algorithm = match entry.algorithm.as_deref() {
             Some(name) => algorithm(&format!("{prefix}.algorithm"), name)?,
             None => default_algorithm,
@@ -103,8 +155,9 @@ impl<'a> KeyEntry<'a> {
         })
     }
 
-    /// Reads and checks the key; errors name the key that is wrong.
-    fn load(&self) -> Result<(LoadedKey, JwtKeyInfo), ConfigError> {
+    /// Which one kind of key the entry gives, fitting its algorithm; errors name the key that is
+    /// wrong. Reading and checking the key itself is `TokenKeys::load`'s.
+    fn validate(&self) -> Result<JwtKeyInfo, ConfigError> {
         let prefix = &self.prefix;
         let key = |name: &str| format!("{prefix}.{name}");
         let files = [
@@ -123,13 +176,8 @@ impl<'a> KeyEntry<'a> {
                 format!("give only one of {}", given.join(", ")),
             ));
         }
-        let pem;
-        let (field, material, source) = match (self.algorithm, self.secret, files) {
-            (Algorithm::HS256, Some(secret), _) => (
-                key("secret"),
-                KeyMaterial::Secret(secret.as_bytes()),
-                KeySource::Secret,
-            ),
+        let source = match (self.algorithm, self.secret, files) {
+            (Algorithm::HS256, Some(secret), _) => KeySource::Secret(Secret::new(secret)),
             (Algorithm::HS256, None, _) => {
                 return Err(ConfigError::new(
                     key("secret"),
@@ -142,21 +190,8 @@ impl<'a> KeyEntry<'a> {
                     "only HS256 uses a shared secret; use a PEM key file",
                 ))
             }
-            (_, None, [(_, Some(file)), _]) => {
-                pem = read_pem(&key("private_key_file"), file)?;
-                let source = KeySource::PrivateKeyFile(PathBuf::from(file));
-                let material = KeyMaterial::PrivateKeyPem(&pem);
-                (key("private_key_file"), material, source)
-            }
-            (_, None, [_, (_, Some(file))]) => {
-                pem = read_pem(&key("public_key_file"), file)?;
-                let source = KeySource::PublicKeyFile(PathBuf::from(file));
-                (
-                    key("public_key_file"),
-                    KeyMaterial::PublicKeyPem(&pem),
-                    source,
-                )
-            }
+            (_, None, [(_, Some(file)), _]) => KeySource::PrivateKeyFile(PathBuf::from(file)),
+            (_, None, [_, (_, Some(file))]) => KeySource::PublicKeyFile(PathBuf::from(file)),
             (_, None, _) => {
                 return Err(ConfigError::new(
                     key("private_key_file"),
@@ -164,25 +199,11 @@ impl<'a> KeyEntry<'a> {
                 ))
             }
         };
-        let spec = KeySpec {
+        Ok(JwtKeyInfo {
             algorithm: self.algorithm,
-            material,
-            kid: self.kid,
-        };
-        let loaded = LoadedKey::load(&spec).map_err(|message| {
-            let field = if message.starts_with("kid ") {
-                key("kid")
-            } else {
-                field
-            };
-            ConfigError::new(field, message)
-        })?;
-        let info = JwtKeyInfo {
-            algorithm: self.algorithm,
-            kid: loaded.kid.clone(),
+            kid: self.kid.map(str::to_string),
             source,
-        };
-        Ok((loaded, info))
+        })
     }
 }
 
@@ -198,9 +219,4 @@ fn algorithm(key: &str, name: &str) -> Result<Algorithm, ConfigError> {
             format!("{other:?} is not one of HS256, RS256, ES256, EdDSA"),
         )),
     }
-}
-
-fn read_pem(key: &str, file: &str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file)
-        .map_err(|error| ConfigError::new(key, format!("cannot read {file}: {error}")))
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::raw::{self, RawAdmin, RawLog, RawRateLimit, RawReload};
 use super::validate::{millis, positive};
+use super::RateLimit;
 use super::{AdminConfig, ConfigError, LogConfig, ReloadConfig, ServerConfig};
-use crate::logging::LogFormat;
-use crate::routes::RateLimit;
+use tracing_subscriber::EnvFilter;
 
 /// Logins per client IP unless configured: a minute's steady rate, and the burst a shared NAT
 /// address may need at once.
@@ -62,8 +62,7 @@ impl RawLog {
     /// `[log]`: a valid filter and a known format.
     pub(super) fn validate(&self) -> Result<LogConfig, ConfigError> {
         let level = self.level.clone().unwrap_or_else(|| "info".to_string());
-        crate::logging::parse_filter(&level)
-            .map_err(|message| ConfigError::new("log.level", message))?;
+        parse_filter(&level).map_err(|message| ConfigError::new("log.level", message))?;
         let format = match self.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -222,4 +221,18 @@ mod tests {
         // Ephemeral ports (tests) never collide.
         assert!(!overlaps(address("127.0.0.1:0"), address("127.0.0.1:0")));
     }
+}
+
+/// Checks a filter directive such as `info` or `wxgate=debug,hyper=warn`.
+pub fn parse_filter(directives: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(directives).map_err(|error| format!("{directives:?}: {error}"))
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, fields at the top level, for log collectors.
+    Json,
 }

@@ -55,14 +55,14 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         ("leeway_secs", int(jwt.leeway_secs)),
     ]);
     if let Value::Table(jwt_table) = &mut jwt_table {
-        match &jwt.private_key_file {
-            Some(file) => jwt_table.insert("private_key_file".into(), text(file.display())),
-            None => jwt_table.insert("secret".into(), text(REDACTED)),
-        };
+        let (field, value) = key_source(&jwt.signing.source);
+        jwt_table.insert(field.into(), value);
         if let Some(audience) = &jwt.audience {
             jwt_table.insert("audience".into(), text(audience));
         }
-        jwt_table.insert("kid".into(), text(&jwt.kid));
+        if let Some(kid) = &jwt.signing.kid {
+            jwt_table.insert("kid".into(), text(kid));
+        }
         jwt_table.insert("refresh_window_secs".into(), int(jwt.refresh_window_secs));
         let verify_keys = jwt.verify_keys.iter().map(verify_key).collect();
         jwt_table.insert("verify_keys".into(), Value::Array(verify_keys));
@@ -81,8 +81,8 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
     );
     root.insert("session".into(), session_table(&config.session));
     let format = match config.log.format {
-        crate::logging::LogFormat::Text => "text",
-        crate::logging::LogFormat::Json => "json",
+        super::LogFormat::Text => "text",
+        super::LogFormat::Json => "json",
     };
     root.insert(
         "log".into(),
@@ -130,8 +130,8 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
                     upstream.scheme, upstream.authority, upstream.base_path
                 );
                 entry.insert("upstream".into(), text(url));
-                if let Some(ca) = &upstream.ca {
-                    entry.insert("ca_file".into(), text(ca.file.display()));
+                if let Some(ca_file) = &upstream.ca_file {
+                    entry.insert("ca_file".into(), text(ca_file.display()));
                 }
             }
             entry.insert("auth".into(), text(route.auth.as_str()));
@@ -159,7 +159,7 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
 }
 
 /// A rate limit; `per_minute = 0` for none.
-fn rate_limit(limit: Option<crate::routes::RateLimit>) -> Value {
+fn rate_limit(limit: Option<super::RateLimit>) -> Value {
     match limit {
         Some(limit) => table([
             ("per_minute", int(limit.per_minute)),
@@ -240,18 +240,29 @@ fn server_table(config: &Config) -> Value {
     Value::Table(entries)
 }
 
-/// One `[[jwt.verify_keys]]` entry, its secret hidden.
+/// One `[[jwt.verify_keys]]` entry, its secret hidden; the kid when configured (`wxgate check`
+/// shows the derived ones after loading the keys).
 fn verify_key(key: &super::JwtKeyInfo) -> Value {
-    let (field, value) = match &key.source {
-        super::KeySource::Secret => ("secret", text(REDACTED)),
-        super::KeySource::PrivateKeyFile(file) => ("private_key_file", text(file.display())),
-        super::KeySource::PublicKeyFile(file) => ("public_key_file", text(file.display())),
-    };
-    table([
+    let (field, value) = key_source(&key.source);
+    let mut entry = table([
         ("algorithm", text(format!("{:?}", key.algorithm))),
-        ("kid", text(&key.kid)),
         (field, value),
-    ])
+    ]);
+    if let (Value::Table(entry), Some(kid)) = (&mut entry, &key.kid) {
+        entry.insert("kid".into(), text(kid));
+    }
+    entry
+}
+
+/// Where a key is, a secret hidden.
+fn key_source(source: &super::KeySource) -> (&'static str, Value) {
+    let value = match source {
+        super::KeySource::Secret(_) => text(REDACTED),
+        super::KeySource::PrivateKeyFile(file) | super::KeySource::PublicKeyFile(file) => {
+            text(file.display())
+        }
+    };
+    (source.field(), value)
 }
 
 /// `[session]`; the Redis URL is redacted whole (it may carry a password).

@@ -1,14 +1,82 @@
-//! `[[routes]]` validation: the prefix, the upstream URL and its CA, the auth mode, the apps a
-//! route serves and its per-user rate limit; each error names `routes[N].key`.
+//! `[[routes]]`: the prefix, the upstream URL and its CA file, the auth mode, the apps a route
+//! serves and its per-user rate limit, as plain data; each validation error names
+//! `routes[N].key`. The running route table (`routes`) is built from these.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
 
 use super::raw::{self, RawRoute};
 use super::validate::{endpoint_path, millis, required};
 use super::{ConfigError, WeChatConfig};
-use crate::routes::{AuthMode, Route, Upstream, UpstreamCa};
+
+/// A rate limit as configured (a route's per-user one, and the login and refresh ones): `burst`
+/// requests at once, refilled at `per_minute`. The buckets that enforce it are `rate_limit`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per minute, sustained.
+    pub per_minute: u32,
+    /// Requests allowed at once (the bucket's size).
+    pub burst: u32,
+}
+
+/// How a route treats the bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No valid token, no forwarding: 401 and the upstream is never contacted.
+    Required,
+    /// Forwarded either way; with identity when a valid token came, 401 for an invalid one.
+    Optional,
+    /// Forwarded without identity; any token is ignored (identity headers are still stripped).
+    None,
+}
+
+impl AuthMode {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// A route's `upstream` URL and `ca_file`: where matching requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port of the upstream service.
+    pub authority: Authority,
+    /// A path prefix to prepend, without a trailing slash; empty for none.
+    pub base_path: String,
+    /// Extra CA certificates trusted for this https upstream, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One `[[routes]]` entry, validated.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// The normalized prefix (no trailing slash, except the root `/`).
+    pub prefix: String,
+    /// Where matching requests go; `None` for a rule that only decides forward-auth checks (the
+    /// proxy answers 404 for it).
+    pub upstream: Option<UpstreamUrl>,
+    /// How the bearer token is treated.
+    pub auth: AuthMode,
+    /// Remove the prefix from the path before forwarding.
+    pub strip_prefix: bool,
+    /// Send the client's Host header upstream instead of the upstream's authority.
+    pub preserve_host: bool,
+    /// How long the upstream may take to send response headers.
+    pub timeout: Duration,
+    /// The appids whose tokens may use this route (`apps = [...]` names, resolved); `None`: all.
+    pub apps: Option<Vec<String>>,
+    /// Requests per openid on this route (authenticated requests only); `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
 
 impl RawRoute {
     pub(super) fn validate(
@@ -16,7 +84,7 @@ impl RawRoute {
         key: &str,
         default_timeout: Duration,
         wechat: &WeChatConfig,
-    ) -> Result<Route, ConfigError> {
+    ) -> Result<RouteConfig, ConfigError> {
         let prefix_key = format!("{key}.prefix");
         let prefix = required(&prefix_key, &self.prefix)?;
         let prefix = match endpoint_path(&prefix_key, Some(&prefix), "/")?.trim_end_matches('/') {
@@ -50,16 +118,9 @@ impl RawRoute {
                     "only https upstreams use a CA file",
                 ));
             }
-            let certificates = crate::tls::read_certificates(std::path::Path::new(file))
-                .map_err(|message| ConfigError::new(&ca_key, message))?;
-            crate::tls::upstream_client_config(&certificates)
-                .map_err(|message| ConfigError::new(&ca_key, message))?;
-            upstream.ca = Some(UpstreamCa {
-                file: PathBuf::from(file),
-                certificates: Arc::new(certificates),
-            });
+            upstream.ca_file = Some(PathBuf::from(file));
         }
-        Ok(Route {
+        Ok(RouteConfig {
             prefix,
             upstream,
             auth,
@@ -114,7 +175,7 @@ fn route_apps(
 }
 
 /// A route's `upstream`: `http://host:port[/base/path]`.
-fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
+fn upstream(key: &str, text: &str) -> Result<UpstreamUrl, ConfigError> {
     let uri: http::Uri = text
         .parse()
         .map_err(|error| ConfigError::new(key, format!("{text:?} is not a URL: {error}")))?;
@@ -136,14 +197,13 @@ fn upstream(key: &str, text: &str) -> Result<Upstream, ConfigError> {
     let base_path = endpoint_path(key, Some(uri.path()), "/")?
         .trim_end_matches('/')
         .to_string();
-    let host_header = http::HeaderValue::from_str(authority.as_str())
-        .map_err(|_| ConfigError::new(key, format!("{text:?} has no valid host")))?;
-    Ok(Upstream {
+    if http::HeaderValue::from_str(authority.as_str()).is_err() {
+        return Err(ConfigError::new(key, format!("{text:?} has no valid host")));
+    }
+    Ok(UpstreamUrl {
         scheme,
         authority,
-        host_header,
         base_path,
-        ca: None,
-        pool: 0,
+        ca_file: None,
     })
 }

@@ -4,13 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{self, RawConfig, RawTls};
+use super::{CertificateFiles, TlsConfig, TrustedProxies};
 use super::{
     Config, ConfigError, ForwardAuthConfig, LoginConfig, Secret, ServerConfig, UpstreamConfig,
     WeChatApp, WeChatConfig, WebSocketConfig,
 };
-use crate::routes::Route;
-use crate::tls::{CertificateFiles, TlsConfig};
-use crate::trust::TrustedProxies;
 
 /// hyper's smallest read buffer: request heads up to this size are always accepted.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -168,7 +166,7 @@ impl RawConfig {
         let log = self.log.validate()?;
         let admin = self.admin.validate(&server)?;
         let reload = self.reload.validate()?;
-        let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
+        let mut routes: Vec<super::RouteConfig> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let route = route.validate(&format!("routes[{index}]"), upstream.timeout, &wechat)?;
             if forward_auth.covers(&route.prefix) {
@@ -346,8 +344,6 @@ impl RawTls {
             let key = format!("server.tls.certificates[{index}]");
             certificates.push(certificate_files(&key, &extra.cert_file, &extra.key_file)?);
         }
-        crate::tls::CertResolver::load(certificates.clone())
-            .map_err(|message| ConfigError::new("server.tls", message))?;
         Ok(TlsConfig {
             certificates,
             handshake_timeout: millis(

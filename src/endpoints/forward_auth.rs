@@ -24,10 +24,10 @@ use http::{Request, Response, StatusCode};
 
 use crate::auth::{self, Identity};
 use crate::client::ClientConnection;
+use crate::config::AuthMode;
 use crate::error::{json_response, GatewayError};
 use crate::headers;
 use crate::path;
-use crate::routes::AuthMode;
 use crate::state::AppState;
 
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -70,6 +70,7 @@ pub(crate) async fn handle<B>(
             None
         }
     };
+    let route = route.map(|route| &route.config);
     let mode = route.map_or(AuthMode::Required, |route| route.auth);
     let verified = auth::authorize(state, request.headers(), None, route).await?;
     tracing::debug!(

@@ -103,7 +103,7 @@ async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome
     };
     // Stored before the token exists: no token for a session the store does not have.
     state.sessions.save(&session).await.map_err(store_failed)?;
-    let issued = state.config.jwt.keys.issue(&identity, Some(&sid))?;
+    let issued = state.keys.issue(&identity, Some(&sid))?;
 
     let answer = token_answer(&issued, &identity);
     // Serializing a `Value` cannot fail (its map keys are always strings).

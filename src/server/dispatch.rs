@@ -62,7 +62,7 @@ impl<'a> Target<'a> {
             Target::Decrypt => "wx_decrypt",
             Target::ForwardAuth => "forward_auth",
             Target::Jwks => "jwks",
-            Target::Route(route) => &route.prefix,
+            Target::Route(route) => &route.config.prefix,
             Target::Unrouted => "none",
         }
     }
@@ -164,7 +164,7 @@ fn dispatch<'a>(
         Target::Decrypt => Box::pin(with_identity(decrypt::handle(state, request))),
         Target::ForwardAuth => Box::pin(forward_auth::handle(state, path, client, request)),
         Target::Jwks => {
-            let answer = jwks::handle(request.method(), &state.config.jwt.keys);
+            let answer = jwks::handle(request.method(), &state.keys);
             Box::pin(std::future::ready(answer.map(|response| (response, None))))
         }
         Target::Route(route) => Box::pin(proxy::forward(

@@ -46,6 +46,8 @@ async fn asymmetric_gateway(algorithm: &str, pem: &str) -> Harness {
         ..Setup::default()
     })
     .await;
+    // The gateway reads its keys when it starts serving: answered once, it holds them.
+    assert_eq!(gateway.get("/.well-known/jwks.json", &[]).await.status, 200);
     std::fs::remove_file(path).ok();
     gateway
 }

@@ -56,7 +56,7 @@ pub(crate) async fn refresh<B>(
         unionid: session.unionid,
         appid: Some(session.appid),
     };
-    let issued = state.config.jwt.keys.issue(&identity, Some(sid))?;
+    let issued = state.keys.issue(&identity, Some(sid))?;
     let answer = super::token_answer(&issued, &identity);
     Ok((no_store(json_response(StatusCode::OK, &answer)), identity))
 }
@@ -108,8 +108,9 @@ fn presented<B>(state: &AppState, request: &Request<B>) -> Result<VerifiedToken,
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });
     }
     let token = auth::required_bearer_token(request.headers())?;
-    let jwt = &state.config.jwt;
-    jwt.keys.verify_for_refresh(token, jwt.refresh_window_secs)
+    state
+        .keys
+        .verify_for_refresh(token, state.config.jwt.refresh_window_secs)
 }
 
 /// The app a token belongs to: its `appid` claim, or the configured app for tokens without one.
