@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::config::{Secret, WeChatApp};
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 use crate::session::SessionStore;
 use crate::wechat::WeChatClient;
 

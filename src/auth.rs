@@ -7,7 +7,7 @@ use http::header::{HeaderMap, AUTHORIZATION};
 
 use crate::config::StoreErrorPolicy;
 use crate::config::{AuthMode, RouteConfig};
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 use crate::state::AppState;
 use crate::token::VerifiedToken;
 
@@ -81,7 +81,7 @@ pub(crate) async fn authenticated_post<B>(
 ) -> Result<(Identity, bytes::Bytes), GatewayError>
 where
     B: http_body::Body,
-    B::Error: Into<crate::error::BoxError>,
+    B::Error: Into<crate::http::error::BoxError>,
 {
     if request.method() != http::Method::POST {
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });

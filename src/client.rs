@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::error::{BoxError, GatewayError};
-use crate::headers;
+use crate::http::error::{BoxError, GatewayError};
+use crate::http::headers;
+use crate::http::websocket;
 use crate::state::AppState;
 use crate::upstream::deadline::DeadlineTimer;
-use crate::websocket;
 
 /// Where the client's request came in, for X-Forwarded-* and the upgrade relay.
 pub(crate) struct ClientConnection {

@@ -21,7 +21,7 @@ mod validate;
 pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
 pub use ops::{parse_filter, LogFormat};
 pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
-pub use server::{CertificateFiles, TlsConfig, TrustedProxies};
+pub use server::{CertificateFiles, TlsConfig};
 
 /// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -164,7 +164,7 @@ pub struct ServerConfig {
     /// A plain-HTTP listener that redirects every request to HTTPS (TLS only).
     pub redirect_http_listen: Option<SocketAddr>,
     /// Peers allowed to describe the original request (X-Forwarded-*, X-Original-*).
-    pub trusted_proxies: TrustedProxies,
+    pub trusted_proxies: crate::http::trust::TrustedProxies,
     /// `[server.tls]`: terminate TLS on the public listener.
     pub tls: Option<TlsConfig>,
 }

@@ -7,7 +7,7 @@
 //!
 //! # One request, one direction
 //! ```text
-//! accept, limits, timeouts (server) -> normalize the path (path)         unsafe -> 400
+//! accept, limits, timeouts (server) -> normalize the path (http::path)   unsafe -> 400
 //!   -> login endpoint? (login -> wechat -> token, session)
 //!   -> refresh / logout? (login::lifecycle -> token, session)
 //!   -> /wx/decrypt? (decrypt -> auth, session)
@@ -26,24 +26,22 @@
 //!
 //! # Modules, bottom to top
 //! No import cycle between top-level modules (`module-cycles src`); endpoints use the state and
-//! the domain pieces, never the other way round. The config is plain data (values and file
-//! paths) and uses nothing above the path helpers: keys, CA files and certificates are read where
-//! the running state is built (`state::Loaded`), which `wxgate check` runs too.
+//! the domain pieces, never the other way round. Under everything, HTTP building blocks that know
+//! nothing of the gateway (`http/`). The config is plain data (values and file paths) and uses
+//! nothing but those: keys, CA files and certificates are read where the running state is built
+//! (`state::Loaded`), which `wxgate check` runs too.
 //!
 //! | layer | module | holds |
 //! | --- | --- | --- |
-//! | plain data and helpers | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`], plain data; `config/route.rs`: `[[routes]]` and rate limits; `config/jwt.rs`: the keys as configured; `config/server.rs`: certificate files, trusted proxies |
-//! | | [`error`], `body` | [`error::GatewayError`] (status, code, the JSON error response); the response body type and the bodies the gateway builds |
-//! | | [`path`], `ascii` | path normalization; whole-text byte checks the compiler vectorizes |
-//! | | [`routes`] | the running route table built from the configured routes: longest-prefix match, the upstream path |
-//! | | [`tls`], [`trust`] | rustls (certificates by SNI with hot reload, upstream client TLS); `server.trusted_proxies` |
-//! | | `identity`, [`headers`], [`request_id`] | who a token says the caller is; hop-by-hop removal and gateway-owned headers (`headers/request_head.rs`: heads refused up front, the client's host); X-Request-Id |
-//! | | [`logging`], `metrics` | tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry |
+//! | HTTP building blocks | `http/` | [`error`] ([`error::GatewayError`]: status, code, the JSON error response) and `body` (the response body type, the bodies the gateway builds); [`path`] normalization; [`headers`] (hop-by-hop removal, gateway-owned headers, `headers/request_head.rs`: heads refused up front, the client's host); [`request_id`]; [`trust`] (`server.trusted_proxies`); `websocket` (WebSocket-only upgrades and the relay) |
+//! | | `identity`, `ascii` | who a token says the caller is; whole-text byte checks the compiler vectorizes |
+//! | plain data | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`]; `config/route.rs`: `[[routes]]` and rate limits; `config/jwt.rs`: the keys as configured; `config/server.rs`: certificate files |
+//! | | [`tls`], [`logging`], `metrics` | rustls (certificates by SNI with hot reload, upstream client TLS); tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry |
 //! | domain pieces | [`token`] | key loading from `[jwt]` (`token/load.rs`; kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm, the recent-verification cache |
 //! | | [`session`] | the store trait: embedded file (`session/embedded.rs`, its writer thread in `embedded/writer.rs`), memory (`session/deny_list.rs`: refuses rather than evicts) or Redis (`session/redis.rs`); the generation marker |
 //! | | `wechat`, `access_token` | the WeChat API client (one retry, `wechat/breaker.rs`); each app's access_token, cached, single flight, shared by the fleet |
 //! | | [`rate_limit`], `single_flight` | token buckets (logins per IP, refreshes per user, per openid per route); concurrent calls with one key sharing one answer |
-//! | | `upstream`, `websocket` | a route's upstream made ready (TLS settings, its pool) and its connections pooled per worker (`upstream/deadline.rs`, `upstream/in_flight.rs`); WebSocket-only upgrades and the relay |
+//! | | [`routes`], `upstream` | the running route table built from the configured routes (longest-prefix match, the upstream path); a route's upstream made ready (TLS settings, its pool) and its connections pooled per worker (`upstream/deadline.rs`, `upstream/in_flight.rs`) |
 //! | running state | `state` | everything a request needs, built in one place from a config (`AppState::build`; files read by `Loaded`), carried over on reload |
 //! | policy and the client | [`auth`], `client` | the one authorization step (`authorize`): token, `apps`, revocations, generation, rate limit; the client's connection and a small body read whole |
 //! | endpoints | `endpoints/` | `login` (with `login/lifecycle.rs`: refresh, logout), `decrypt`, `phone`, `jwks`, `forward_auth` |
@@ -58,21 +56,17 @@
 mod access_token;
 mod ascii;
 pub mod auth;
-mod body;
 mod client;
 pub mod config;
 mod dev;
 mod endpoints;
-pub mod error;
-pub mod headers;
+mod http;
 mod identity;
 pub mod logging;
 mod metrics;
 mod ops;
-pub mod path;
 mod proxy;
 pub mod rate_limit;
-pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod session;
@@ -81,9 +75,8 @@ mod single_flight;
 mod state;
 pub mod tls;
 pub mod token;
-pub mod trust;
 mod upstream;
-mod websocket;
 mod wechat;
 
+pub use self::http::{error, headers, path, request_id, trust};
 pub use dev::{demo, echo, fuzzing, mock_wechat};

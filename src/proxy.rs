@@ -14,14 +14,14 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::auth::{self, Identity};
-use crate::error::{Body, BoxError, GatewayError};
-use crate::headers;
-use crate::request_id::{RequestId, X_REQUEST_ID};
+use crate::http::error::{Body, BoxError, GatewayError};
+use crate::http::headers;
+use crate::http::request_id::{RequestId, X_REQUEST_ID};
+use crate::http::websocket;
 use crate::routes::Route;
 use crate::state::AppState;
 use crate::upstream::deadline;
 use crate::upstream::UpstreamError;
-use crate::websocket;
 
 use crate::client::ClientConnection;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, RouteConfig};
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
 
 /// Most buckets one limit keeps.

@@ -89,7 +89,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// The routes of a config, each upstream given its connection pool and TLS settings (see
-    /// [`crate::upstream::connectors`]), ordered so that the first match is the longest prefix.
+    /// `upstream::connectors`), ordered so that the first match is the longest prefix.
     /// Errors name the key whose file could not be used (`routes[N].ca_file`).
     pub fn new(configs: &[RouteConfig]) -> Result<Self, ConfigError> {
         let upstreams = crate::upstream::connectors(configs)?;
@@ -228,9 +228,9 @@ mod tests {
         /// The route that judged a request is the route its forwarded path means to an upstream
         /// that decodes and resolves the path again (no route strips its prefix here).
         #[test]
-        fn the_route_judged_is_the_route_the_upstream_sees(raw in crate::path::tests::attack_path()) {
+        fn the_route_judged_is_the_route_the_upstream_sees(raw in crate::http::path::tests::attack_path()) {
             let table = table();
-            if let Ok(normalized) = crate::path::normalize(&raw) {
+            if let Ok(normalized) = crate::http::path::normalize(&raw) {
                 let judged = table.find(&normalized).expect("/ matches everything");
                 let forwarded = judged.upstream_path(&normalized);
                 proptest::prop_assert_eq!(&forwarded, &normalized);
@@ -245,13 +245,13 @@ mod tests {
         /// With `strip_prefix`, what is forwarded is the rest of the normalized path: already
         /// normal, so the upstream cannot climb out of it.
         #[test]
-        fn a_stripped_path_is_still_normal(raw in crate::path::tests::attack_path()) {
+        fn a_stripped_path_is_still_normal(raw in crate::http::path::tests::attack_path()) {
             let route = route("/api", AuthMode::Required, true, "/base");
-            if let Ok(normalized) = crate::path::normalize(&raw) {
+            if let Ok(normalized) = crate::http::path::normalize(&raw) {
                 if route.matches(&normalized) {
                     let forwarded = route.upstream_path(&normalized);
                     proptest::prop_assert!(forwarded.starts_with("/base/"));
-                    proptest::prop_assert_eq!(crate::path::normalize(&forwarded), Ok(forwarded.as_str().into()));
+                    proptest::prop_assert_eq!(crate::http::path::normalize(&forwarded), Ok(forwarded.as_str().into()));
                 }
             }
         }
@@ -259,10 +259,10 @@ mod tests {
         /// The proxy sends the client's request target unchanged when the route forwards paths as
         /// they are: that must be exactly what `upstream_path` would have built.
         #[test]
-        fn a_path_kept_as_is_is_the_upstream_path(raw in crate::path::tests::attack_path()) {
+        fn a_path_kept_as_is_is_the_upstream_path(raw in crate::http::path::tests::attack_path()) {
             let route = route("/api", AuthMode::Required, false, "");
             proptest::prop_assert!(route.forwards_path_as_is());
-            if let Ok(normalized) = crate::path::normalize(&raw) {
+            if let Ok(normalized) = crate::http::path::normalize(&raw) {
                 proptest::prop_assert_eq!(route.upstream_path(&normalized), normalized.as_ref());
             }
         }

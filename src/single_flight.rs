@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 use crate::identity::Identity;
 
 /// Logins in flight, by (appid, code): the running state keeps one, the login endpoint uses it.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::access_token::AccessTokens;
 use crate::config::Config;
 use crate::config::ConfigError;
+use crate::http::websocket::DrainGuard;
 use crate::metrics::Metrics;
 use crate::rate_limit::Limits;
 use crate::routes::RouteTable;
@@ -20,7 +21,6 @@ use crate::single_flight::LoginFlights;
 use crate::token::TokenKeys;
 use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
-use crate::websocket::DrainGuard;
 use crate::wechat::WeChatClient;
 
 /// Everything a request needs, built from one config and shared by every connection.

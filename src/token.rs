@@ -19,8 +19,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::GatewayError;
-use crate::headers::IdentityHeaders;
+use crate::http::error::GatewayError;
+use crate::http::headers::IdentityHeaders;
 use crate::identity::Identity;
 
 mod cache;

@@ -26,7 +26,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use crate::config::{ConfigError, RouteConfig, UpstreamConfig};
-use crate::error::{Body, BoxError};
+use crate::http::error::{Body, BoxError};
 
 pub(crate) mod deadline;
 pub(crate) mod in_flight;

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::config::{Secret, WeChatApp, WeChatConfig};
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
 
 mod access_token;

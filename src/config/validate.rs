@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{self, RawConfig, RawTls};
-use super::{CertificateFiles, TlsConfig, TrustedProxies};
+use super::{CertificateFiles, TlsConfig};
 use super::{
     Config, ConfigError, ForwardAuthConfig, LoginConfig, Secret, ServerConfig, UpstreamConfig,
     WeChatApp, WeChatConfig, WebSocketConfig,
 };
+use crate::http::trust::TrustedProxies;
 
 /// hyper's smallest read buffer: request heads up to this size are always accepted.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -300,7 +301,7 @@ pub(super) fn endpoint_path(
     default: &str,
 ) -> Result<String, ConfigError> {
     let path = value.unwrap_or(default);
-    match crate::path::normalize(path) {
+    match crate::http::path::normalize(path) {
         Ok(normalized) if normalized == path => Ok(normalized.into_owned()),
         Ok(normalized) => Err(ConfigError::new(
             key,

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::error::{json_response, Body};
+use crate::http::error::{json_response, Body};
 
 /// Bodies up to this size are echoed as text too; larger ones only by length and hash.
 const ECHOED_BODY_BYTES: usize = 4096;

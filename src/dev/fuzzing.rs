@@ -83,10 +83,10 @@ pub fn token(data: &[u8]) {
 /// even after an upstream decodes it, and the fast path agrees with the full normalization.
 pub fn path(data: &[u8]) {
     let raw = String::from_utf8_lossy(data);
-    let normalized = crate::path::normalize(&raw);
+    let normalized = crate::http::path::normalize(&raw);
     assert_eq!(
         normalized.as_deref().map_err(ToString::to_string),
-        crate::path::normalize_in_full(&raw)
+        crate::http::path::normalize_in_full(&raw)
             .as_deref()
             .map_err(ToString::to_string),
         "the shortcut disagrees on {raw:?}"
@@ -96,7 +96,7 @@ pub fn path(data: &[u8]) {
     };
     assert!(normalized.starts_with('/'));
     assert_eq!(
-        crate::path::normalize(&normalized).as_ref(),
+        crate::http::path::normalize(&normalized).as_ref(),
         Ok(&normalized)
     );
     for segment in normalized.split('/') {

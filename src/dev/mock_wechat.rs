@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::error::{full_body, Body};
+use crate::http::error::{full_body, Body};
 
 mod access_token;
 pub use access_token::MOCK_PHONE;

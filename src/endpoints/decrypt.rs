@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::{self, Identity};
 use crate::endpoints::login::store_failed;
-use crate::error::{json_response, Body, BoxError, GatewayError};
+use crate::http::error::{json_response, Body, BoxError, GatewayError};
 use crate::state::AppState;
 
 /// The endpoint's path.

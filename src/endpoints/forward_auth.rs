@@ -25,9 +25,9 @@ use http::{Request, Response, StatusCode};
 use crate::auth::{self, Identity};
 use crate::client::ClientConnection;
 use crate::config::AuthMode;
-use crate::error::{json_response, GatewayError};
-use crate::headers;
-use crate::path;
+use crate::http::error::{json_response, GatewayError};
+use crate::http::headers;
+use crate::http::path;
 use crate::state::AppState;
 
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -51,7 +51,7 @@ pub(crate) async fn handle<B>(
     path: &str,
     client: &ClientConnection,
     request: Request<B>,
-) -> Result<(Response<crate::error::Body>, Option<Arc<Identity>>), GatewayError> {
+) -> Result<(Response<crate::http::error::Body>, Option<Arc<Identity>>), GatewayError> {
     let config = &state.config;
     let trusted = config.server.trusted_proxies.contains(client.peer.ip());
     let suffix = path
@@ -184,7 +184,7 @@ fn url_path(url: &str) -> Result<&str, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::tests::headers;
+    use crate::http::headers::tests::headers;
 
     fn judged(suffix: &str, pairs: &[(&str, &str)]) -> Result<String, &'static str> {
         original_request("GET", suffix, &headers(pairs), true).path

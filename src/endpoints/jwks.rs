@@ -5,7 +5,7 @@
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
 
-use crate::error::{full_body, Body, GatewayError};
+use crate::http::error::{full_body, Body, GatewayError};
 use crate::token::TokenKeys;
 
 /// Where the key set is served (RFC 8414's well-known location, as identity providers use it).

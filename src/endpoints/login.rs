@@ -10,7 +10,7 @@ use http::{Method, Request, Response};
 use crate::auth::Identity;
 use crate::client::ClientConnection;
 use crate::config::WeChatApp;
-use crate::error::{full_body, Body, GatewayError};
+use crate::http::error::{full_body, Body, GatewayError};
 use crate::session::Session;
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ pub(crate) async fn handle<B>(
 ) -> Result<(Response<Body>, Identity), GatewayError>
 where
     B: http_body::Body,
-    B::Error: Into<crate::error::BoxError>,
+    B::Error: Into<crate::http::error::BoxError>,
 {
     if request.method() != Method::POST {
         return Err(GatewayError::MethodNotAllowed { allow: "POST" });

@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::auth::{self, Identity};
-use crate::error::{json_response, Body, BoxError, GatewayError};
+use crate::http::error::{json_response, Body, BoxError, GatewayError};
 use crate::state::AppState;
 use crate::wechat::PhoneAnswer;
 

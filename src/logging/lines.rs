@@ -24,7 +24,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use super::LogFormat;
-use crate::request_id::RequestId;
+use crate::http::request_id::RequestId;
 
 /// The gateway's subscriber: `filter`ed lines in `format`, to `writer`.
 pub(super) fn subscriber<W>(

@@ -16,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::error::{full_body, json_response, Body, GatewayError};
+use crate::http::error::{full_body, json_response, Body, GatewayError};
 use crate::state::AppState;
 
 /// How long /readyz waits for the session store.

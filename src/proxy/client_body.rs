@@ -14,7 +14,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::LengthLimitError;
 use tokio::time::{Instant, Sleep};
 
-use crate::error::{BoxError, GatewayError};
+use crate::http::error::{BoxError, GatewayError};
 
 /// Why a forwarded request body ended early, found again in the upstream exchange's error chain.
 #[derive(Debug, thiserror::Error)]

@@ -25,9 +25,9 @@ use super::dispatch;
 use super::keepalive::{Activity, Handback, ParkableIo, Socket, TrackedBody};
 use crate::client::ClientConnection;
 use crate::config::Config;
+use crate::http::websocket::ConnectionSlot;
 use crate::state::AppState;
 use crate::upstream::deadline::DeadlineTimer;
-use crate::websocket::ConnectionSlot;
 
 /// How often a quiet HTTP/2 connection is pinged, and how long the answer may take.
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -360,7 +360,7 @@ impl Listener {
         // Made once for all the requests of this connection (and phase), each sharing it.
         let client = Arc::new(ClientConnection {
             peer,
-            address: crate::headers::PeerAddress::new(peer.ip()),
+            address: crate::http::headers::PeerAddress::new(peer.ip()),
             proto,
             upstream_timer: DeadlineTimer::default(),
             slot,

@@ -13,9 +13,9 @@ use hyper::body::Incoming;
 use crate::auth::Identity;
 use crate::client::ClientConnection;
 use crate::endpoints::{decrypt, forward_auth, jwks, login, phone};
-use crate::error::{Body, GatewayError};
-use crate::headers::request_head;
-use crate::request_id::{RequestId, X_REQUEST_ID};
+use crate::http::error::{Body, GatewayError};
+use crate::http::headers::request_head;
+use crate::http::request_id::{RequestId, X_REQUEST_ID};
 use crate::routes::Route;
 use crate::state::AppState;
 use crate::{path, proxy};
@@ -261,7 +261,7 @@ mod tests {
                 );
                 let client = Arc::new(ClientConnection {
                     peer,
-                    address: crate::headers::PeerAddress::new(peer.ip()),
+                    address: crate::http::headers::PeerAddress::new(peer.ip()),
                     proto: "http",
                     upstream_timer: DeadlineTimer::default(),
                     slot,

@@ -29,7 +29,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::error::{Body, BoxError};
+use crate::http::error::{Body, BoxError};
 
 /// Park requests: none, asked by the serving loop, carried out by the wrapper.
 const PARK_NONE: u8 = 0;

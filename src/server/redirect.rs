@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::error::{full_body, Body, GatewayError};
+use crate::http::error::{full_body, Body, GatewayError};
 
 /// Redirects every request on `listener` to `https://<host>[:https_port]<path and query>` (308, so
 /// the method and body are kept) until `shutdown` completes.

@@ -10,7 +10,7 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 
 use super::{PoolKey, POOL};
-use crate::error::Body;
+use crate::http::error::Body;
 
 /// A connection between two requests.
 pub(crate) struct Idle {

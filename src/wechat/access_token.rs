@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{api_url, WeChatClient};
 use crate::config::{Secret, WeChatApp};
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 
 /// A fetched access_token and its lifetime.
 pub(crate) struct AccessToken {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use http::StatusCode;
 
 use super::{error, reply, MockWeChat};
-use crate::error::Body;
+use crate::http::error::Body;
 
 /// The phone number the mock answers for every valid code.
 pub const MOCK_PHONE: &str = "13800138000";

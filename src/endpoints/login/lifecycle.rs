@@ -13,7 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::auth::{self, Identity};
 use crate::endpoints::login::store_failed;
-use crate::error::{json_response, Body, GatewayError};
+use crate::http::error::{json_response, Body, GatewayError};
 use crate::session::unix_now;
 use crate::state::AppState;
 use crate::token::VerifiedToken;

@@ -10,7 +10,7 @@ use std::task::Waker;
 /// `subscriber` into `captured`.
 fn log_sample(subscriber: impl Subscriber + Send + Sync + 'static) {
     tracing::subscriber::with_default(subscriber, || {
-        let id = RequestId::for_request(&crate::headers::tests::headers(&[(
+        let id = RequestId::for_request(&crate::http::headers::tests::headers(&[(
             "x-request-id",
             "req-7",
         )]));
@@ -127,7 +127,7 @@ fn timestamps_match_tracing_subscriber_to_the_second() {
 
 #[test]
 fn the_request_is_current_only_while_its_future_is_polled() {
-    let id = RequestId::for_request(&crate::headers::tests::headers(&[(
+    let id = RequestId::for_request(&crate::http::headers::tests::headers(&[(
         "x-request-id",
         "req-7",
     )]));

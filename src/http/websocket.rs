@@ -57,7 +57,7 @@ pub(crate) fn set_upgrade_headers(headers: &mut HeaderMap, protocol: HeaderValue
 pub(crate) fn take_query_token(
     query: &str,
     param: &str,
-) -> Result<(Option<String>, String), crate::error::GatewayError> {
+) -> Result<(Option<String>, String), crate::http::error::GatewayError> {
     let mut token = None;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
@@ -68,7 +68,7 @@ pub(crate) fn take_query_token(
             .unwrap_or_default();
         if decoded == param {
             if token.is_some() {
-                return Err(crate::error::GatewayError::InvalidToken(
+                return Err(crate::http::error::GatewayError::InvalidToken(
                     "more than one token in the query",
                 ));
             }

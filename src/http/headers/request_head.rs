@@ -4,7 +4,7 @@
 use http::header::{HeaderMap, HeaderValue, HOST, TRANSFER_ENCODING};
 use http::{Uri, Version};
 
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 
 /// Refuses (400) a request with `chunked` applied more than once (two `Transfer-Encoding:
 /// chunked` headers, or `chunked, chunked`): hyper decodes it once, an upstream might twice. Over

@@ -118,7 +118,7 @@ fn is_sane(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::tests::headers;
+    use crate::http::headers::tests::headers;
 
     #[test]
     fn a_sane_client_id_is_kept() {

@@ -5,11 +5,34 @@
 //! (`X-Original-*`, `X-Forwarded-Uri/-Method`, the path under the forward-auth prefix). From any
 //! other peer those headers are ignored. The list is empty by default: nobody is trusted.
 
+use std::fmt;
 use std::net::IpAddr;
 
-pub use crate::config::TrustedProxies;
+use ipnet::IpNet;
+
+/// The networks whose peers are trusted proxies.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    networks: Vec<IpNet>,
+}
 
 impl TrustedProxies {
+    /// Parses CIDR blocks (`10.0.0.0/8`, `fd00::/8`) or single addresses (`127.0.0.1`).
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut networks = Vec::new();
+        for entry in entries {
+            let entry = entry.trim();
+            let network = match entry.parse::<IpNet>() {
+                Ok(network) => network.trunc(),
+                Err(_) => entry.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+                    format!("{entry:?} is not a CIDR block (10.0.0.0/8) or an IP address")
+                })?,
+            };
+            networks.push(network);
+        }
+        Ok(TrustedProxies { networks })
+    }
+
     /// Whether `peer` is a trusted proxy. IPv4 peers seen as IPv4-mapped IPv6 addresses (a dual
     /// stack listener) are matched as IPv4.
     pub fn contains(&self, peer: IpAddr) -> bool {
@@ -46,6 +69,11 @@ impl TrustedProxies {
         }
         client
     }
+
+    /// The configured networks, for `wxgate check`.
+    pub fn networks(&self) -> impl Iterator<Item = String> + '_ {
+        self.networks.iter().map(IpNet::to_string)
+    }
 }
 
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:80`, `[::1]:80`).
@@ -56,6 +84,12 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
             .ok()
             .map(|socket| socket.ip())
     })
+}
+
+impl fmt::Debug for TrustedProxies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.networks()).finish()
+    }
 }
 
 #[cfg(test)]

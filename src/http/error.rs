@@ -7,8 +7,8 @@
 use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-pub(crate) use crate::body::{full_body, json_response};
-pub use crate::body::{Body, BoxError};
+pub(crate) use crate::http::body::{full_body, json_response};
+pub use crate::http::body::{Body, BoxError};
 
 /// How long a client told to slow down (WeChat 45011) should wait, in seconds.
 const RATE_LIMIT_RETRY_AFTER_SECS: &str = "60";
@@ -385,8 +385,8 @@ mod tests {
     /// Error schema and in the README's error table, with its status.
     #[test]
     fn every_error_code_is_documented_in_openapi_yaml_and_the_readme() {
-        let openapi = include_str!("../openapi.yaml");
-        let readme = include_str!("../README.md");
+        let openapi = include_str!("../../openapi.yaml");
+        let readme = include_str!("../../README.md");
         for error in one_of_each() {
             let code = error.code();
             assert!(

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::error::GatewayError;
+use crate::http::error::GatewayError;
 
 /// Normalizes a request path (without its query); see the module documentation. Borrowed when
 /// `raw` is already its own normal form, as most request paths are.
