@@ -49,7 +49,7 @@
 //! | server and operations | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`, `server/connection.rs`, `server/keepalive.rs`, `server/trim.rs`, `server/dispatch.rs` (path -> endpoint or route, the log line) |
 //! | | `ops/` | `admin` (/metrics, /healthz, /readyz), `reload` (SIGHUP and file watch; `reload/restart_only.rs`) |
 //! | | `simple_http` | a plain HTTP/1.1 server for one handler (admin, redirect, dev tools) |
-//! | dev tools | `dev/` | [`mock_wechat`], [`echo`], [`demo`], [`fuzzing`] (re-exported at the root): used by `wxgate demo`/`mock-wechat`, the tests and the fuzz targets, never by the request path |
+//! | dev tools | `dev/` | `mock_wechat`, `echo`, `demo`, `fuzzing` (re-exported at the root, behind the default `dev-tools` feature): used by `wxgate demo`/`mock-wechat`, the tests and the fuzz targets, never by the request path |
 
 #![warn(missing_docs)]
 
@@ -58,6 +58,7 @@ mod ascii;
 pub mod auth;
 mod client;
 pub mod config;
+#[cfg(feature = "dev-tools")]
 mod dev;
 mod endpoints;
 mod http;
@@ -79,4 +80,5 @@ mod upstream;
 mod wechat;
 
 pub use self::http::{error, headers, path, request_id, trust};
+#[cfg(feature = "dev-tools")]
 pub use dev::{demo, echo, fuzzing, mock_wechat};

@@ -1,5 +1,6 @@
 //! The `wxgate` command: parse the CLI, load the config, set up logging, bind, run.
 
+#[cfg(feature = "dev-tools")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use wxgate::config::Config;
-use wxgate::mock_wechat::MockWeChat;
 
 /// Authentication gateway for WeChat mini-programs: wx.login() code -> signed JWT -> reverse proxy
 /// that hands upstreams a trustworthy X-OpenId.
@@ -53,6 +53,7 @@ enum Command {
     /// Validate the config and print it resolved, with secrets redacted.
     Check,
     /// Serve a fake WeChat code2session API for offline development.
+    #[cfg(feature = "dev-tools")]
     MockWechat {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9200")]
@@ -85,6 +86,7 @@ enum Command {
         force: bool,
     },
     /// Start a self-contained demo: mock WeChat + echo upstream + gateway, no config needed.
+    #[cfg(feature = "dev-tools")]
     Demo {
         /// Address the demo gateway listens on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -137,11 +139,13 @@ fn main() -> ExitCode {
                 }
                 Err(error) => fail(format!("invalid config: {error}")),
             },
+            #[cfg(feature = "dev-tools")]
             Command::MockWechat {
                 listen,
                 appid,
                 secret,
             } => {
+                use wxgate::mock_wechat::MockWeChat;
                 init_logging("info");
                 let mock = match appid.zip(secret) {
                     Some((appid, secret)) => MockWeChat::with_credentials(appid, secret),
@@ -181,6 +185,7 @@ fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut command, "wxgate", &mut std::io::stdout());
                 ExitCode::SUCCESS
             }
+            #[cfg(feature = "dev-tools")]
             Command::Demo { listen } => {
                 init_logging("info");
                 match TcpListener::bind(listen).await {
@@ -307,6 +312,9 @@ fn parse_duration_secs(text: &str) -> Result<u64, String> {
     }
 }
 
+/// The dev tools' logging: text lines at `level` on stderr (the gateway takes its own from the
+/// config).
+#[cfg(feature = "dev-tools")]
 fn init_logging(level: &str) {
     let format = wxgate::logging::LogFormat::Text;
     if let Err(error) = wxgate::logging::init(level, format, std::io::stderr) {

@@ -27,7 +27,9 @@ mod cache;
 mod keys;
 mod load;
 mod memo;
-pub(crate) use keys::{KeyMaterial, KeySpec, LoadedKey};
+pub(crate) use keys::LoadedKey;
+#[cfg(any(test, feature = "dev-tools"))]
+pub(crate) use keys::{KeyMaterial, KeySpec};
 pub(crate) use memo::NotRevokedMemo;
 
 /// Tokens longer than this are refused before any parsing: nothing we issue comes close.
