@@ -34,7 +34,7 @@
 //! | layer | module | holds |
 //! | --- | --- | --- |
 //! | HTTP building blocks | `http/` | [`error`] ([`error::GatewayError`]: status, code, the JSON error response) and `body` (the response body type, the bodies the gateway builds); [`path`] normalization; [`headers`] (hop-by-hop removal, gateway-owned headers, `headers/request_head.rs`: heads refused up front, the client's host); [`request_id`]; [`trust`] (`server.trusted_proxies`); `websocket` (WebSocket-only upgrades and the relay) |
-//! | | `identity`, `ascii` | who a token says the caller is; whole-text byte checks the compiler vectorizes |
+//! | | `identity`, `ascii`, `per_thread` | who a token says the caller is; whole-text byte checks the compiler vectorizes; what the per-thread tables share (owner ids, one fast hasher, entries stamped with their owner) |
 //! | plain data | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`]; `config/route.rs`: `[[routes]]` and rate limits; `config/jwt.rs`: the keys as configured; `config/server.rs`: certificate files |
 //! | | [`tls`], [`logging`], `metrics` | rustls (certificates by SNI with hot reload, upstream client TLS); tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry |
 //! | domain pieces | [`token`] | key loading from `[jwt]` (`token/load.rs`; kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm, the recent-verification cache |
@@ -66,6 +66,7 @@ mod identity;
 pub mod logging;
 mod metrics;
 mod ops;
+mod per_thread;
 mod proxy;
 pub mod rate_limit;
 pub mod routes;

@@ -6,9 +6,6 @@
 //! or anything a client chose.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::{
@@ -16,26 +13,25 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::per_thread::{FastMap, OwnerId, Stamped};
+
 /// Latency buckets in seconds: 0.5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-static METRICS_IDS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
     /// This thread's handles on the per-route metrics, by route label. Finding a label's metric
     /// in its family hashes the labels and takes a lock every thread shares, on every request;
     /// a handle is the metric itself. Bounded like the labels: routes and endpoint names.
-    static ROUTE_HANDLES: RefCell<HashMap<Box<str>, RouteHandles, BuildHasherDefault<LabelHasher>>> =
-        RefCell::new(HashMap::default());
+    static ROUTE_HANDLES: RefCell<FastMap<Box<str>, Stamped<RouteHandles>>> =
+        RefCell::new(FastMap::default());
 }
 
 /// One route's metrics, for one thread, each made when first used (a route label's series
-/// appear in the export once something was counted in them).
+/// appear in the export once something was counted in them); stamped with the [`Metrics`] they
+/// belong to.
 struct RouteHandles {
-    /// The [`Metrics`] they belong to.
-    metrics: u64,
     request_duration: Option<Histogram>,
     upstream_duration: Option<Histogram>,
     /// The request counters by status, as statuses come.
@@ -43,9 +39,8 @@ struct RouteHandles {
 }
 
 impl RouteHandles {
-    fn new(metrics: &Metrics) -> Self {
+    fn new() -> Self {
         RouteHandles {
-            metrics: metrics.id,
             request_duration: None,
             upstream_duration: None,
             requests: Vec::new(),
@@ -73,31 +68,10 @@ impl RouteHandles {
     }
 }
 
-/// FNV-1a over route labels, which come from the config, not from clients.
-#[derive(Default)]
-struct LabelHasher(u64);
-
-impl Hasher for LabelHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &byte in bytes {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// Every metric the gateway exports.
 pub(crate) struct Metrics {
     /// Tells registries apart in the threads' [`RouteHandles`].
-    id: u64,
+    id: OwnerId,
     registry: Registry,
     requests: IntCounterVec,
     request_duration: HistogramVec,
@@ -150,7 +124,7 @@ impl Metrics {
             counter
         };
         Metrics {
-            id: METRICS_IDS.fetch_add(1, Ordering::Relaxed),
+            id: OwnerId::new(),
             requests: counters(
                 "wxgate_http_requests_total",
                 "Requests answered, by route (prefix or endpoint) and status.",
@@ -248,12 +222,17 @@ impl Metrics {
 
     /// `f` with this thread's handles on `route`'s metrics, made on first use.
     fn with_route(&self, route: &str, f: impl FnOnce(&mut RouteHandles)) {
-        ROUTE_HANDLES.with_borrow_mut(|handles| match handles.get_mut(route) {
-            Some(known) if known.metrics == self.id => f(known),
-            _ => {
-                let mut made = RouteHandles::new(self);
-                f(&mut made);
-                handles.insert(route.into(), made);
+        ROUTE_HANDLES.with_borrow_mut(|handles| {
+            match handles
+                .get_mut(route)
+                .and_then(|known| known.get_mut(self.id))
+            {
+                Some(known) => f(known),
+                None => {
+                    let mut made = RouteHandles::new();
+                    f(&mut made);
+                    handles.insert(route.into(), Stamped::new(self.id, made));
+                }
             }
         });
     }

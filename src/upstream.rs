@@ -10,9 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{ConfigError, RouteConfig, UpstreamConfig};
 use crate::http::error::{Body, BoxError};
+use crate::per_thread::{FastMap, OwnerId};
 
 pub(crate) mod deadline;
 pub(crate) mod in_flight;
@@ -130,8 +129,8 @@ impl UpstreamClients {
     /// The response, its body returning the connection to the pool once read to the end and
     /// holding the request's place among those in flight until then. Boxed
     /// here: the response is moved a dozen times on its way to the client (futures, hyper's
-    /// channels), and with the body inline each move copies twice the bytes (measured: +1,200
-    /// instructions per request in `memcpy` for the one allocation saved).
+    /// channels), and with the body inline each move copies twice the bytes, which costs more than
+    /// the one allocation saved (measured: bench/RESULTS.md).
     fn hand_out(
         &self,
         response: Response<Incoming>,
@@ -193,8 +192,10 @@ impl Upstream {
     }
 }
 
-/// Which pooled connections may serve a request: the upstream's pool (see [`connectors`]).
-pub(crate) type PoolKey = u64;
+/// Which pooled connections may serve a request: the upstream's pool (see [`connectors`]), an
+/// id never reused, so a reloaded config never shares a pool with the config it replaces, whose
+/// connections were made with its settings.
+pub(crate) type PoolKey = OwnerId;
 
 /// The HTTP/1.1 handshake on a new connection, whose task runs on this worker.
 async fn handshake<IO>(io: IO) -> Result<http1::SendRequest<Body>, UpstreamError>
@@ -225,10 +226,6 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Strin
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
-
-/// Process-wide source of upstream pool ids: a reloaded config never shares a pool with the one
-/// it replaces, whose connections were made with its settings.
-static POOL_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The upstreams of a config's routes, in the same order (`None` for a route without one): TLS
 /// settings loaded once per CA file, and one new pool per scheme, authority (any case) and CA
@@ -263,9 +260,7 @@ pub(crate) fn connectors(routes: &[RouteConfig]) -> Result<Vec<Option<Upstream>>
             url.authority.as_str().to_ascii_lowercase(),
             url.ca_file.clone(),
         );
-        let pool = *pools
-            .entry(pool_key)
-            .or_insert_with(|| POOL_IDS.fetch_add(1, Ordering::Relaxed));
+        let pool = *pools.entry(pool_key).or_insert_with(OwnerId::new);
         let host_header = HeaderValue::from_str(url.authority.as_str())
             .map_err(|_| ConfigError::new(format!("routes[{index}].upstream"), "no valid host"))?;
         connectors.push(Some(Upstream {
@@ -279,29 +274,8 @@ pub(crate) fn connectors(routes: &[RouteConfig]) -> Result<Vec<Option<Upstream>>
 }
 
 thread_local! {
-    /// This worker's idle connections, by upstream; the most recently used last.
-    static POOL: RefCell<HashMap<PoolKey, Vec<pooled::Idle>, BuildHasherDefault<PoolKeyHasher>>> =
-        RefCell::new(HashMap::default());
-}
-
-/// Hashes pool ids, which the gateway hands out itself (nobody can choose colliding ones), with
-/// one multiplication instead of SipHash: looked up twice per proxied request.
-#[derive(Default)]
-struct PoolKeyHasher(u64);
-
-impl Hasher for PoolKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(u64::from(byte));
-        }
-    }
-    fn write_u64(&mut self, value: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits the table looks at.
-        self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    /// This worker's idle connections, by upstream pool; the most recently used last.
+    static POOL: RefCell<FastMap<PoolKey, Vec<pooled::Idle>>> = RefCell::new(FastMap::default());
 }
 
 /// Closes this worker's connections that have been idle too long; each worker runs it

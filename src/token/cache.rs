@@ -20,11 +20,11 @@
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::VerifiedToken;
+use crate::per_thread::{self, OwnerId, Stamped};
 
 /// Most tokens remembered; the least recently used go first.
 const MAX_ENTRIES: u64 = 10_000;
@@ -43,10 +43,9 @@ struct Entry {
 /// Entries in each thread's table of recent verifications.
 const RECENT_SLOTS: usize = 64;
 
-/// One verification in a thread's table.
+/// One verification in a thread's table, stamped with the [`VerifiedCache`] it belongs to: a
+/// reload's new keys never see an old entry.
 struct Recent {
-    /// The [`VerifiedCache`] it belongs to: a reload's new keys never see an old entry.
-    cache: u64,
     token: Box<str>,
     /// This thread's own copy.
     verified: Arc<VerifiedToken>,
@@ -55,21 +54,13 @@ struct Recent {
 
 thread_local! {
     /// This thread's recent verifications, by [`recent_slot`].
-    static RECENT: RefCell<Vec<Option<Recent>>> = const { RefCell::new(Vec::new()) };
+    static RECENT: RefCell<Vec<Option<Stamped<Recent>>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Tells caches apart in the threads' tables.
-static CACHE_IDS: AtomicU64 = AtomicU64::new(0);
-
-/// A token's slot in a thread's table: its last bytes (signature, unpredictable without the
-/// key), folded. A collision only makes two tokens take turns.
+/// A token's slot in a thread's table: by its last bytes (signature, unpredictable without the
+/// key). A collision only makes two tokens take turns.
 pub(super) fn recent_slot(token: &[u8]) -> usize {
-    let tail = &token[token.len().saturating_sub(8)..];
-    let folded = tail
-        .iter()
-        .fold(0_u64, |hash, &byte| (hash << 8) | u64::from(byte));
-    let spread = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    usize::try_from(spread).unwrap_or(0) % RECENT_SLOTS
+    per_thread::slot(token, RECENT_SLOTS)
 }
 
 struct EntryExpiry;
@@ -109,14 +100,14 @@ impl Hasher for SignatureHasher {
 
 /// Verified tokens by their text.
 pub(super) struct VerifiedCache {
-    id: u64,
+    id: OwnerId,
     entries: moka::sync::Cache<String, Entry, SignatureHashing>,
 }
 
 impl VerifiedCache {
     pub(super) fn new() -> Self {
         VerifiedCache {
-            id: CACHE_IDS.fetch_add(1, Ordering::Relaxed),
+            id: OwnerId::new(),
             entries: moka::sync::Cache::builder()
                 .max_capacity(MAX_ENTRIES)
                 .expire_after(EntryExpiry)
@@ -141,8 +132,8 @@ impl VerifiedCache {
     pub(super) fn get_recent(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
         let now = Instant::now();
         RECENT.with_borrow(|table| {
-            let recent = table.get(recent_slot(token))?.as_ref()?;
-            let fresh = recent.cache == self.id && now < recent.forget_at;
+            let recent = table.get(recent_slot(token))?.as_ref()?.get(self.id)?;
+            let fresh = now < recent.forget_at;
             (fresh && recent.token.as_bytes() == token).then(|| recent.verified.clone())
         })
     }
@@ -170,7 +161,6 @@ impl VerifiedCache {
     /// Puts a copy of `entry` in this thread's table, in `slot`.
     fn keep_recent(&self, slot: usize, token: &str, entry: &Entry) {
         let recent = Recent {
-            cache: self.id,
             token: token.into(),
             verified: Arc::new(entry.verified.unshared()),
             forget_at: entry.forget_at,
@@ -179,7 +169,7 @@ impl VerifiedCache {
             if table.is_empty() {
                 table.resize_with(RECENT_SLOTS, || None);
             }
-            table[slot] = Some(recent);
+            table[slot] = Some(Stamped::new(self.id, recent));
         });
     }
 

@@ -1,8 +1,8 @@
 //! The upstream timeout (`routes[].timeout_ms`) without a timer per request.
 //!
 //! A tokio timer costs its registration in the runtime's timer wheel at its first poll and its
-//! removal when dropped, each under the wheel's lock: about 900 instructions per proxied request
-//! (callgrind), for a timer that almost never fires. So each client connection keeps one timer
+//! removal when dropped, each under the wheel's lock: a large share of a proxied request's cost
+//! (bench/RESULTS.md), for a timer that almost never fires. So each client connection keeps one timer
 //! and lends it to its requests, one at a time. The timer stays set for the deadline of the
 //! request that first needed it; when it fires before the deadline of the exchange in flight (the
 //! connection was busy since), it is moved to that deadline, and when an exchange is due before it
