@@ -153,14 +153,21 @@ fn header_rewriting(c: &mut Criterion) {
     let who = headers::IdentityHeaders::of(&identity()).expect("forwardable identity");
     let peer = headers::PeerAddress::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)));
     let host = HeaderValue::from_static("api.example.com");
+    let request_id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
     c.bench_function("headers/rewrite_request", |b| {
         b.iter_batched_ref(
             || template.clone(),
             |map| {
-                headers::remove_hop_by_hop(map);
-                headers::remove_gateway_owned(map);
-                headers::set_forwarding(map, &peer, "https", Some(host.clone()), None);
-                headers::set_identity(map, &who);
+                let removed = headers::remove_hop_by_hop(map);
+                let owned = headers::GatewayOwned {
+                    client: &peer,
+                    proto: "https",
+                    host: Some(host.clone()),
+                    from_proxy: None,
+                    identity: Some(&who),
+                    request_id: &request_id,
+                };
+                headers::set_gateway_owned(map, removed, owned);
             },
             criterion::BatchSize::SmallInput,
         )

@@ -15,9 +15,10 @@
 //!   -> forward-auth endpoint? (forward_auth -> routes -> auth; trust)   200 + X-OpenId / 401
 //!   -> JWKS? (jwks -> token)
 //!   -> pick the route (routes)                                          none -> 404
-//!   -> strip hop-by-hop and gateway-owned headers (headers)
+//!   -> strip hop-by-hop headers (headers::remove_hop_by_hop: its proof is needed below)
 //!   -> authorize: mode, token, apps, revocations, rate limit (auth::authorize)  bad token -> 401
-//!   -> add identity and X-Forwarded-* (headers)
+//!   -> strip client copies of gateway-owned headers, then set identity, X-Forwarded-* and
+//!      X-Request-Id, in one call (headers::set_gateway_owned)
 //!   -> forward, streaming, with the body limit (proxy)         unreachable -> 502, slow -> 504
 //! every failure -> GatewayError (error) -> one JSON response builder
 //! every request -> an id (request_id), counted (metrics), one log line; on the state current when

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::auth::{self, Identity};
 use crate::http::error::{Body, BoxError, GatewayError};
 use crate::http::headers;
-use crate::http::request_id::{RequestId, X_REQUEST_ID};
+use crate::http::request_id::RequestId;
 use crate::http::websocket;
 use crate::routes::Route;
 use crate::state::AppState;
@@ -59,14 +59,13 @@ where
         let upstream_request = {
             let (mut parts, body) = request.into_parts();
             let client_host = headers::request_head::client_host(&parts.uri, &parts.headers);
-            headers::remove_hop_by_hop(&mut parts.headers);
+            let hop_by_hop_removed = headers::remove_hop_by_hop(&mut parts.headers);
             let from_proxy = state
                 .config
                 .server
                 .trusted_proxies
                 .contains(client.peer.ip())
                 .then(|| headers::ProxyForwarding::read(&parts.headers));
-            headers::remove_gateway_owned(&mut parts.headers);
 
             // Borrowed unless the WebSocket token parameter has to be cut out of it.
             let mut query = parts.uri.query().map(Cow::Borrowed);
@@ -109,19 +108,17 @@ where
                 (Some(host), true) => parts.headers.insert(HOST, host.clone()),
                 _ => parts.headers.insert(HOST, upstream.host_header.clone()),
             };
-            headers::set_forwarding(
-                &mut parts.headers,
-                &client.address,
-                client.proto,
-                client_host,
+            let owned = headers::GatewayOwned {
+                client: &client.address,
+                proto: client.proto,
+                host: client_host,
                 from_proxy,
-            );
-            if let Some(verified) = &verified {
-                headers::set_identity(&mut parts.headers, verified.identity_headers());
-            }
-            parts
-                .headers
-                .insert(X_REQUEST_ID, request_id.header_value().clone());
+                identity: verified
+                    .as_ref()
+                    .map(|verified| verified.identity_headers()),
+                request_id: request_id.header_value(),
+            };
+            headers::set_gateway_owned(&mut parts.headers, hop_by_hop_removed, owned);
             if let Some((protocol, _)) = &upgrade {
                 websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
             }

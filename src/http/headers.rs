@@ -12,6 +12,7 @@ use http::header::{
     TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
+use crate::http::request_id::X_REQUEST_ID;
 use crate::identity::Identity;
 
 pub(crate) mod request_head;
@@ -71,10 +72,21 @@ const GATEWAY_OWNED: [&str; 13] = [
     "x-request-id",
 ];
 
+/// Proof that a request's hop-by-hop headers are gone, which [`set_gateway_owned`] takes: the
+/// gateway's own headers can only be set once `Connection` has had its say, so a client naming
+/// `X-OpenId` in `Connection` cannot strip the identity the gateway set. Only
+/// [`remove_hop_by_hop`] makes one:
+///
+/// ```compile_fail
+/// let forged = wxgate::headers::HopByHopRemoved(());
+/// ```
+#[derive(Debug)]
+pub struct HopByHopRemoved(());
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names. Looks at
 /// each name once and touches the map only for the names it holds: most messages carry none of
 /// them, or only `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> HopByHopRemoved {
     let mut present = [false; HOP_BY_HOP_COUNT];
     let mut any = false;
     for name in headers.keys() {
@@ -84,7 +96,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     if !any {
-        return;
+        return HopByHopRemoved(());
     }
     // `present[0]` is `Connection`: the names it lists go too.
     if present[0] {
@@ -110,6 +122,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+    HopByHopRemoved(())
 }
 
 /// Where `name` sits in [`HOP_BY_HOP`], if it is one: compared as text, lengths first, which
@@ -133,8 +146,43 @@ pub(crate) fn is_gateway_owned(name: &HeaderName) -> bool {
     })
 }
 
+/// What the gateway writes on a request it forwards: where the request came from, who sent it
+/// and its id.
+#[derive(Debug)]
+pub struct GatewayOwned<'a> {
+    /// The client connection's address.
+    pub client: &'a PeerAddress,
+    /// The client connection's scheme (`http` or `https`).
+    pub proto: &'static str,
+    /// The host the client asked for.
+    pub host: Option<HeaderValue>,
+    /// What a trusted proxy in front said about the original request, when the peer is one.
+    pub from_proxy: Option<ProxyForwarding>,
+    /// Who the verified token says the caller is; `None`: no identity is forwarded.
+    pub identity: Option<&'a IdentityHeaders>,
+    /// The request's id (X-Request-Id).
+    pub request_id: &'a HeaderValue,
+}
+
+/// The one rewrite of the headers only the gateway may set, after hop-by-hop removal: every
+/// client copy of them goes (any case, `_` spellings), then the gateway's own are set.
+pub fn set_gateway_owned(headers: &mut HeaderMap, _: HopByHopRemoved, owned: GatewayOwned<'_>) {
+    remove_gateway_owned(headers);
+    set_forwarding(
+        headers,
+        owned.client,
+        owned.proto,
+        owned.host,
+        owned.from_proxy,
+    );
+    if let Some(identity) = owned.identity {
+        set_identity(headers, identity);
+    }
+    headers.insert(X_REQUEST_ID, owned.request_id.clone());
+}
+
 /// Removes every client-supplied gateway-owned header.
-pub fn remove_gateway_owned(headers: &mut HeaderMap) {
+fn remove_gateway_owned(headers: &mut HeaderMap) {
     if !headers.keys().any(is_gateway_owned) {
         return;
     }
@@ -169,7 +217,8 @@ impl IdentityHeaders {
     }
 }
 
-/// Adds the authenticated identity.
+/// Adds the authenticated identity (to a forwarded request through [`set_gateway_owned`]; to a
+/// forward-auth answer, which starts with no header, directly).
 pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
     headers.insert(X_OPENID, identity.openid.clone());
     if let Some(unionid) = &identity.unionid {
@@ -248,7 +297,7 @@ impl PeerAddress {
 /// Adds `X-Forwarded-For/-Proto/-Host` describing the client connection. Behind a trusted proxy
 /// (`from_proxy`), the peer is appended to the proxy's chain and the proxy's scheme and host are
 /// kept; otherwise the peer is the whole chain.
-pub fn set_forwarding(
+fn set_forwarding(
     headers: &mut HeaderMap,
     client: &PeerAddress,
     proto: &'static str,

@@ -72,10 +72,20 @@ proptest! {
             .map(|name| HeaderName::from_bytes(name.as_bytes()).unwrap())
             .collect();
 
-        remove_hop_by_hop(&mut map);
-        remove_gateway_owned(&mut map);
+        let removed = remove_hop_by_hop(&mut map);
         let identity = Identity { openid: openid.clone(), unionid: unionid.clone(), appid: None };
-        set_identity(&mut map, &IdentityHeaders::of(&identity).unwrap());
+        let identity = IdentityHeaders::of(&identity).unwrap();
+        let peer = PeerAddress::new(IpAddr::from([203, 0, 113, 7]));
+        let request_id = HeaderValue::from_static("id-1");
+        let owned = GatewayOwned {
+            client: &peer,
+            proto: "https",
+            host: None,
+            from_proxy: None,
+            identity: Some(&identity),
+            request_id: &request_id,
+        };
+        set_gateway_owned(&mut map, removed, owned);
 
         let values = |name: &HeaderName| -> Vec<HeaderValue> {
             map.get_all(name).iter().cloned().collect()
@@ -84,10 +94,14 @@ proptest! {
         let expected_unionid: Vec<HeaderValue> =
             unionid.iter().map(|id| HeaderValue::from_str(id).unwrap()).collect();
         prop_assert_eq!(values(&X_UNIONID), expected_unionid);
+        prop_assert_eq!(values(&X_FORWARDED_FOR), vec![HeaderValue::from_static("203.0.113.7")]);
+        prop_assert_eq!(values(&X_REQUEST_ID), vec![request_id.clone()]);
+        let set_by_the_gateway =
+            [X_OPENID, X_UNIONID, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID];
         for name in map.keys() {
             prop_assert!(!HOP_BY_HOP.contains(name), "{} kept", name);
             prop_assert!(
-                !spells_owned(name) || *name == X_OPENID || *name == X_UNIONID,
+                !spells_owned(name) || set_by_the_gateway.contains(name),
                 "client's {} kept", name
             );
         }
