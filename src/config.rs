@@ -149,6 +149,9 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Streams one HTTP/2 connection may have open at once (advertised in SETTINGS).
     pub http2_max_concurrent_streams: u32,
+    /// Requests to the gateway's own endpoints (login, refresh, logout, /wx/decrypt, /wx/phone)
+    /// answered at once; beyond, 503 at once.
+    pub endpoint_max_in_flight: usize,
     /// How long an HTTP/1.1 connection may wait for its next request before it is closed.
     pub keepalive_timeout: Duration,
     /// Threads serving connections, each with its own single-threaded runtime.

@@ -7,3 +7,4 @@ pub(crate) mod forward_auth;
 pub(crate) mod jwks;
 pub(crate) mod login;
 pub(crate) mod phone;
+pub(crate) mod stack;

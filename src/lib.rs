@@ -45,10 +45,10 @@
 //! | | [`routes`], `upstream` | the running route table built from the configured routes (longest-prefix match, the upstream path); a route's upstream made ready (TLS settings, its pool) and its connections pooled per worker (`upstream/deadline.rs`, `upstream/in_flight.rs`) |
 //! | running state | `state` | everything a request needs, built in one place from a config (`AppState::build`; files read by `Loaded`), carried over on reload |
 //! | policy and the client | [`auth`], `client` | the one authorization step (`authorize`): token, `apps`, revocations, generation, rate limit; the client's connection and a small body read whole |
-//! | endpoints | `endpoints/` | `login` (with `login/lifecycle.rs`: refresh, logout), `decrypt`, `phone`, `jwks`, `forward_auth` |
+//! | endpoints | `endpoints/` | `login` (with `login/lifecycle.rs`: refresh, logout), `decrypt`, `phone`, `jwks`, `forward_auth`; `stack.rs`: the endpoints that wait on WeChat or the store as one tower service, load shed at `server.endpoint_max_in_flight` |
 //! | | `proxy` | request and response rewriting, the streamed body limit (`proxy/client_body.rs`: read timeout, client-fault errors) |
 //! | server and operations | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`, `server/connection.rs`, `server/keepalive.rs`, `server/trim.rs`, `server/dispatch.rs` (path -> endpoint or route, the log line) |
-//! | | `ops/` | `admin` (/metrics, /healthz, /readyz), `reload` (SIGHUP and file watch; `reload/restart_only.rs`) |
+//! | | `ops/` | `admin` (/metrics, /healthz, /readyz; tower layers: load shed, concurrency limit, timeout), `reload` (SIGHUP and file watch; `reload/restart_only.rs`) |
 //! | | `simple_http` | a plain HTTP/1.1 server for one handler (admin, redirect, dev tools) |
 //! | dev tools | `dev/` | `mock_wechat`, `echo`, `demo`, `fuzzing` (re-exported at the root, behind the default `dev-tools` feature): used by `wxgate demo`/`mock-wechat`, the tests and the fuzz targets, never by the request path |
 

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use tower::limit::GlobalConcurrencyLimitLayer;
+
 use crate::access_token::AccessTokens;
 use crate::config::Config;
 use crate::config::ConfigError;
@@ -37,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) logins: Arc<LoginFlights>,
+    /// `server.endpoint_max_in_flight`, kept across reloads that leave it unchanged.
+    pub(crate) endpoint_limit: EndpointLimit,
     relays: DrainGuard,
 }
 
@@ -99,6 +103,10 @@ impl AppState {
             access_tokens,
             limits: Limits::new(&config, previous.map(|running| &running.limits)),
             logins: previous.map_or_else(Arc::default, |running| running.logins.clone()),
+            endpoint_limit: EndpointLimit::new(
+                config.server.endpoint_max_in_flight,
+                previous.map(|running| &running.endpoint_limit),
+            ),
             metrics,
             config,
             relays,
@@ -116,6 +124,33 @@ impl AppState {
     /// A guard for a new WebSocket relay: shutdown waits until every guard is dropped.
     pub(crate) fn drain_guard(&self) -> DrainGuard {
         self.relays.clone()
+    }
+}
+
+/// The bound on the endpoints' requests in flight (`server.endpoint_max_in_flight`), one for the
+/// whole gateway: kept across a reload that leaves the number unchanged, so requests still being
+/// answered under the old config count against the new one.
+#[derive(Clone, Debug)]
+pub(crate) struct EndpointLimit {
+    max: usize,
+    layer: GlobalConcurrencyLimitLayer,
+}
+
+impl EndpointLimit {
+    /// `max` requests at once; the running one when it has the same `max`.
+    pub(crate) fn new(max: usize, running: Option<&EndpointLimit>) -> Self {
+        match running {
+            Some(running) if running.max == max => running.clone(),
+            _ => EndpointLimit {
+                max,
+                layer: GlobalConcurrencyLimitLayer::new(max),
+            },
+        }
+    }
+
+    /// The concurrency-limit layer counting against this bound.
+    pub(crate) fn layer(&self) -> GlobalConcurrencyLimitLayer {
+        self.layer.clone()
     }
 }
 

@@ -98,6 +98,7 @@ pub(crate) struct RawServer {
     pub(crate) header_read_timeout_ms: Option<Flex<u64>>,
     pub(crate) body_read_timeout_ms: Option<Flex<u64>>,
     pub(crate) http2_max_concurrent_streams: Option<Flex<u32>>,
+    pub(crate) endpoint_max_in_flight: Option<Flex<usize>>,
     pub(crate) keepalive_timeout_ms: Option<Flex<u64>>,
     pub(crate) workers: Option<Flex<usize>>,
     pub(crate) shutdown_grace_secs: Option<Flex<u64>>,

@@ -206,6 +206,10 @@ fn server_table(config: &Config) -> Value {
         "http2_max_concurrent_streams".into(),
         int(server.http2_max_concurrent_streams),
     );
+    entries.insert(
+        "endpoint_max_in_flight".into(),
+        int(server.endpoint_max_in_flight),
+    );
     entries.insert("keepalive_timeout_ms".into(), ms(server.keepalive_timeout));
     entries.insert("workers".into(), int(server.workers));
     entries.insert(

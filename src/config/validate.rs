@@ -37,6 +37,11 @@ impl RawConfig {
                 &server.http2_max_concurrent_streams,
                 100,
             )?,
+            endpoint_max_in_flight: positive(
+                "server.endpoint_max_in_flight",
+                &server.endpoint_max_in_flight,
+                1024,
+            )?,
             keepalive_timeout: millis(
                 "server.keepalive_timeout_ms",
                 &server.keepalive_timeout_ms,

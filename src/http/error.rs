@@ -108,6 +108,12 @@ pub enum GatewayError {
     /// `upstream.max_in_flight` requests are already waiting on upstreams: refused at once.
     #[error("the gateway is at its limit of requests in flight to upstreams; try again shortly")]
     UpstreamBusy,
+    /// `server.endpoint_max_in_flight` requests to the gateway's own endpoints are being
+    /// answered: refused at once.
+    #[error(
+        "the gateway is at its limit of login and session requests in flight; try again shortly"
+    )]
+    EndpointBusy,
     /// The upstream broke the exchange after the connection was made.
     #[error("the upstream service failed to answer")]
     UpstreamFailed,
@@ -162,7 +168,7 @@ impl GatewayError {
             | UpstreamUnreachable
             | UpstreamFailed => StatusCode::BAD_GATEWAY,
             WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            SessionStoreUnavailable | UpstreamBusy | WeChatUnavailable { .. } => {
+            SessionStoreUnavailable | UpstreamBusy | EndpointBusy | WeChatUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -199,6 +205,7 @@ impl GatewayError {
             UpstreamTimeout => "upstream_timeout",
             UpstreamFailed => "upstream_error",
             UpstreamBusy => "upstream_busy",
+            EndpointBusy => "endpoint_busy",
             SessionExpired => "session_expired",
             UnknownApp => "unknown_app",
             InvalidPhoneCode => "invalid_phone_code",
@@ -246,7 +253,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
-            GatewayError::SessionStoreUnavailable | GatewayError::UpstreamBusy => {
+            GatewayError::SessionStoreUnavailable
+            | GatewayError::UpstreamBusy
+            | GatewayError::EndpointBusy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::WeChatRateLimited => {
@@ -308,6 +317,7 @@ mod tests {
             InvalidRequestBody,
             BodyReadTimeout,
             UpstreamBusy,
+            EndpointBusy,
             MissingCode,
             PayloadTooLarge { limit: 1 },
             MissingToken,
@@ -349,6 +359,7 @@ mod tests {
                 | InvalidRequestBody
                 | BodyReadTimeout
                 | UpstreamBusy
+                | EndpointBusy
                 | MissingCode
                 | PayloadTooLarge { .. }
                 | MissingToken

@@ -12,21 +12,20 @@ use hyper::body::Incoming;
 
 use crate::auth::Identity;
 use crate::client::ClientConnection;
-use crate::endpoints::{decrypt, forward_auth, jwks, login, phone};
+use crate::endpoints::stack::{self, Endpoint};
+use crate::endpoints::{decrypt, forward_auth, jwks, phone};
 use crate::http::error::{Body, GatewayError};
 use crate::http::headers::request_head;
+use crate::http::path;
 use crate::http::request_id::{RequestId, X_REQUEST_ID};
+use crate::proxy;
 use crate::routes::Route;
 use crate::state::AppState;
-use crate::{path, proxy};
 
 /// What a normalized path is for.
 enum Target<'a> {
-    Login,
-    Refresh,
-    Logout,
-    Phone,
-    Decrypt,
+    /// Login, refresh, logout, `/wx/decrypt`, `/wx/phone`: answered through `endpoints::stack`.
+    Endpoint(Endpoint),
     ForwardAuth,
     Jwks,
     Route(&'a Route),
@@ -38,11 +37,11 @@ impl<'a> Target<'a> {
     fn of(state: &'a AppState, path: &str) -> Target<'a> {
         let login = &state.config.login;
         match path {
-            _ if login.covers(path) => Target::Login,
-            _ if path == login.refresh_path => Target::Refresh,
-            _ if path == login.logout_path => Target::Logout,
-            phone::PATH => Target::Phone,
-            decrypt::PATH => Target::Decrypt,
+            _ if login.covers(path) => Target::Endpoint(Endpoint::Login),
+            _ if path == login.refresh_path => Target::Endpoint(Endpoint::Refresh),
+            _ if path == login.logout_path => Target::Endpoint(Endpoint::Logout),
+            phone::PATH => Target::Endpoint(Endpoint::Phone),
+            decrypt::PATH => Target::Endpoint(Endpoint::Decrypt),
             _ if state.config.forward_auth.covers(path) => Target::ForwardAuth,
             jwks::PATH => Target::Jwks,
             _ => state
@@ -55,11 +54,11 @@ impl<'a> Target<'a> {
     /// The `route` label of the metrics: the endpoint's name or the route's prefix.
     fn label(&self) -> &str {
         match self {
-            Target::Login => "login",
-            Target::Refresh => "token_refresh",
-            Target::Logout => "logout",
-            Target::Phone => "wx_phone",
-            Target::Decrypt => "wx_decrypt",
+            Target::Endpoint(Endpoint::Login) => "login",
+            Target::Endpoint(Endpoint::Refresh) => "token_refresh",
+            Target::Endpoint(Endpoint::Logout) => "logout",
+            Target::Endpoint(Endpoint::Phone) => "wx_phone",
+            Target::Endpoint(Endpoint::Decrypt) => "wx_decrypt",
             Target::ForwardAuth => "forward_auth",
             Target::Jwks => "jwks",
             Target::Route(route) => &route.config.prefix,
@@ -112,7 +111,7 @@ pub(super) fn handle<'a>(
             }
             (Err(error), _) => (Err(error), Cow::Borrowed(uri.path())),
         };
-        if matches!(target, Target::Login) {
+        if matches!(target, Target::Endpoint(Endpoint::Login)) {
             count_login(state, &answer);
         }
         let (mut response, identity) = match answer {
@@ -157,11 +156,13 @@ fn dispatch<'a>(
     request: Request<Incoming>,
 ) -> Pin<Box<dyn Future<Output = Answer> + Send + 'a>> {
     match *target {
-        Target::Login => Box::pin(with_identity(login::handle(state, path, client, request))),
-        Target::Refresh => Box::pin(with_identity(login::refresh(state, request))),
-        Target::Logout => Box::pin(with_identity(login::logout(state, request))),
-        Target::Phone => Box::pin(with_identity(phone::handle(state, request))),
-        Target::Decrypt => Box::pin(with_identity(decrypt::handle(state, request))),
+        Target::Endpoint(endpoint) => Box::pin(stack::answer(stack::Call {
+            state,
+            endpoint,
+            path,
+            client,
+            request,
+        })),
         Target::ForwardAuth => Box::pin(forward_auth::handle(state, path, client, request)),
         Target::Jwks => {
             let answer = jwks::handle(request.method(), &state.keys);
@@ -172,14 +173,6 @@ fn dispatch<'a>(
         )),
         Target::Unrouted => Box::pin(std::future::ready(Err(GatewayError::NotFound))),
     }
-}
-
-/// The answer of an endpoint that always names its caller.
-async fn with_identity(
-    answer: impl Future<Output = Result<(Response<Body>, Identity), GatewayError>>,
-) -> Answer {
-    let (response, identity) = answer.await?;
-    Ok((response, Some(Arc::new(identity))))
 }
 
 /// Counts a login by its outcome and the WeChat errcode behind it.

@@ -195,3 +195,39 @@ async fn an_oversized_login_body_is_413_without_calling_wechat() {
     assert_eq!(response.error_code(), "payload_too_large");
     assert_eq!(gateway.wechat.calls(), 0);
 }
+
+/// `server.endpoint_max_in_flight`: past it, a login is refused at once with 503 `endpoint_busy`
+/// and never reaches WeChat; the JWKS and proxied requests do not count; the place is free again
+/// once the slow login is answered.
+#[tokio::test]
+async fn past_endpoint_max_in_flight_logins_are_refused_at_once() {
+    let gateway = Harness::start_with(Setup {
+        server: "endpoint_max_in_flight = 1".into(),
+        wechat: "timeout_ms = 1500".into(),
+        ..Setup::default()
+    })
+    .await;
+    let token = tokens::hs256(&tokens::claims("o-busy"));
+    let slow = gateway.login_response("mock-slow");
+    let meanwhile = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let busy = gateway.login_response("bob.1").await;
+        let took = started.elapsed();
+        let jwks = gateway.get("/.well-known/jwks.json", &[]).await;
+        let proxied = gateway.get_with_token("/api/x", &token, &[]).await;
+        (busy, took, jwks, proxied)
+    };
+    let (slow, (busy, took, jwks, proxied)) = tokio::join!(slow, meanwhile);
+    assert_eq!(slow.error_code(), "wechat_timeout");
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.error_code(), "endpoint_busy");
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "refused at once: {took:?}"
+    );
+    assert_eq!((jwks.status, proxied.status), (200, 200));
+    // WeChat never saw bob.1 (a code works once): it logs in now that the place is free.
+    assert_eq!(gateway.login_response("bob.1").await.status, 200);
+}
