@@ -202,8 +202,8 @@ fn count_rejection(state: &AppState, error: &GatewayError) {
 /// The largest allocation glibc serves from its per-thread cache (tcache) on 64-bit Linux: the
 /// proxied request's future, boxed per request in [`dispatch`], is kept within it, so that the
 /// allocation and its free take the cache's fast path instead of the arena's lock.
-#[cfg_attr(debug_assertions, allow(dead_code))]
-pub(crate) const GLIBC_TCACHE_MAX_BYTES: usize = 1032;
+#[cfg(test)]
+const GLIBC_TCACHE_MAX_BYTES: usize = 1032;
 
 #[cfg(test)]
 mod tests {
