@@ -202,7 +202,7 @@ fn count_rejection(state: &AppState, error: &GatewayError) {
 /// The largest allocation glibc serves from its per-thread cache (tcache) on 64-bit Linux: the
 /// proxied request's future, boxed per request in [`dispatch`], is kept within it, so that the
 /// allocation and its free take the cache's fast path instead of the arena's lock.
-#[cfg(test)]
+#[cfg(all(test, not(debug_assertions)))]
 const GLIBC_TCACHE_MAX_BYTES: usize = 1032;
 
 #[cfg(test)]
