@@ -230,6 +230,22 @@ fn transport_error(error: reqwest::Error, doing: &str) -> FetchError {
     }
 }
 
+/// errcodes that only an operator can clear: a wrong appid or AppSecret (40013, 40125, 41002,
+/// 41004), a caller IP off the whitelist (40164) or awaiting confirmation (89501, 89503, 89506,
+/// 89507), the app's daily quota spent (45009).
+fn needs_an_operator(code: i64) -> bool {
+    matches!(
+        code,
+        40013 | 40125 | 40164 | 41002 | 41004 | 45009 | 89501 | 89503 | 89506 | 89507
+    )
+}
+
+/// The error for an errcode that [`needs_an_operator`], logged at error for the operator.
+fn config_rejected(api: &str, code: i64, errmsg: &str) -> GatewayError {
+    tracing::error!(errcode = code, %errmsg, api, "WeChat refused the gateway itself (appid, AppSecret, IP whitelist or daily quota); an operator must act");
+    GatewayError::WeChatConfigRejected(code)
+}
+
 /// Applies the errcode table of `shared/wechat-api.md`.
 fn interpret(answer: Answer) -> Result<Code2Session, GatewayError> {
     let error = match answer.errcode {
@@ -255,9 +271,8 @@ fn interpret(answer: Answer) -> Result<Code2Session, GatewayError> {
         40226 => GatewayError::WeChatUserBlocked,
         45011 => GatewayError::WeChatRateLimited,
         -1 => GatewayError::WeChatBusy,
-        code @ (40013 | 40125 | 40164 | 41002 | 41004) => {
-            tracing::error!(errcode = code, errmsg = %answer.errmsg, "WeChat rejected the gateway's appid, AppSecret or IP; check [wechat]");
-            return Err(GatewayError::WeChatConfigRejected(code));
+        code if needs_an_operator(code) => {
+            return Err(config_rejected("code2session", code, &answer.errmsg));
         }
         code => GatewayError::WeChatOther(code),
     };
@@ -311,6 +326,11 @@ mod tests {
             (-1, GatewayError::WeChatBusy),
             (40125, GatewayError::WeChatConfigRejected(40125)),
             (40164, GatewayError::WeChatConfigRejected(40164)),
+            (45009, GatewayError::WeChatConfigRejected(45009)),
+            (89501, GatewayError::WeChatConfigRejected(89501)),
+            (89503, GatewayError::WeChatConfigRejected(89503)),
+            (89506, GatewayError::WeChatConfigRejected(89506)),
+            (89507, GatewayError::WeChatConfigRejected(89507)),
             (99999, GatewayError::WeChatOther(99999)),
         ];
         for (code, expected) in cases {

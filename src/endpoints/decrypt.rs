@@ -28,9 +28,10 @@ const MAX_ENCRYPTED_BASE64: usize = 64 * 1024;
 
 type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
 
-/// What the client posts.
+/// What the client posts: the whole `e.detail` of the API that gave the data may come, its other
+/// members (`errMsg`, `cloudID`) ignored; a member of the wrong type is refused.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct DecryptRequest {
     pub(crate) encrypted_data: String,
     pub(crate) iv: String,

@@ -17,8 +17,9 @@ pub(crate) const PATH: &str = crate::config::PHONE_PATH;
 /// getPhoneNumber codes are short; anything much longer is not one.
 const MAX_CODE_LEN: usize = 256;
 
+/// The getPhoneNumber button's `e.detail`, or just its `code`: the other members it carries
+/// (`errMsg`, `encryptedData`, `iv`, `cloudID`) are ignored; a member of the wrong type is not.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PhoneRequest {
     code: String,
 }

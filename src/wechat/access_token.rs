@@ -78,6 +78,7 @@ impl WeChatClient {
                 (0, None) => Err(GatewayError::WeChatBadAnswer),
                 (code, _) if STALE_TOKEN.contains(&code) => Ok(PhoneAnswer::StaleToken),
                 (40029, _) => Err(GatewayError::InvalidPhoneCode),
+                (45011, _) => Err(GatewayError::WeChatRateLimited),
                 (code, _) => Err(refused("getuserphonenumber", code, &answer.errmsg)),
             }
         })
@@ -96,13 +97,32 @@ impl WeChatClient {
 fn refused(api: &str, code: i64, errmsg: &str) -> GatewayError {
     match code {
         -1 => GatewayError::WeChatBusy,
-        40013 | 40125 | 40164 | 41002 | 41004 => {
-            tracing::error!(errcode = code, %errmsg, api, "WeChat rejected the gateway's appid, AppSecret or IP; check [wechat]");
-            GatewayError::WeChatConfigRejected(code)
-        }
+        code if super::needs_an_operator(code) => super::config_rejected(api, code, errmsg),
         code => {
             tracing::warn!(errcode = code, %errmsg, api, "WeChat refused the call");
             GatewayError::WeChatOther(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_that_need_an_operator_are_config_rejections() {
+        for code in [
+            40013, 40125, 40164, 41002, 41004, 45009, 89501, 89503, 89506, 89507,
+        ] {
+            assert_eq!(
+                refused("getuserphonenumber", code, "x"),
+                GatewayError::WeChatConfigRejected(code)
+            );
+        }
+        assert_eq!(refused("stable_token", -1, "x"), GatewayError::WeChatBusy);
+        assert_eq!(
+            refused("stable_token", 12345, "x"),
+            GatewayError::WeChatOther(12345)
+        );
     }
 }

@@ -41,6 +41,15 @@ async fn decrypts_with_the_callers_session_key() {
     assert_eq!(data["watermark"]["appid"], APPID);
     assert!(!response.text().contains(SAMPLE_SESSION_KEY));
     assert_eq!(gateway.echo.requests(), 0, "answered by the gateway itself");
+
+    // The API's whole e.detail: errMsg and cloudID are ignored.
+    let detail = json!({
+        "encryptedData": USER, "iv": IV, "rawData": RAW, "signature": SIGNATURE,
+        "errMsg": "getUserProfile:ok", "cloudID": "cloud-1",
+    });
+    let response = decrypt(&gateway, &token, &detail).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["openId"], "oMock_olivia");
 }
 
 #[tokio::test]
@@ -75,7 +84,12 @@ async fn every_failure_is_a_clear_4xx() {
         ),
         (json!({ "encryptedData": USER }), 400, "invalid_request"),
         (
-            json!({ "encryptedData": USER, "iv": IV, "extra": 1 }),
+            json!({ "encryptedData": USER, "iv": 16 }),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({ "encryptedData": USER, "iv": IV, "rawData": 1, "signature": SIGNATURE }),
             400,
             "invalid_request",
         ),

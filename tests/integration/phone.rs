@@ -72,6 +72,29 @@ async fn phone_failures_are_clear() {
     );
     let empty = phone(&gateway, &token, "").await;
     assert_eq!(empty.error_code(), "invalid_request");
+    let quota = phone(&gateway, &token, "mock-ratelimit").await;
+    assert_eq!(
+        (quota.status, quota.error_code().as_str()),
+        (429, "rate_limited")
+    );
+    assert!(quota.header("retry-after").is_some());
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let post = |body: serde_json::Value| {
+        let body = body.to_string();
+        async move { request(gateway.addr, "POST", "/wx/phone", &headers, body.as_bytes()).await }
+    };
+    // The button's whole e.detail: the members beside the code are ignored.
+    let detail = serde_json::json!({
+        "code": "tess-phone", "errMsg": "getPhoneNumber:ok", "encryptedData": "AAAA",
+        "iv": "AAAA", "cloudID": "cloud-1",
+    });
+    assert_phone(&post(detail).await);
+    let wrong_type = post(serde_json::json!({ "code": 5 })).await;
+    assert_eq!(wrong_type.error_code(), "invalid_request");
     let anonymous = request(gateway.addr, "POST", "/wx/phone", &[], b"{}").await;
     assert_eq!(anonymous.error_code(), "missing_token");
     assert_eq!(

@@ -61,7 +61,7 @@ impl MockWeChat {
     }
 
     /// Answers getuserphonenumber for `access_token` and the body `{"code": "..."}`; the code
-    /// `mock-invalid` gets 40029.
+    /// `mock-invalid` gets 40029, `mock-ratelimit` 45011.
     pub(super) fn phone_number(&self, access_token: &str, body: &[u8]) -> http::Response<Body> {
         self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
         let current = self
@@ -80,8 +80,10 @@ impl MockWeChat {
             .ok()
             .and_then(|request| request["code"].as_str().map(str::to_string))
             .unwrap_or_default();
-        if code.is_empty() || code == "mock-invalid" {
-            return error(40029, "invalid code");
+        match code.as_str() {
+            "" | "mock-invalid" => return error(40029, "invalid code"),
+            "mock-ratelimit" => return error(45011, "api minute-quota reach limit"),
+            _ => {}
         }
         let answer = serde_json::json!({
             "errcode": 0,
