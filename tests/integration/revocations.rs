@@ -19,10 +19,17 @@ async fn status_on_api(gateway: &Harness, token: &str) -> u16 {
 /// the victim's logout are refused with 503, and every logout answered 200 still holds.
 #[tokio::test]
 async fn a_flood_of_logouts_cannot_flush_a_revocation() {
+    for store in ["embedded", "memory"] {
+        flood_of_logouts_on(store).await;
+    }
+}
+
+async fn flood_of_logouts_on(store: &str) {
     let gateway = Harness::start_with(Setup {
-        sections:
-            "[session]\nmax_entries = 1\n[login.refresh_rate_limit]\nper_minute = 60\nburst = 10\n"
-                .into(),
+        sections: format!(
+            "[session]\nstore = \"{store}\"\nmax_entries = 1\n\
+             [login.refresh_rate_limit]\nper_minute = 60\nburst = 10\n"
+        ),
         ..Setup::default()
     })
     .await;

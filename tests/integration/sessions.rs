@@ -2,7 +2,7 @@
 //! expiry), logout revoking the token and its login, and what is refused afterwards.
 
 use crate::common::tokens::{claims, hs256, now, payload};
-use crate::common::{request, Harness, Response};
+use crate::common::{request, Harness, Response, Setup};
 
 fn token_of(response: &Response) -> String {
     assert_eq!(response.status, 200, "{}", response.text());
@@ -64,9 +64,20 @@ async fn a_recently_expired_token_refreshes_and_an_old_one_does_not() {
     );
 }
 
+/// On each store kind: the memory store keeps its own record of revocations.
 #[tokio::test]
 async fn logout_revokes_the_token_and_its_login() {
-    let gateway = Harness::start().await;
+    for store in ["embedded", "memory"] {
+        logout_revokes_on(store).await;
+    }
+}
+
+async fn logout_revokes_on(store: &str) {
+    let gateway = Harness::start_with(Setup {
+        sections: format!("[session]\nstore = \"{store}\"\n"),
+        ..Setup::default()
+    })
+    .await;
     let token = gateway.login("liam").await;
     let refreshed = token_of(&gateway.post_with_token("/token/refresh", &token).await);
     // Both answered before the logout: the gateway has found them not revoked, and must look again.
@@ -96,7 +107,7 @@ async fn logout_revokes_the_token_and_its_login() {
     assert_eq!(
         gateway.echo.requests(),
         4,
-        "revoked tokens never reached the upstream"
+        "{store}: revoked tokens never reached the upstream"
     );
 }
 
