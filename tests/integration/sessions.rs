@@ -64,7 +64,9 @@ async fn a_recently_expired_token_refreshes_and_an_old_one_does_not() {
     );
 }
 
-/// On each store kind: the memory store keeps its own record of revocations.
+/// On each store kind: the memory store keeps its own record of revocations. One worker thread,
+/// so that every request meets the same per-thread copy of the verified token, the one that
+/// remembers having been found not revoked.
 #[tokio::test]
 async fn logout_revokes_the_token_and_its_login() {
     for store in ["embedded", "memory"] {
@@ -74,6 +76,7 @@ async fn logout_revokes_the_token_and_its_login() {
 
 async fn logout_revokes_on(store: &str) {
     let gateway = Harness::start_with(Setup {
+        server: "workers = 1".into(),
         sections: format!("[session]\nstore = \"{store}\"\n"),
         ..Setup::default()
     })
