@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::config::Secret;
 use crate::http::error::GatewayError;
 use crate::identity::Identity;
 
@@ -22,7 +23,9 @@ use crate::identity::Identity;
 pub(crate) type LoginFlights = SingleFlight<(String, String), LoginOutcome>;
 
 /// What one login produced, shared by every request that carried its code.
-pub(crate) type LoginOutcome = Result<(Bytes, Identity), GatewayError>;
+/// The answer's JSON body, who logged in, and the session_key WeChat gave (in memory only: a
+/// login that posted encrypted data decrypts it with this key).
+pub(crate) type LoginOutcome = Result<(Bytes, Identity, Secret), GatewayError>;
 
 /// Calls in flight by key; each waiter holds a receiver of the one answer.
 pub(crate) struct SingleFlight<K, V> {

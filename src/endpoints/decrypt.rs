@@ -30,7 +30,7 @@ type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
 
 /// What the client posts: the whole `e.detail` of the API that gave the data may come, its other
 /// members (`errMsg`, `cloudID`) ignored; a member of the wrong type is refused.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct DecryptRequest {
     pub(crate) encrypted_data: String,
@@ -68,16 +68,25 @@ where
         .await
         .map_err(store_failed)?
         .ok_or(GatewayError::SessionExpired)?;
-    let key = session.session_key.expose();
+    let data = open(session.session_key.expose(), &input, appid)?;
+    Ok((json_response(StatusCode::OK, &data), identity))
+}
+
+/// The user data of `input`, its rawData signature checked when it has one, decrypted with
+/// `session_key` for the app `appid`: for `/wx/decrypt`, and for a login that posts its data.
+pub(crate) fn open(
+    session_key: &str,
+    input: &DecryptRequest,
+    appid: &str,
+) -> Result<serde_json::Value, GatewayError> {
     if let (Some(raw), Some(signature)) = (&input.raw_data, &input.signature) {
-        check_signature(raw, key, signature)?;
+        check_signature(raw, session_key, signature)?;
     } else if input.raw_data.is_some() || input.signature.is_some() {
         return Err(GatewayError::InvalidRequest(
             "rawData and signature go together",
         ));
     }
-    let data = decrypt(key, &input.encrypted_data, &input.iv, appid)?;
-    Ok((json_response(StatusCode::OK, &data), identity))
+    decrypt(session_key, &input.encrypted_data, &input.iv, appid)
 }
 
 /// Checks `signature` = hex(sha1(rawData + session_key)), in constant time.

@@ -9,7 +9,8 @@ use http::{Method, Request, Response};
 
 use crate::auth::Identity;
 use crate::client::ClientConnection;
-use crate::config::WeChatApp;
+use crate::config::{Secret, WeChatApp};
+use crate::endpoints::decrypt::{self, DecryptRequest};
 use crate::http::error::{full_body, Body, GatewayError};
 use crate::session::Session;
 use crate::state::AppState;
@@ -47,7 +48,11 @@ where
         .unwrap_or_default()
         .to_ascii_lowercase();
     let body = crate::client::read_limited(state, request.into_body()).await?;
-    let LoginBody { code, app } = login_body(&content_type, &body)?;
+    let LoginBody {
+        code,
+        app,
+        user_data,
+    } = login_body(&content_type, &body)?;
     let from_path = path
         .strip_prefix(state.config.login.path.as_str())
         .and_then(|rest| rest.strip_prefix('/'))
@@ -67,13 +72,19 @@ where
     }
     .clone();
 
+    let appid = app.appid.clone();
     let key = (app.appid.clone(), code.clone());
     let work = {
         let state = state.clone();
         async move { complete(&state, &app, &code).await }
     };
     let outcome = state.logins.run(key, work).await;
-    let (body, identity) = outcome.unwrap_or(Err(GatewayError::Internal("the login failed")))?;
+    let (body, identity, session_key) =
+        outcome.unwrap_or(Err(GatewayError::Internal("the login failed")))?;
+    let body = match user_data {
+        Some(user_data) => with_user_data(&body, &session_key, &user_data, &appid),
+        None => body,
+    };
     let mut response = Response::new(full_body(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -108,7 +119,27 @@ async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome
     let answer = token_answer(&issued, &identity);
     // Serializing a `Value` cannot fail (its map keys are always strings).
     let body = serde_json::to_vec(&answer).unwrap_or_default();
-    Ok((Bytes::from(body), identity))
+    Ok((Bytes::from(body), identity, session.session_key))
+}
+
+/// The login's answer with the user data the client posted beside its code, decrypted with the
+/// session_key this very login obtained (so no later `wx.login` can have replaced it): `"data"`,
+/// or `"data_error"` with the error code when it does not decrypt. The login stands either way.
+fn with_user_data(
+    answer: &Bytes,
+    session_key: &Secret,
+    user_data: &DecryptRequest,
+    appid: &str,
+) -> Bytes {
+    let Ok(serde_json::Value::Object(mut answer_object)) = serde_json::from_slice(answer) else {
+        return answer.clone();
+    };
+    match decrypt::open(session_key.expose(), user_data, appid) {
+        Ok(data) => answer_object.insert("data".into(), data),
+        Err(error) => answer_object.insert("data_error".into(), error.code().into()),
+    };
+    let body = serde_json::to_vec(&answer_object).unwrap_or_default();
+    Bytes::from(body)
 }
 
 /// The answer of a login and of a refresh: `{"token", "token_type", "expires_in", "openid"}`,
@@ -143,45 +174,51 @@ pub(crate) struct LoginBody {
     pub(crate) code: String,
     /// The app's name, when the body names one.
     pub(crate) app: Option<String>,
+    /// `encryptedData` and `iv` (with `rawData` and `signature`, when given) posted beside the
+    /// code, to decrypt with the session_key the login obtains.
+    pub(crate) user_data: Option<DecryptRequest>,
 }
 
-/// Reads `code` (and `app`) from a JSON object or a form-encoded body (a body opening with `{` is
-/// JSON whatever its Content-Type says).
+/// The fields a login body may carry: the code, the app, and user data to decrypt.
+const FIELDS: [&str; 6] = ["code", "app", "encryptedData", "iv", "rawData", "signature"];
+
+/// Reads `code` (and `app`, and user data to decrypt) from a JSON object or a form-encoded body
+/// (a body opening with `{` is JSON whatever its Content-Type says). Other members are ignored.
 pub(crate) fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, GatewayError> {
     let looks_like_json = body.trim_ascii_start().starts_with(b"{");
-    let (code, app) =
-        if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {
-            let field = |wanted: &str| {
-                let mut values = form_urlencoded::parse(body).filter(|(name, _)| name == wanted);
-                let value = values.next().map(|(_, value)| value.into_owned());
-                match values.next() {
-                    Some(_) => Err(GatewayError::InvalidRequest(
-                        "the form repeats a field (code or app)",
-                    )),
-                    None => Ok(value),
+    let mut values: [Option<String>; 6] = Default::default();
+    if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {
+        for (value, wanted) in values.iter_mut().zip(FIELDS) {
+            let mut found = form_urlencoded::parse(body).filter(|(name, _)| name == wanted);
+            *value = found.next().map(|(_, value)| value.into_owned());
+            if found.next().is_some() {
+                return Err(GatewayError::InvalidRequest("the form repeats a field"));
+            }
+        }
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+            GatewayError::InvalidRequest(
+                "the body must be JSON {\"code\": \"...\"} or a form with code=...",
+            )
+        })?;
+        let serde_json::Value::Object(mut object) = value else {
+            return Err(GatewayError::InvalidRequest(
+                "the JSON body must be an object",
+            ));
+        };
+        for (value, name) in values.iter_mut().zip(FIELDS) {
+            *value = match object.remove(name) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(text)) => Some(text),
+                Some(_) => {
+                    return Err(GatewayError::InvalidRequest(
+                        "\"code\", \"app\", \"encryptedData\", \"iv\", \"rawData\" and \"signature\" must be strings",
+                    ))
                 }
             };
-            (field("code")?, field("app")?)
-        } else {
-            let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
-                GatewayError::InvalidRequest(
-                    "the body must be JSON {\"code\": \"...\"} or a form with code=...",
-                )
-            })?;
-            let serde_json::Value::Object(mut object) = value else {
-                return Err(GatewayError::InvalidRequest(
-                    "the JSON body must be an object",
-                ));
-            };
-            let mut field = |name: &str| match object.remove(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(value)) => Ok(Some(value)),
-                Some(_) => Err(GatewayError::InvalidRequest(
-                    "\"code\" and \"app\" must be strings",
-                )),
-            };
-            (field("code")?, field("app")?)
-        };
+        }
+    }
+    let [code, app, encrypted_data, iv, raw_data, signature] = values;
     let code = code.unwrap_or_default();
     if code.trim().is_empty() {
         return Err(GatewayError::MissingCode);
@@ -191,9 +228,24 @@ pub(crate) fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, G
             "the code is not a wx.login() code (too long or not printable ASCII)",
         ));
     }
+    // Refused before WeChat is called: the code stays usable for a corrected request.
+    let user_data =
+        match (encrypted_data, iv) {
+            (Some(encrypted_data), Some(iv)) => Some(DecryptRequest {
+                encrypted_data,
+                iv,
+                raw_data,
+                signature,
+            }),
+            (None, None) if raw_data.is_none() && signature.is_none() => None,
+            _ => return Err(GatewayError::InvalidRequest(
+                "user data needs both encryptedData and iv (rawData and signature only with them)",
+            )),
+        };
     Ok(LoginBody {
         code,
         app: app.filter(|app| !app.is_empty()),
+        user_data,
     })
 }
 

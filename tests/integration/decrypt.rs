@@ -138,3 +138,66 @@ async fn no_live_session_means_log_in_again() {
         (401, "invalid_token")
     );
 }
+
+/// Posts a login with `body` (JSON).
+async fn login_with(gateway: &Harness, body: &serde_json::Value) -> Response {
+    let headers = [("Content-Type", "application/json")];
+    request(
+        gateway.addr,
+        "POST",
+        "/login",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// Issue 29, part C: user data posted beside the code is decrypted with the session_key that very
+/// login obtained; data that does not decrypt is named in `data_error` and the login stands; a
+/// half-given pair is refused before WeChat sees (and spends) the code.
+#[tokio::test]
+async fn a_login_decrypts_the_user_data_posted_with_its_code() {
+    let gateway = Harness::start().await;
+    let answer = login_with(
+        &gateway,
+        &json!({ "code": "samplekey.1", "encryptedData": USER, "iv": IV, "rawData": RAW,
+                 "signature": SIGNATURE, "errMsg": "getUserProfile:ok" }),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["data"]["openId"], "oMock_olivia");
+    assert_eq!(body["data"]["watermark"]["appid"], APPID);
+    assert!(body.get("data_error").is_none());
+    assert!(!answer.text().contains(SAMPLE_SESSION_KEY));
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        gateway.get_with_token("/api/me", &token, &[]).await.status,
+        200
+    );
+
+    let undecryptable = login_with(
+        &gateway,
+        &json!({ "code": "samplekey.2", "encryptedData": BAD_PADDING, "iv": IV }),
+    )
+    .await;
+    assert_eq!(undecryptable.status, 200, "{}", undecryptable.text());
+    let body = undecryptable.json();
+    assert_eq!(body["data_error"], "decrypt_failed");
+    assert!(body.get("data").is_none());
+    assert!(body["token"]
+        .as_str()
+        .is_some_and(|token| !token.is_empty()));
+
+    for half in [
+        json!({ "code": "samplekey.3", "encryptedData": USER }),
+        json!({ "code": "samplekey.3", "iv": IV }),
+        json!({ "code": "samplekey.3", "rawData": RAW, "signature": SIGNATURE }),
+        json!({ "code": "samplekey.3", "encryptedData": USER, "iv": 16 }),
+    ] {
+        let refused = login_with(&gateway, &half).await;
+        assert_eq!(refused.error_code(), "invalid_request", "{half}");
+    }
+    // WeChat never saw samplekey.3: it still logs in.
+    assert_eq!(gateway.login_response("samplekey.3").await.status, 200);
+}
