@@ -52,8 +52,9 @@ struct MockState {
     issued_session_keys: Mutex<Vec<String>>,
     stable_token_calls: AtomicUsize,
     phone_calls: AtomicUsize,
-    /// The one valid access_token, made on the first stable_token call after a rotation.
-    access_token: Mutex<Option<String>>,
+    /// Each app's one valid access_token (by appid), made on its first stable_token call after a
+    /// rotation.
+    access_tokens: Mutex<std::collections::HashMap<String, String>>,
     access_token_generation: AtomicUsize,
 }
 

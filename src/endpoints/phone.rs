@@ -1,7 +1,7 @@
 //! `POST /wx/phone` `{"code"}` (authenticated): the code from the client's getPhoneNumber button,
 //! exchanged with WeChat's getuserphonenumber for the user's `phone_info`, with the app's
 //! access_token. A stale access_token (40001/40014/42001) is dropped, fetched again once, and the
-//! call retried once.
+//! call retried once. An answer whose `watermark.appid` is not the app's is refused (502).
 
 use http::{Request, Response, StatusCode};
 use serde::Deserialize;
@@ -56,7 +56,7 @@ where
             .access_tokens
             .get(state.access_token_sources(), app)
             .await?;
-        match state.wechat.phone_number(&token, &code).await? {
+        match state.wechat.phone_number(&token, &code, &app.appid).await? {
             PhoneAnswer::Info(info) => {
                 let answer = serde_json::json!({ "phone_info": info });
                 return Ok((json_response(StatusCode::OK, &answer), identity));

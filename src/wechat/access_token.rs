@@ -61,11 +61,13 @@ impl WeChatClient {
         .await
     }
 
-    /// Exchanges a getPhoneNumber button code for the user's phone number.
+    /// Exchanges a getPhoneNumber button code for the user's phone number; the answer must carry
+    /// the watermark of the app `appid` (whose access_token this is).
     pub(crate) async fn phone_number(
         &self,
         access_token: &Secret,
         code: &str,
+        appid: &str,
     ) -> Result<PhoneAnswer, GatewayError> {
         let mut url = api_url(&self.api_base, "/wxa/business/getuserphonenumber");
         url.query_pairs_mut()
@@ -74,7 +76,13 @@ impl WeChatClient {
         let request = || self.post_json(url.clone(), &body);
         self.call("getuserphonenumber", request, |answer: Answer| {
             match (answer.errcode, answer.phone_info) {
-                (0, Some(info)) => Ok(PhoneAnswer::Info(info)),
+                (0, Some(info)) => match info["watermark"]["appid"].as_str() {
+                    Some(owner) if owner == appid => Ok(PhoneAnswer::Info(info)),
+                    _ => {
+                        tracing::warn!(%appid, "getuserphonenumber answered without this app's watermark");
+                        Err(GatewayError::WeChatBadAnswer)
+                    }
+                },
                 (0, None) => Err(GatewayError::WeChatBadAnswer),
                 (code, _) if STALE_TOKEN.contains(&code) => Ok(PhoneAnswer::StaleToken),
                 (40029, _) => Err(GatewayError::InvalidPhoneCode),

@@ -92,3 +92,30 @@ async fn a_route_restricted_to_one_app_refuses_the_others_token() {
     .await;
     assert_eq!(check.status, 403);
 }
+
+/// Each app's phone numbers come with its own access_token and carry its own watermark: the mock
+/// keeps one token per app, as WeChat does, and the gateway checks the watermark's appid.
+#[tokio::test]
+async fn each_apps_phone_numbers_use_its_own_access_token() {
+    let gateway = two_apps().await;
+    let default = gateway.login("pia").await;
+    let shop = token(&login_json(&gateway, "/login/shop", r#"{"code":"pia.2"}"#).await);
+    for (token, appid) in [(&default, APPID), (&shop, SHOP_APPID)] {
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let answer = request(
+            gateway.addr,
+            "POST",
+            "/wx/phone",
+            &headers,
+            br#"{"code":"c1"}"#,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.json()["phone_info"]["watermark"]["appid"], appid);
+    }
+    assert_eq!(gateway.wechat.stable_token_calls(), 2, "one token per app");
+}

@@ -95,6 +95,13 @@ async fn phone_failures_are_clear() {
     assert_phone(&post(detail).await);
     let wrong_type = post(serde_json::json!({ "code": 5 })).await;
     assert_eq!(wrong_type.error_code(), "invalid_request");
+    // An answer watermarked for another app is not this app's user's number.
+    let foreign = phone(&gateway, &token, "mock-other-app").await;
+    assert_eq!(
+        (foreign.status, foreign.error_code().as_str()),
+        (502, "wechat_bad_answer")
+    );
+    assert!(!foreign.text().contains(MOCK_PHONE));
     let anonymous = request(gateway.addr, "POST", "/wx/phone", &[], b"{}").await;
     assert_eq!(anonymous.error_code(), "missing_token");
     assert_eq!(

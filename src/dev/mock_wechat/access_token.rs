@@ -1,6 +1,7 @@
-//! The mock's access_token APIs: `POST /cgi-bin/stable_token` (the same token on every call until
-//! it is rotated, as WeChat's normal mode does) and `POST /wxa/business/getuserphonenumber`
-//! (40001 for any token but the current one, so a rotated token shows the re-fetch path).
+//! The mock's access_token APIs: `POST /cgi-bin/stable_token` (an app gets the same token on
+//! every call until it is rotated, as WeChat's normal mode does; each app its own) and
+//! `POST /wxa/business/getuserphonenumber` (40001 for any token but an app's current one, so a
+//! rotated token shows the re-fetch path; the watermark names the app the token is for).
 
 use std::sync::atomic::Ordering;
 
@@ -26,8 +27,8 @@ impl MockWeChat {
     /// Makes the current access_token invalid (as a force_refresh elsewhere would): calls with it
     /// get 40001, and the next stable_token call hands out a new one.
     pub fn rotate_access_token(&self) {
-        if let Ok(mut current) = self.inner.access_token.lock() {
-            *current = None;
+        if let Ok(mut current) = self.inner.access_tokens.lock() {
+            current.clear();
         }
     }
 
@@ -44,11 +45,12 @@ impl MockWeChat {
         if let Some(answer) = self.check_credentials(&field("appid"), &field("secret")) {
             return answer;
         }
-        let Ok(mut current) = self.inner.access_token.lock() else {
+        let Ok(mut current) = self.inner.access_tokens.lock() else {
             return error(-1, "system error");
         };
         let token = current
-            .get_or_insert_with(|| {
+            .entry(field("appid"))
+            .or_insert_with(|| {
                 let generation = self
                     .inner
                     .access_token_generation
@@ -61,21 +63,22 @@ impl MockWeChat {
     }
 
     /// Answers getuserphonenumber for `access_token` and the body `{"code": "..."}`; the code
-    /// `mock-invalid` gets 40029, `mock-ratelimit` 45011.
+    /// `mock-invalid` gets 40029, `mock-ratelimit` 45011, and `mock-other-app` an answer whose
+    /// watermark names another app (what a gateway must refuse).
     pub(super) fn phone_number(&self, access_token: &str, body: &[u8]) -> http::Response<Body> {
         self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
-        let current = self
-            .inner
-            .access_token
-            .lock()
-            .ok()
-            .and_then(|token| token.clone());
-        if current.as_deref() != Some(access_token) {
+        let appid = self.inner.access_tokens.lock().ok().and_then(|tokens| {
+            tokens
+                .iter()
+                .find(|(_, token)| token.as_str() == access_token)
+                .map(|(appid, _)| appid.clone())
+        });
+        let Some(appid) = appid else {
             return error(
                 40001,
                 "invalid credential, access_token is invalid or not latest",
             );
-        }
+        };
         let code = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|request| request["code"].as_str().map(str::to_string))
@@ -85,6 +88,10 @@ impl MockWeChat {
             "mock-ratelimit" => return error(45011, "api minute-quota reach limit"),
             _ => {}
         }
+        let watermark_appid = match code.as_str() {
+            "mock-other-app" => "wx-another-app".to_string(),
+            _ => appid,
+        };
         let answer = serde_json::json!({
             "errcode": 0,
             "errmsg": "ok",
@@ -92,7 +99,7 @@ impl MockWeChat {
                 "phoneNumber": MOCK_PHONE,
                 "purePhoneNumber": MOCK_PHONE,
                 "countryCode": "86",
-                "watermark": { "timestamp": 1_763_700_000, "appid": "mock" }
+                "watermark": { "timestamp": 1_763_700_000, "appid": watermark_appid }
             }
         });
         reply(StatusCode::OK, answer.to_string())
