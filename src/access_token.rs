@@ -8,6 +8,7 @@
 //! every caller the same token, so this costs a call, not an outage.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -15,7 +16,7 @@ use tokio::sync::Mutex;
 use crate::config::{Secret, WeChatApp};
 use crate::http::error::GatewayError;
 use crate::session::SessionStore;
-use crate::wechat::WeChatClient;
+use crate::wechat::{TokenAnswer, WeChatClient};
 
 /// Where access_tokens come from: the store the fleet shares them through, and WeChat.
 #[derive(Clone, Copy)]
@@ -78,6 +79,34 @@ impl AccessTokens {
         let token = fresh.token.clone();
         *cached = Some(fresh);
         Ok(token)
+    }
+
+    /// Calls a WeChat API with the app's access_token; when WeChat calls the token stale, drops
+    /// it, fetches a new one (once for every caller) and calls once more.
+    pub(crate) async fn call_with_token<T, Call, Answered>(
+        &self,
+        from: Sources<'_>,
+        app: &WeChatApp,
+        mut call: Call,
+    ) -> Result<T, GatewayError>
+    where
+        Call: FnMut(Secret) -> Answered,
+        Answered: Future<Output = Result<TokenAnswer<T>, GatewayError>>,
+    {
+        let token = self.get(from, app).await?;
+        if let TokenAnswer::Done(answer) = call(token.clone()).await? {
+            return Ok(answer);
+        }
+        tracing::info!(appid = %app.appid, "access_token refused as stale; fetching a new one");
+        self.invalidate(from, app, &token).await;
+        let token = self.get(from, app).await?;
+        match call(token).await? {
+            TokenAnswer::Done(answer) => Ok(answer),
+            TokenAnswer::StaleToken => {
+                tracing::warn!(appid = %app.appid, "WeChat refused a freshly fetched access_token");
+                Err(GatewayError::WeChatOther(40001))
+            }
+        }
     }
 
     /// Forgets a token WeChat refused, here and in the shared store, unless it was replaced

@@ -34,6 +34,8 @@ pub const DEFAULT_SESSION_PATH: &str = "data/wxgate.db";
 pub(crate) const DECRYPT_PATH: &str = "/wx/decrypt";
 /// `/wx/phone`: getuserphonenumber.
 pub(crate) const PHONE_PATH: &str = "/wx/phone";
+/// `/wx/session/check`: checksession.
+pub(crate) const SESSION_CHECK_PATH: &str = "/wx/session/check";
 /// The JWKS.
 pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -255,6 +257,15 @@ impl WeChatConfig {
     /// The app called `name`.
     pub fn app_named(&self, name: &str) -> Option<&WeChatApp> {
         self.apps.iter().find(|app| app.name == name)
+    }
+
+    /// The app a token was issued for: the one with its `appid`, or the default app for a token
+    /// that carries none.
+    pub fn app_of_token(&self, appid: Option<&str>) -> Option<&WeChatApp> {
+        match appid {
+            Some(appid) => self.apps.iter().find(|app| app.appid == appid),
+            None => Some(self.default_app()),
+        }
     }
 }
 

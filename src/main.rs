@@ -36,6 +36,7 @@ Endpoints (paths configurable):
   POST /logout                  Bearer token -> login ended, its tokens revoked  [login] logout_path
   POST /wx/decrypt              Bearer token + {encryptedData, iv} -> user data
   POST /wx/phone                Bearer token + {code} -> phone_info (getuserphonenumber)
+  POST /wx/session/check        Bearer token -> {valid}: session_key still current (checksession)
   ANY  /auth[/<original path>]  forward-auth check for nginx, Traefik, Envoy     [forward_auth] path
   GET  /.well-known/jwks.json   public keys of RS256/ES256/EdDSA tokens
   every other path              proxied per [[routes]], X-OpenId from a valid bearer token

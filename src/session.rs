@@ -78,6 +78,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn revoke(&self, ids: &[String], ttl: Duration) -> Result<(), StoreError>;
     /// Whether any of the given ids is revoked.
     async fn any_revoked(&self, ids: &[String]) -> Result<bool, StoreError>;
+    /// Records that WeChat no longer accepts the session_key of login `sid` (checksession said
+    /// so), for `ttl`: decryption with it is refused at once. Kept beside the revocations, so it
+    /// reaches every replica and survives restarts as they do.
+    async fn mark_key_stale(&self, sid: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.revoke(&[stale_key_id(sid)], ttl).await
+    }
+    /// Whether the session_key of login `sid` was found stale.
+    async fn key_stale(&self, sid: &str) -> Result<bool, StoreError> {
+        self.any_revoked(&[stale_key_id(sid)]).await
+    }
     /// How many revocations have been recorded so far, when the store can tell without a round
     /// trip (in memory): a token found not revoked at one count is still not revoked at the same
     /// count, so the check can be skipped (see `token::NotRevokedMemo`). `None`: always ask.
@@ -127,6 +137,12 @@ pub(crate) fn from_config(
         StoreKind::Embedded { path } => Arc::new(EmbeddedStore::open(path, config)?),
         StoreKind::Memory => Arc::new(MemoryStore::new(config)),
     })
+}
+
+/// The deny-list id that marks the session_key of login `sid` stale: never a token's `sid:` or
+/// `jti:` id, so it refuses no token.
+fn stale_key_id(sid: &str) -> String {
+    format!("stale_key:{sid}")
 }
 
 /// Seconds since the Unix epoch.

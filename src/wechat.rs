@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 
 mod access_token;
 mod breaker;
-pub(crate) use access_token::PhoneAnswer;
+pub(crate) use access_token::TokenAnswer;
 
 /// The largest code2session answer read; real ones are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -129,15 +129,20 @@ impl WeChatClient {
             }
         })?;
         let mut outcome = self.attempt(api, &request, &interpret).await;
-        if let Err((_, true)) = &outcome {
+        if let Err((first, true)) = &outcome {
+            let after_busy = *first == GatewayError::WeChatBusy;
             self.metrics.count_wechat_retry(api);
             tokio::time::sleep(jittered(self.retry_backoff)).await;
             outcome = self.attempt(api, &request, &interpret).await;
+            if after_busy {
+                outcome = outcome.map_err(|(error, retry)| (code_spent_by_busy(error), retry));
+            }
         }
         let outcome = outcome.map_err(|(error, _)| error);
         let outage = matches!(
             outcome,
             Err(GatewayError::WeChatBusy
+                | GatewayError::WeChatBusyCodeSpent
                 | GatewayError::WeChatUnreachable
                 | GatewayError::WeChatTimeout
                 | GatewayError::WeChatBadAnswer)
@@ -195,6 +200,22 @@ impl WeChatClient {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+/// The error of a retry that followed WeChat's -1: a single-use code found invalid or used then
+/// may have been spent by the busy attempt, which is WeChat's fault, not the client's.
+fn code_spent_by_busy(error: GatewayError) -> GatewayError {
+    match error {
+        GatewayError::WeChatInvalidCode
+        | GatewayError::WeChatCodeUsed
+        | GatewayError::InvalidPhoneCode => {
+            tracing::warn!(
+                "WeChat was busy, then refused the code on the retry: it may have spent it"
+            );
+            GatewayError::WeChatBusyCodeSpent
+        }
+        other => other,
     }
 }
 

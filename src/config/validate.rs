@@ -160,6 +160,7 @@ impl RawConfig {
             super::JWKS_PATH,
             super::DECRYPT_PATH,
             super::PHONE_PATH,
+            super::SESSION_CHECK_PATH,
         ] {
             if forward_auth.covers(endpoint) {
                 return Err(ConfigError::new(

@@ -1,6 +1,9 @@
-//! A faithful fake of WeChat's `/sns/jscode2session`, for offline development (`wxgate mock-wechat`,
+//! A faithful fake of WeChat's server APIs, for offline development (`wxgate mock-wechat`,
 //! `wxgate demo`) and for the tests. It behaves like the real API where the gateway can tell:
-//! JSON answered as `text/plain`, errors with HTTP 200, single-use codes, appid/secret checks.
+//! JSON answered as `text/plain`, errors with HTTP 200, single-use codes, appid/secret checks,
+//! 43002 for the wrong method, 41001 without an access_token, 40001 with one that is not current.
+//! `/sns/jscode2session` is here; the APIs behind an access_token are in `access_token.rs` and
+//! `api.rs`.
 //!
 //! Codes: any printable code logs a user in once; the part before the first `.` names the user, so
 //! `alice.1` and `alice.2` are two logins of the same user (openid `oMock_alice`, unionid
@@ -8,7 +11,8 @@
 //! with `samplekey` get the fixed [`SAMPLE_SESSION_KEY`], the others a random one). Reusing a code answers
 //! 40163. Magic codes: `mock-invalid` -> 40029, `mock-busy` -> -1, `mock-ratelimit` -> 45011,
 //! `mock-blocked` -> 40226, `mock-garbage` -> a body that is not JSON, `mock-slow` -> answers after
-//! 10 seconds.
+//! 10 seconds, `mock-busy-spent` -> -1 while spending the code (a retry finds it used). The user's
+//! session_key stays current until the user logs in again or [`MockWeChat::replace_session_key`].
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -28,7 +32,9 @@ use tokio::net::TcpListener;
 use crate::http::error::{full_body, Body};
 
 mod access_token;
+mod api;
 pub use access_token::MOCK_PHONE;
+pub use api::RecordedCall;
 
 /// The session_key of users whose name starts with `samplekey`: the sample key of WeChat's
 /// documentation, so data encrypted with it can be decrypted offline.
@@ -54,8 +60,16 @@ struct MockState {
     phone_calls: AtomicUsize,
     /// Each app's one valid access_token (by appid), made on its first stable_token call after a
     /// rotation.
-    access_tokens: Mutex<std::collections::HashMap<String, String>>,
+    access_tokens: Mutex<std::collections::HashMap<String, access_token::IssuedToken>>,
     access_token_generation: AtomicUsize,
+    /// How long a new access_token lives (None: WeChat's 7200 s).
+    access_token_lifetime: Mutex<Option<Duration>>,
+    /// Each user's current session_key, by openid.
+    session_keys: Mutex<std::collections::HashMap<String, String>>,
+    /// (appid, code) of the phone codes used.
+    used_phone_codes: Mutex<HashSet<(String, String)>>,
+    /// The calls to the APIs of `api.rs`, as received.
+    api_calls: Mutex<Vec<RecordedCall>>,
 }
 
 impl MockWeChat {
@@ -109,23 +123,37 @@ impl MockWeChat {
     }
 
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
-        match request.uri().path() {
-            "/sns/jscode2session" => self.code2session(&request).await,
-            "/cgi-bin/stable_token" => {
-                let body = request.into_body().collect().await;
-                let body = body.map(|body| body.to_bytes()).unwrap_or_default();
-                self.stable_token(&body)
-            }
-            "/wxa/business/getuserphonenumber" => {
-                let token = query_param(request.uri().query().unwrap_or_default(), "access_token");
-                let body = request.into_body().collect().await;
-                let body = body.map(|body| body.to_bytes()).unwrap_or_default();
-                self.phone_number(&token, &body)
-            }
-            _ => reply(
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        let query = parts.uri.query().unwrap_or_default();
+        let Some(method) = api::method_of(path) else {
+            return reply(
                 StatusCode::NOT_FOUND,
                 r#"{"errcode":-1,"errmsg":"mock: unknown path"}"#.into(),
-            ),
+            );
+        };
+        if parts.method != method {
+            return error(43002, &format!("require {method} method"));
+        }
+        let body = body.collect().await;
+        let body = body.map(|body| body.to_bytes()).unwrap_or_default();
+        match path {
+            "/sns/jscode2session" => self.code2session(query).await,
+            "/cgi-bin/stable_token" => self.stable_token(&body),
+            _ => {
+                if path == "/wxa/business/getuserphonenumber" {
+                    self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
+                }
+                let appid = match self.app_of_token(query) {
+                    Ok(appid) => appid,
+                    Err((errcode, errmsg)) => return error(errcode, errmsg),
+                };
+                match path {
+                    "/wxa/business/getuserphonenumber" => self.phone_number(&appid, &body),
+                    "/wxa/checksession" => self.check_session(query),
+                    _ => self.api(path, query, &parts.headers, &body),
+                }
+            }
         }
     }
 
@@ -143,9 +171,8 @@ impl MockWeChat {
         None
     }
 
-    async fn code2session(&self, request: &Request<Incoming>) -> Response<Body> {
+    async fn code2session(&self, query: &str) -> Response<Body> {
         self.inner.calls.fetch_add(1, Ordering::SeqCst);
-        let query = request.uri().query().unwrap_or_default();
         let param = |name: &str| query_param(query, name);
         if let Some(refused) = self.check_credentials(&param("appid"), &param("secret")) {
             return refused;
@@ -159,7 +186,8 @@ impl MockWeChat {
             "mock-invalid" => return error(40029, "invalid code"),
             "mock-busy" => return error(-1, "system error"),
             "mock-ratelimit" => return error(45011, "api minute-quota reach limit"),
-            "mock-blocked" => return error(40226, "invalid user"),
+            // The errmsg WeChat's answers carry for 40226 in the field.
+            "mock-blocked" => return error(40226, "code blocked"),
             "mock-garbage" => return reply(StatusCode::OK, "<html>502 Bad Gateway</html>".into()),
             "mock-slow" => tokio::time::sleep(SLOW_ANSWER).await,
             _ => {}
@@ -172,6 +200,9 @@ impl MockWeChat {
             .unwrap_or(false);
         if !first_use {
             return error(40163, "code been used");
+        }
+        if code == "mock-busy-spent" {
+            return error(-1, "system error");
         }
         let user = code.split('.').next().unwrap_or_default();
         let session_key = if user.starts_with("samplekey") {
@@ -186,8 +217,11 @@ impl MockWeChat {
         if let Ok(mut issued) = self.inner.issued_session_keys.lock() {
             issued.push(session_key.clone());
         }
-        let mut answer =
-            serde_json::json!({ "openid": format!("oMock_{user}"), "session_key": session_key });
+        let openid = format!("oMock_{user}");
+        if let Ok(mut current) = self.inner.session_keys.lock() {
+            current.insert(openid.clone(), session_key.clone());
+        }
+        let mut answer = serde_json::json!({ "openid": openid, "session_key": session_key });
         if !user.starts_with("nounion") {
             answer["unionid"] = serde_json::Value::String(format!("uMock_{user}"));
         }

@@ -68,6 +68,14 @@ where
         .await
         .map_err(store_failed)?
         .ok_or(GatewayError::SessionExpired)?;
+    if state
+        .sessions
+        .key_stale(&session.sid)
+        .await
+        .map_err(store_failed)?
+    {
+        return Err(GatewayError::SessionKeyStale);
+    }
     let data = open(session.session_key.expose(), &input, appid)?;
     Ok((json_response(StatusCode::OK, &data), identity))
 }

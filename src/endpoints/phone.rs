@@ -9,7 +9,6 @@ use serde::Deserialize;
 use crate::auth::{self, Identity};
 use crate::http::error::{json_response, Body, BoxError, GatewayError};
 use crate::state::AppState;
-use crate::wechat::PhoneAnswer;
 
 /// The endpoint's path.
 pub(crate) const PATH: &str = crate::config::PHONE_PATH;
@@ -41,35 +40,18 @@ where
             "\"code\" must be the code from getPhoneNumber",
         ));
     }
-    let wechat = &state.config.wechat;
-    let app = match identity.appid.as_deref() {
-        Some(appid) => wechat
-            .apps
-            .iter()
-            .find(|app| app.appid == appid)
-            .ok_or(GatewayError::UnknownApp)?,
-        None => wechat.default_app(),
-    };
-    let mut retried = false;
-    loop {
-        let token = state
-            .access_tokens
-            .get(state.access_token_sources(), app)
-            .await?;
-        match state.wechat.phone_number(&token, &code, &app.appid).await? {
-            PhoneAnswer::Info(info) => {
-                let answer = serde_json::json!({ "phone_info": info });
-                return Ok((json_response(StatusCode::OK, &answer), identity));
-            }
-            PhoneAnswer::StaleToken if !retried => {
-                tracing::info!(appid = %app.appid, "access_token refused as stale; fetching a new one");
-                state
-                    .access_tokens
-                    .invalidate(state.access_token_sources(), app, &token)
-                    .await;
-                retried = true;
-            }
-            PhoneAnswer::StaleToken => return Err(GatewayError::WeChatOther(40001)),
-        }
-    }
+    let app = state
+        .config
+        .wechat
+        .app_of_token(identity.appid.as_deref())
+        .ok_or(GatewayError::UnknownApp)?;
+    let (wechat, code) = (&state.wechat, code.as_str());
+    let info = state
+        .access_tokens
+        .call_with_token(state.access_token_sources(), app, |token| async move {
+            wechat.phone_number(&token, code, &app.appid).await
+        })
+        .await?;
+    let answer = serde_json::json!({ "phone_info": info });
+    Ok((json_response(StatusCode::OK, &answer), identity))
 }

@@ -1,5 +1,5 @@
 //! The gateway's own endpoints that wait on WeChat or the session store (login, refresh, logout,
-//! `/wx/decrypt`, `/wx/phone`) as one tower service, composed with the layers that bound them.
+//! `/wx/decrypt`, `/wx/phone`, `/wx/session/check`) as one tower service, composed with the layers that bound them.
 //! Forward-auth checks and the JWKS answer from memory and are not counted; the proxy bounds its
 //! own requests (`upstream.max_in_flight`) without tower, on its measured hot path.
 
@@ -12,7 +12,7 @@ use http::Request;
 use hyper::body::Incoming;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
-use super::{decrypt, login, phone};
+use super::{decrypt, login, phone, session_check};
 use crate::auth::Identity;
 use crate::client::ClientConnection;
 use crate::http::error::{Body, GatewayError};
@@ -26,6 +26,7 @@ pub(crate) enum Endpoint {
     Logout,
     Decrypt,
     Phone,
+    SessionCheck,
 }
 
 /// One request to an [`Endpoint`], with what answering it needs.
@@ -68,6 +69,9 @@ impl<'a> Service<Call<'a>> for Endpoints {
             Endpoint::Logout => Box::pin(with_identity(login::logout(state, request))),
             Endpoint::Decrypt => Box::pin(with_identity(decrypt::handle(state, request))),
             Endpoint::Phone => Box::pin(with_identity(phone::handle(state, request))),
+            Endpoint::SessionCheck => {
+                Box::pin(with_identity(session_check::handle(state, request)))
+            }
         }
     }
 }

@@ -72,6 +72,10 @@ pub enum GatewayError {
     /// WeChat -1: WeChat is busy.
     #[error("WeChat is busy (errcode -1); try again shortly")]
     WeChatBusy,
+    /// WeChat was busy (-1), the call was retried, and the retry found the single-use code
+    /// invalid or used: the first attempt may have spent it. 503: get a new code and try again.
+    #[error("WeChat was busy and may have used up this code; get a new code and try again")]
+    WeChatBusyCodeSpent,
     /// WeChat says the gateway itself is misconfigured (appid, AppSecret, IP whitelist).
     #[error("the gateway's WeChat configuration was rejected (errcode {0}); contact the operator")]
     WeChatConfigRejected(i64),
@@ -121,6 +125,10 @@ pub enum GatewayError {
     /// restarted in-memory gateway): refresh and decryption need it.
     #[error("the login session has ended (logged out or expired); log in again with wx.login()")]
     SessionExpired,
+    /// `/wx/session/check` found the session's session_key no longer current at WeChat: data
+    /// encrypted for the user cannot be decrypted until a new login.
+    #[error("WeChat no longer accepts this login's session_key; call wx.login() and log in again")]
+    SessionKeyStale,
     /// Encrypted user data could not be decrypted or verified; the message says what to do.
     #[error("{0}")]
     UndecryptableData(&'static str),
@@ -156,8 +164,8 @@ impl GatewayError {
             AppNotAllowed => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingToken | InvalidToken(_) | SessionExpired | WeChatInvalidCode
-            | WeChatCodeUsed => StatusCode::UNAUTHORIZED,
+            MissingToken | InvalidToken(_) | SessionExpired | SessionKeyStale
+            | WeChatInvalidCode | WeChatCodeUsed => StatusCode::UNAUTHORIZED,
             WeChatUserBlocked => StatusCode::FORBIDDEN,
             WeChatRateLimited | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             WeChatBusy
@@ -168,9 +176,11 @@ impl GatewayError {
             | UpstreamUnreachable
             | UpstreamFailed => StatusCode::BAD_GATEWAY,
             WeChatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            SessionStoreUnavailable | UpstreamBusy | EndpointBusy | WeChatUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            SessionStoreUnavailable
+            | UpstreamBusy
+            | EndpointBusy
+            | WeChatBusyCodeSpent
+            | WeChatUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpVersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
@@ -195,7 +205,7 @@ impl GatewayError {
             WeChatUserBlocked => "user_blocked",
             WeChatRateLimited | RateLimited { .. } => "rate_limited",
             WeChatUnavailable { .. } => "wechat_unavailable",
-            WeChatBusy => "wechat_busy",
+            WeChatBusy | WeChatBusyCodeSpent => "wechat_busy",
             WeChatConfigRejected(_) => "wechat_config_rejected",
             WeChatOther(_) => "wechat_error",
             WeChatBadAnswer => "wechat_bad_answer",
@@ -207,6 +217,7 @@ impl GatewayError {
             UpstreamBusy => "upstream_busy",
             EndpointBusy => "endpoint_busy",
             SessionExpired => "session_expired",
+            SessionKeyStale => "session_key_stale",
             UnknownApp => "unknown_app",
             InvalidPhoneCode => "invalid_phone_code",
             AppNotAllowed => "app_not_allowed",
@@ -225,7 +236,7 @@ impl GatewayError {
             WeChatCodeUsed => Some(40163),
             WeChatUserBlocked => Some(40226),
             WeChatRateLimited => Some(45011),
-            WeChatBusy => Some(-1),
+            WeChatBusy | WeChatBusyCodeSpent => Some(-1),
             WeChatConfigRejected(code) | WeChatOther(code) => Some(*code),
             _ => None,
         }
@@ -255,7 +266,8 @@ impl GatewayError {
             }
             GatewayError::SessionStoreUnavailable
             | GatewayError::UpstreamBusy
-            | GatewayError::EndpointBusy => {
+            | GatewayError::EndpointBusy
+            | GatewayError::WeChatBusyCodeSpent => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::WeChatRateLimited => {
@@ -327,6 +339,7 @@ mod tests {
             WeChatUserBlocked,
             WeChatRateLimited,
             WeChatBusy,
+            WeChatBusyCodeSpent,
             WeChatConfigRejected(40013),
             WeChatOther(1),
             WeChatBadAnswer,
@@ -342,6 +355,7 @@ mod tests {
             UpstreamTimeout,
             UpstreamFailed,
             SessionExpired,
+            SessionKeyStale,
             UndecryptableData(""),
             InvalidPhoneCode,
             UnknownApp,
@@ -369,6 +383,7 @@ mod tests {
                 | WeChatUserBlocked
                 | WeChatRateLimited
                 | WeChatBusy
+                | WeChatBusyCodeSpent
                 | WeChatConfigRejected(_)
                 | WeChatOther(_)
                 | WeChatBadAnswer
@@ -380,6 +395,7 @@ mod tests {
                 | UpstreamTimeout
                 | UpstreamFailed
                 | SessionExpired
+                | SessionKeyStale
                 | UndecryptableData(_)
                 | InvalidPhoneCode
                 | UnknownApp

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::auth::Identity;
 use crate::client::ClientConnection;
 use crate::endpoints::stack::{self, Endpoint};
-use crate::endpoints::{decrypt, forward_auth, jwks, phone};
+use crate::endpoints::{decrypt, forward_auth, jwks, phone, session_check};
 use crate::http::error::{Body, GatewayError};
 use crate::http::headers::request_head;
 use crate::http::path;
@@ -24,7 +24,7 @@ use crate::state::AppState;
 
 /// What a normalized path is for.
 enum Target<'a> {
-    /// Login, refresh, logout, `/wx/decrypt`, `/wx/phone`: answered through `endpoints::stack`.
+    /// Login, refresh, logout and the `/wx/...` endpoints: answered through `endpoints::stack`.
     Endpoint(Endpoint),
     ForwardAuth,
     Jwks,
@@ -41,6 +41,7 @@ impl<'a> Target<'a> {
             _ if path == login.refresh_path => Target::Endpoint(Endpoint::Refresh),
             _ if path == login.logout_path => Target::Endpoint(Endpoint::Logout),
             phone::PATH => Target::Endpoint(Endpoint::Phone),
+            session_check::PATH => Target::Endpoint(Endpoint::SessionCheck),
             decrypt::PATH => Target::Endpoint(Endpoint::Decrypt),
             _ if state.config.forward_auth.covers(path) => Target::ForwardAuth,
             jwks::PATH => Target::Jwks,
@@ -58,6 +59,7 @@ impl<'a> Target<'a> {
             Target::Endpoint(Endpoint::Refresh) => "token_refresh",
             Target::Endpoint(Endpoint::Logout) => "logout",
             Target::Endpoint(Endpoint::Phone) => "wx_phone",
+            Target::Endpoint(Endpoint::SessionCheck) => "wx_session_check",
             Target::Endpoint(Endpoint::Decrypt) => "wx_decrypt",
             Target::ForwardAuth => "forward_auth",
             Target::Jwks => "jwks",

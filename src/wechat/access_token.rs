@@ -1,9 +1,11 @@
 //! The WeChat APIs behind an access_token: `cgi-bin/stable_token` (the normal mode, which hands
-//! every replica the same token instead of knocking the others out) and
-//! `wxa/business/getuserphonenumber`. The access_token rides in the URL: the same no-URL logging
+//! every replica the same token instead of knocking the others out),
+//! `wxa/business/getuserphonenumber` and `wxa/checksession`. The access_token rides in the URL: the same no-URL logging
 //! rules as code2session apply.
 
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 
 use super::{api_url, WeChatClient};
 use crate::config::{Secret, WeChatApp};
@@ -15,10 +17,10 @@ pub(crate) struct AccessToken {
     pub(crate) expires_in: u64,
 }
 
-/// What getuserphonenumber answered.
-pub(crate) enum PhoneAnswer {
-    /// `phone_info`, as WeChat gave it.
-    Info(serde_json::Value),
+/// What an API behind an access_token answered.
+pub(crate) enum TokenAnswer<T> {
+    /// The API's answer.
+    Done(T),
     /// 40001 / 40014 / 42001: the access_token is not (or no longer) valid.
     StaleToken,
 }
@@ -68,7 +70,7 @@ impl WeChatClient {
         access_token: &Secret,
         code: &str,
         appid: &str,
-    ) -> Result<PhoneAnswer, GatewayError> {
+    ) -> Result<TokenAnswer<serde_json::Value>, GatewayError> {
         let mut url = api_url(&self.api_base, "/wxa/business/getuserphonenumber");
         url.query_pairs_mut()
             .append_pair("access_token", access_token.expose());
@@ -77,17 +79,43 @@ impl WeChatClient {
         self.call("getuserphonenumber", request, |answer: Answer| {
             match (answer.errcode, answer.phone_info) {
                 (0, Some(info)) => match info["watermark"]["appid"].as_str() {
-                    Some(owner) if owner == appid => Ok(PhoneAnswer::Info(info)),
+                    Some(owner) if owner == appid => Ok(TokenAnswer::Done(info)),
                     _ => {
                         tracing::warn!(%appid, "getuserphonenumber answered without this app's watermark");
                         Err(GatewayError::WeChatBadAnswer)
                     }
                 },
                 (0, None) => Err(GatewayError::WeChatBadAnswer),
-                (code, _) if STALE_TOKEN.contains(&code) => Ok(PhoneAnswer::StaleToken),
+                (code, _) if STALE_TOKEN.contains(&code) => Ok(TokenAnswer::StaleToken),
                 (40029, _) => Err(GatewayError::InvalidPhoneCode),
                 (45011, _) => Err(GatewayError::WeChatRateLimited),
                 (code, _) => Err(refused("getuserphonenumber", code, &answer.errmsg)),
+            }
+        })
+        .await
+    }
+
+    /// Asks checksession whether `session_key` is still the current one of the user `openid`:
+    /// true when it is, false on 87009 (the signature made with it is refused).
+    pub(crate) async fn check_session(
+        &self,
+        access_token: &Secret,
+        openid: &str,
+        session_key: &Secret,
+    ) -> Result<TokenAnswer<bool>, GatewayError> {
+        let mut url = api_url(&self.api_base, "/wxa/checksession");
+        url.query_pairs_mut()
+            .append_pair("access_token", access_token.expose())
+            .append_pair("openid", openid)
+            .append_pair("signature", &session_signature(session_key)?)
+            .append_pair("sig_method", "hmac_sha256");
+        let request = || self.http.get(url.clone());
+        self.call("checksession", request, |answer: Answer| {
+            match answer.errcode {
+                0 => Ok(TokenAnswer::Done(true)),
+                87009 => Ok(TokenAnswer::Done(false)),
+                code if STALE_TOKEN.contains(&code) => Ok(TokenAnswer::StaleToken),
+                code => Err(refused("checksession", code, &answer.errmsg)),
             }
         })
         .await
@@ -99,6 +127,14 @@ impl WeChatClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
     }
+}
+
+/// checksession's `signature`: hex(HMAC-SHA256(key = the session_key string, message = "")).
+fn session_signature(session_key: &Secret) -> Result<String, GatewayError> {
+    let mac = Hmac::<Sha256>::new_from_slice(session_key.expose().as_bytes())
+        .map_err(|_| GatewayError::Internal("HMAC refused a key"))?;
+    let digest = mac.finalize().into_bytes();
+    Ok(digest.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// Maps an errcode of the access_token APIs.
@@ -116,6 +152,15 @@ fn refused(api: &str, code: i64, errmsg: &str) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_signature_is_the_hmac_of_the_empty_string() {
+        // Python: hmac.new(b"tiihtNczf5v6AKRyjwEUhQ==", b"", hashlib.sha256).hexdigest()
+        assert_eq!(
+            session_signature(&Secret::new("tiihtNczf5v6AKRyjwEUhQ==")).unwrap(),
+            "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"
+        );
+    }
 
     #[test]
     fn errcodes_that_need_an_operator_are_config_rejections() {

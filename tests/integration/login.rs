@@ -79,6 +79,8 @@ async fn each_wechat_error_class_maps_to_its_status_and_code() {
         ("mock-blocked", 403, "user_blocked"),
         ("mock-ratelimit", 429, "rate_limited"),
         ("mock-busy", 502, "wechat_busy"),
+        // -1 while WeChat spent the code: the retry's 40163 is not the user's fault.
+        ("mock-busy-spent", 503, "wechat_busy"),
         ("mock-garbage", 502, "wechat_bad_answer"),
     ];
     for (code, status, error) in cases {

@@ -39,6 +39,7 @@ mod request_id;
 mod resilience;
 mod revocations;
 mod secrets;
+mod session_check;
 mod sessions;
 mod smuggling;
 mod tls;

@@ -106,6 +106,16 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
         r#"{"code":"x"}"#,
     )
     .await;
+    seen.call(
+        &gateway,
+        phone,
+        Some(&token),
+        r#"{"code":"mock-busy-spent"}"#,
+    )
+    .await;
+    let check = ("POST", "/wx/session/check", "/wx/session/check");
+    seen.call(&gateway, check, Some(&token), "").await;
+    seen.call(&gateway, check, None, "").await;
 
     for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
         seen.call(&gateway, (method, "/auth", "/auth"), Some(&token), "")
@@ -208,6 +218,9 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
         "POST /wx/phone 200",
         "POST /wx/phone 400",
         "POST /wx/phone 401",
+        "POST /wx/phone 503",
+        "POST /wx/session/check 200",
+        "POST /wx/session/check 401",
         "GET /auth 200",
         "GET /auth 401",
         "GET /auth/{originalPath} 200",

@@ -148,3 +148,46 @@ async fn two_replicas_fetch_the_access_token_once_through_redis() {
     );
     assert_eq!(b.wechat.stable_token_calls(), 0);
 }
+
+#[tokio::test]
+async fn a_phone_code_works_once_and_one_spent_by_a_busy_wechat_is_a_503() {
+    let gateway = Harness::start().await;
+    let token = gateway.login("vera").await;
+    assert_phone(&phone(&gateway, &token, "vera-phone").await);
+    let again = phone(&gateway, &token, "vera-phone").await;
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (400, "invalid_phone_code")
+    );
+    let calls_before = gateway.wechat.phone_calls();
+    // WeChat answers -1 while spending the code; the retry finds it used: not the user's fault.
+    let spent = phone(&gateway, &token, "mock-busy-spent").await;
+    assert_eq!(
+        (spent.status, spent.error_code().as_str()),
+        (503, "wechat_busy"),
+        "{}",
+        spent.text()
+    );
+    assert_eq!(spent.header("retry-after"), Some("1"));
+    assert_eq!(gateway.wechat.phone_calls(), calls_before + 2, "one retry");
+}
+
+#[tokio::test]
+async fn the_access_token_is_refreshed_ahead_of_its_expiry() {
+    let gateway = Harness::start().await;
+    // stable_token answers the lifetime left: 302 s is kept for 2 s (the 300 s margin).
+    gateway
+        .wechat
+        .set_access_token_lifetime(std::time::Duration::from_secs(302));
+    let token = gateway.login("walt").await;
+    assert_phone(&phone(&gateway, &token, "walt-1").await);
+    assert_phone(&phone(&gateway, &token, "walt-2").await);
+    assert_eq!(gateway.wechat.stable_token_calls(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_phone(&phone(&gateway, &token, "walt-3").await);
+    assert_eq!(
+        gateway.wechat.stable_token_calls(),
+        2,
+        "fetched again before WeChat's expiry"
+    );
+}

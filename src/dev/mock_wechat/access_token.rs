@@ -1,17 +1,30 @@
-//! The mock's access_token APIs: `POST /cgi-bin/stable_token` (an app gets the same token on
-//! every call until it is rotated, as WeChat's normal mode does; each app its own) and
-//! `POST /wxa/business/getuserphonenumber` (40001 for any token but an app's current one, so a
-//! rotated token shows the re-fetch path; the watermark names the app the token is for).
+//! The mock's access_token and the APIs that check it: `POST /cgi-bin/stable_token` (an app gets
+//! the same token on every call until it expires or is rotated, with the lifetime it has left, as
+//! WeChat's normal mode does; each app its own), `POST /wxa/business/getuserphonenumber` (single-use
+//! codes; the watermark names the app the token is for) and `GET /wxa/checksession`.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use hmac::{Hmac, Mac};
 use http::StatusCode;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
-use super::{error, reply, MockWeChat};
+use super::{error, query_param, reply, MockWeChat};
 use crate::http::error::Body;
 
 /// The phone number the mock answers for every valid code.
 pub const MOCK_PHONE: &str = "13800138000";
+
+/// WeChat's access_token lifetime.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(7200);
+
+/// An access_token the mock handed out, and when it stops working.
+pub(super) struct IssuedToken {
+    token: String,
+    expires_at: Instant,
+}
 
 impl MockWeChat {
     /// How many stable_token calls it has answered.
@@ -32,7 +45,16 @@ impl MockWeChat {
         }
     }
 
-    /// Answers stable_token: `{"grant_type": "client_credential", "appid", "secret"}`.
+    /// Makes access_tokens handed out from now on live `lifetime` instead of 7200 s, so that a
+    /// gateway's refresh ahead of expiry can be seen.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        if let Ok(mut current) = self.inner.access_token_lifetime.lock() {
+            *current = Some(lifetime);
+        }
+    }
+
+    /// Answers stable_token: `{"grant_type": "client_credential", "appid", "secret"}`, with the
+    /// token's remaining lifetime as `expires_in`.
     pub(super) fn stable_token(&self, body: &[u8]) -> http::Response<Body> {
         self.inner.stable_token_calls.fetch_add(1, Ordering::SeqCst);
         let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -45,40 +67,70 @@ impl MockWeChat {
         if let Some(answer) = self.check_credentials(&field("appid"), &field("secret")) {
             return answer;
         }
+        let lifetime = self
+            .inner
+            .access_token_lifetime
+            .lock()
+            .ok()
+            .and_then(|lifetime| *lifetime)
+            .unwrap_or(DEFAULT_LIFETIME);
         let Ok(mut current) = self.inner.access_tokens.lock() else {
             return error(-1, "system error");
         };
-        let token = current
+        let now = Instant::now();
+        let issued = current
             .entry(field("appid"))
-            .or_insert_with(|| {
-                let generation = self
-                    .inner
-                    .access_token_generation
-                    .fetch_add(1, Ordering::SeqCst);
-                format!("mock-access-token-{generation}")
+            .and_modify(|issued| {
+                if issued.expires_at <= now {
+                    *issued = self.new_token(lifetime);
+                }
             })
-            .clone();
-        let answer = serde_json::json!({ "access_token": token, "expires_in": 7200 });
+            .or_insert_with(|| self.new_token(lifetime));
+        let expires_in = issued.expires_at.saturating_duration_since(now).as_secs();
+        let answer = serde_json::json!({ "access_token": issued.token, "expires_in": expires_in });
         reply(StatusCode::OK, answer.to_string())
     }
 
-    /// Answers getuserphonenumber for `access_token` and the body `{"code": "..."}`; the code
-    /// `mock-invalid` gets 40029, `mock-ratelimit` 45011, and `mock-other-app` an answer whose
-    /// watermark names another app (what a gateway must refuse).
-    pub(super) fn phone_number(&self, access_token: &str, body: &[u8]) -> http::Response<Body> {
-        self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
-        let appid = self.inner.access_tokens.lock().ok().and_then(|tokens| {
-            tokens
-                .iter()
-                .find(|(_, token)| token.as_str() == access_token)
-                .map(|(appid, _)| appid.clone())
-        });
-        let Some(appid) = appid else {
-            return error(
+    fn new_token(&self, lifetime: Duration) -> IssuedToken {
+        let generation = self
+            .inner
+            .access_token_generation
+            .fetch_add(1, Ordering::SeqCst);
+        IssuedToken {
+            token: format!("mock-access-token-{generation}"),
+            expires_at: Instant::now() + lifetime,
+        }
+    }
+
+    /// The app whose current access_token the query carries: 41001 without one, 40001 for one
+    /// that is unknown, expired or rotated.
+    pub(super) fn app_of_token(&self, query: &str) -> Result<String, (i64, &'static str)> {
+        let token = query_param(query, "access_token");
+        if token.is_empty() {
+            return Err((41001, "access_token missing"));
+        }
+        let now = Instant::now();
+        self.inner
+            .access_tokens
+            .lock()
+            .ok()
+            .and_then(|tokens| {
+                tokens
+                    .iter()
+                    .find(|(_, issued)| issued.token == token && now < issued.expires_at)
+                    .map(|(appid, _)| appid.clone())
+            })
+            .ok_or((
                 40001,
                 "invalid credential, access_token is invalid or not latest",
-            );
-        };
+            ))
+    }
+
+    /// Answers getuserphonenumber of app `appid` for the body `{"code": "..."}`. Each code works
+    /// once per app (then 40029); `mock-invalid` gets 40029, `mock-ratelimit` 45011, `mock-busy-spent` -1
+    /// while spending the code, and `mock-other-app` an answer whose watermark names another app
+    /// (what a gateway must refuse).
+    pub(super) fn phone_number(&self, appid: &str, body: &[u8]) -> http::Response<Body> {
         let code = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|request| request["code"].as_str().map(str::to_string))
@@ -88,8 +140,20 @@ impl MockWeChat {
             "mock-ratelimit" => return error(45011, "api minute-quota reach limit"),
             _ => {}
         }
+        let first_use = self
+            .inner
+            .used_phone_codes
+            .lock()
+            .map(|mut used| used.insert((appid.to_string(), code.clone())))
+            .unwrap_or(false);
+        if !first_use {
+            return error(40029, "invalid code");
+        }
+        if code == "mock-busy-spent" {
+            return error(-1, "system error");
+        }
         let watermark_appid = match code.as_str() {
-            "mock-other-app" => "wx-another-app".to_string(),
+            "mock-other-app" => "wx-another-app",
             _ => appid,
         };
         let answer = serde_json::json!({
@@ -103,5 +167,45 @@ impl MockWeChat {
             }
         });
         reply(StatusCode::OK, answer.to_string())
+    }
+
+    /// Makes the user's session_key no longer current (as `resetusersessionkey` or a login
+    /// elsewhere would): checksession with the old one answers 87009.
+    pub fn replace_session_key(&self, openid: &str) {
+        if let Ok(mut current) = self.inner.session_keys.lock() {
+            current.insert(openid.to_string(), "mock-replaced-session-key".to_string());
+        }
+    }
+
+    /// Answers checksession: `openid`, `signature` = hex(HMAC-SHA256(session_key, "")) and
+    /// `sig_method=hmac_sha256`; 87009 unless signed with the user's current session_key.
+    pub(super) fn check_session(&self, query: &str) -> http::Response<Body> {
+        let param = |name: &str| query_param(query, name);
+        if param("sig_method") != "hmac_sha256" {
+            return error(87009, "invalid signature method");
+        }
+        let current = self
+            .inner
+            .session_keys
+            .lock()
+            .ok()
+            .and_then(|keys| keys.get(&param("openid")).cloned());
+        let Some(session_key) = current else {
+            return error(40003, "invalid openid");
+        };
+        let Ok(mac) = Hmac::<Sha256>::new_from_slice(session_key.as_bytes()) else {
+            return error(-1, "system error");
+        };
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        if bool::from(expected.as_bytes().ct_eq(param("signature").as_bytes())) {
+            reply(StatusCode::OK, r#"{"errcode":0,"errmsg":"ok"}"#.into())
+        } else {
+            error(87009, "invalid signature")
+        }
     }
 }
