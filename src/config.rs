@@ -17,11 +17,13 @@ mod route;
 mod server;
 mod session;
 mod validate;
+mod wechat_api;
 
 pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
 pub use ops::{parse_filter, LogFormat};
 pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
 pub use server::{CertificateFiles, TlsConfig};
+pub use wechat_api::WeChatApiConfig;
 
 /// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -111,6 +113,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[reload]`: reloading the config file while running.
     pub reload: ReloadConfig,
+    /// `[wechat_api]`: the backends' listener for WeChat's server APIs.
+    pub wechat_api: WeChatApiConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
     pub routes: Vec<RouteConfig>,
     /// The file the config was read from, which a reload reads again; `None` when built from text.

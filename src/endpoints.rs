@@ -9,3 +9,4 @@ pub(crate) mod login;
 pub(crate) mod phone;
 pub(crate) mod session_check;
 pub(crate) mod stack;
+pub(crate) mod wechat_api;

@@ -40,6 +40,8 @@ Endpoints (paths configurable):
   ANY  /auth[/<original path>]  forward-auth check for nginx, Traefik, Envoy     [forward_auth] path
   GET  /.well-known/jwks.json   public keys of RS256/ES256/EdDSA tokens
   every other path              proxied per [[routes]], X-OpenId from a valid bearer token
+WeChat API listener ([wechat_api] listen; off unless set; loopback and [wechat_api] allow only):
+  GET|POST /<app>/<wechat path>  a WeChat server API, with the gateway's access_token added
 Admin listener ([admin] listen, default 127.0.0.1:9090; never the public port):
   GET  /metrics                 Prometheus text format
   GET  /healthz  /readyz        liveness; readiness (store reachable, not shutting down)
@@ -244,7 +246,22 @@ async fn run_gateway(config_path: &std::path::Path) -> ExitCode {
             shutdown_signal(),
         ));
     }
-    let listeners = wxgate::server::Listeners { public, admin };
+    let wechat_api = match config.wechat_api.listen {
+        Some(address) => match TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                return fail(format!(
+                    "cannot listen on {address} ([wechat_api] listen): {error}"
+                ))
+            }
+        },
+        None => None,
+    };
+    let listeners = wxgate::server::Listeners {
+        public,
+        admin,
+        wechat_api,
+    };
     exit_code(wxgate::server::run(listeners, config, shutdown_signal()).await)
 }
 

@@ -88,7 +88,16 @@ pub(crate) struct Metrics {
     pub(crate) session_store_errors: IntCounter,
     rate_limited: IntCounterVec,
     config_reloads: IntCounterVec,
+    wechat_api_calls: IntCounterVec,
+    wechat_api_retries: IntCounterVec,
+    /// The WeChat API paths counted so far under their own label (at most
+    /// [`MAX_WECHAT_API_PATHS`]; any other is counted as `other`).
+    wechat_api_paths: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// The most WeChat API paths the `[wechat_api]` metrics name: backends choose the paths, so the
+/// label is bounded like every other.
+const MAX_WECHAT_API_PATHS: usize = 100;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,6 +204,17 @@ impl Metrics {
                 "Config reloads, by result (applied or refused).",
                 &["result"],
             ),
+            wechat_api_calls: counters(
+                "wxgate_wechat_api_calls_total",
+                "Backend calls through the [wechat_api] listener, by app, WeChat path (the first 100 seen; then other) and errcode (0: success, none: not JSON or not read).",
+                &["app", "path", "errcode"],
+            ),
+            wechat_api_retries: counters(
+                "wxgate_wechat_api_retries_total",
+                "[wechat_api] calls sent again after WeChat called the access_token stale, by app and WeChat path.",
+                &["app", "path"],
+            ),
+            wechat_api_paths: std::sync::Mutex::default(),
             registry,
         }
     }
@@ -248,6 +268,39 @@ impl Metrics {
         self.wechat_duration
             .with_label_values(&[api])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a backend's call through the `[wechat_api]` listener.
+    pub(crate) fn count_wechat_api_call(&self, app: &str, path: &str, errcode: Option<i64>) {
+        let path = self.wechat_api_path_label(path);
+        let errcode = errcode.map_or_else(|| "none".to_string(), |code| code.to_string());
+        self.wechat_api_calls
+            .with_label_values(&[app, &path, &errcode])
+            .inc();
+    }
+
+    /// Counts a `[wechat_api]` call sent again with a fresh access_token.
+    pub(crate) fn count_wechat_api_retry(&self, app: &str, path: &str) {
+        let path = self.wechat_api_path_label(path);
+        self.wechat_api_retries
+            .with_label_values(&[app, &path])
+            .inc();
+    }
+
+    /// `path` as a label value while fewer than [`MAX_WECHAT_API_PATHS`] are named, `other` after.
+    fn wechat_api_path_label(&self, path: &str) -> String {
+        let plain = path
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'/' | b'-' | b'.'));
+        let Ok(mut known) = self.wechat_api_paths.lock() else {
+            return "other".to_string();
+        };
+        if plain && (known.contains(path) || known.len() < MAX_WECHAT_API_PATHS) {
+            known.insert(path.to_string());
+            path.to_string()
+        } else {
+            "other".to_string()
+        }
     }
 
     /// Counts a retried WeChat call.

@@ -23,6 +23,7 @@ mod dispatch;
 mod keepalive;
 mod redirect;
 mod trim;
+mod wechat_api;
 mod workers;
 pub use redirect::redirect_to_https;
 
@@ -36,6 +37,8 @@ pub struct Listeners {
     pub public: TcpListener,
     /// Where operators and probes connect (`[admin] listen`).
     pub admin: Option<TcpListener>,
+    /// Where backends call WeChat's server APIs (`[wechat_api] listen`).
+    pub wechat_api: Option<TcpListener>,
 }
 
 impl From<TcpListener> for Listeners {
@@ -43,6 +46,7 @@ impl From<TcpListener> for Listeners {
         Listeners {
             public,
             admin: None,
+            wechat_api: None,
         }
     }
 }
@@ -66,6 +70,7 @@ pub async fn run(
     let Listeners {
         public: listener,
         admin,
+        wechat_api,
     } = listeners.into();
     let grace = config.server.shutdown_grace;
     let tls = match &config.server.tls {
@@ -107,6 +112,19 @@ pub async fn run(
             admin,
             Arc::downgrade(&current),
             readiness.clone(),
+            stopped,
+        ))
+    });
+    let (wechat_api_stop, wechat_api_stopped) = oneshot::channel::<()>();
+    let wechat_api = wechat_api.map(|listener| {
+        let stopped = async {
+            let _ = wechat_api_stopped.await;
+        };
+        let max_in_flight = current.load().config.wechat_api.max_in_flight;
+        tokio::spawn(wechat_api::serve(
+            listener,
+            Arc::downgrade(&current),
+            max_in_flight,
             stopped,
         ))
     });
@@ -175,6 +193,10 @@ pub async fn run(
     let _ = admin_stop.send(());
     if let Some(admin) = admin {
         let _ = admin.await;
+    }
+    let _ = wechat_api_stop.send(());
+    if let Some(wechat_api) = wechat_api {
+        let _ = wechat_api.await;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -30,9 +31,22 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_with_peer(listener, shutdown, move |request, _| handler(request)).await
+}
+
+/// [`serve_handler`] for a handler that needs the peer's address (to check who may call).
+pub(crate) async fn serve_with_peer<F, Fut>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(_) => {
@@ -45,7 +59,7 @@ where
         let handler = handler.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let answer = handler(request);
+                let answer = handler(request, peer);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
             // A client hanging up mid-exchange is not our concern here.

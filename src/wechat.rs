@@ -17,7 +17,9 @@ use crate::metrics::Metrics;
 
 mod access_token;
 mod breaker;
-pub(crate) use access_token::TokenAnswer;
+mod forward;
+pub(crate) use access_token::{TokenAnswer, STALE_TOKEN};
+pub(crate) use forward::{ApiAnswer, ApiRequest};
 
 /// The largest code2session answer read; real ones are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;

@@ -32,7 +32,11 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
     })
     .expect("install the subscriber");
 
-    let gateway = Harness::start().await;
+    let gateway = Harness::start_with(Setup {
+        sections: "[wechat_api]\nlisten = \"127.0.0.1:0\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
     let token = gateway.login("alice.1").await;
     assert_eq!(
         gateway
@@ -56,6 +60,22 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
     )
     .await;
     assert_eq!(phone.status, 200, "{}", phone.text());
+    // A backend's WeChat API calls: the token goes into WeChat's URL, is rotated and fetched
+    // again; a caller's own access_token is in the query the gateway receives.
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], gateway.wechat_api_addr.unwrap().port()));
+    let target = "/default/wxa/msg_sec_check?access_token=caller-query-token";
+    let body = br#"{"content":"hello","version":2,"scene":2,"openid":"oMock_alice"}"#;
+    for rotate in [false, true] {
+        if rotate {
+            gateway.wechat.rotate_access_token();
+        }
+        let answer = common::request(api, "POST", target, &[], body).await;
+        assert_eq!(answer.json()["errcode"], 0, "{}", answer.text());
+    }
+    let image = br#"{"scene":"a=1"}"#;
+    let answer = common::request(api, "POST", "/default/wxa/getwxacodeunlimit", &[], image).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(gateway.wechat.stable_token_calls(), 2);
     assert_eq!(gateway.login_response("mock-busy").await.status, 502);
     assert_eq!(
         gateway
@@ -99,6 +119,10 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
     );
     assert!(logs.contains(r#"openid="oMock_alice""#));
     assert!(logs.contains(r#"path="/api/x" status=200"#));
+    assert!(
+        logs.contains(r#"method=POST path="/default/wxa/msg_sec_check" status=200"#),
+        "the WeChat API listener's request line"
+    );
     assert!(logs.contains("status=502") && logs.contains("status=504"));
     // The request id is on the request line, and on every line logged while answering it.
     let traced: Vec<&str> = logs
@@ -123,6 +147,7 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
         "wrong-app-secret-value".to_string(),
         common::JWT_SECRET.to_string(),
         "query-secret".to_string(),
+        "caller-query-token".to_string(),
         "mock-access-token".to_string(),
         token.clone(),
         token.split('.').nth(2).unwrap().to_string(),

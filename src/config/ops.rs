@@ -42,7 +42,7 @@ impl RawAdmin {
 }
 
 /// Whether two listen addresses would collide (same port, and the same or a wildcard IP).
-fn overlaps(one: SocketAddr, other: SocketAddr) -> bool {
+pub(super) fn overlaps(one: SocketAddr, other: SocketAddr) -> bool {
     one.port() == other.port()
         && one.port() != 0
         && (one.ip() == other.ip() || one.ip().is_unspecified() || other.ip().is_unspecified())

@@ -58,6 +58,7 @@ pub(crate) struct RawConfig {
     pub(crate) forward_auth: RawForwardAuth,
     pub(crate) admin: RawAdmin,
     pub(crate) reload: RawReload,
+    pub(crate) wechat_api: super::wechat_api::RawWeChatApi,
     pub(crate) routes: Vec<RawRoute>,
 }
 

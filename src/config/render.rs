@@ -95,6 +95,7 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             ("listen", text(config.admin.listen)),
         ]),
     );
+    root.insert("wechat_api".into(), wechat_api_table(&config.wechat_api));
     root.insert(
         "reload".into(),
         table([
@@ -294,5 +295,19 @@ fn session_table(session: &super::SessionConfig) -> Value {
             entries.insert("store".into(), text("memory"));
         }
     }
+    Value::Table(entries)
+}
+
+fn wechat_api_table(api: &super::WeChatApiConfig) -> Value {
+    let mut entries = Table::new();
+    if let Some(listen) = api.listen {
+        entries.insert("listen".into(), text(listen));
+    }
+    let allow = api.allow.networks().map(text).collect();
+    entries.insert("allow".into(), Value::Array(allow));
+    entries.insert("max_retry_body_bytes".into(), int(api.max_retry_body_bytes));
+    entries.insert("max_body_bytes".into(), int(api.max_body_bytes));
+    entries.insert("timeout_ms".into(), ms(api.timeout));
+    entries.insert("max_in_flight".into(), int(api.max_in_flight));
     Value::Table(entries)
 }

@@ -173,6 +173,7 @@ impl RawConfig {
         let log = self.log.validate()?;
         let admin = self.admin.validate(&server)?;
         let reload = self.reload.validate()?;
+        let wechat_api = self.wechat_api.validate(&server, &admin)?;
         let mut routes: Vec<super::RouteConfig> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let route = route.validate(&format!("routes[{index}]"), upstream.timeout, &wechat)?;
@@ -217,6 +218,7 @@ impl RawConfig {
             forward_auth,
             admin,
             reload,
+            wechat_api,
             routes,
             source: None,
         })

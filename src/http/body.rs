@@ -30,3 +30,57 @@ pub(crate) fn full_body(bytes: impl Into<Bytes>) -> Body {
         .map_err(|never| match never {})
         .boxed_unsync()
 }
+
+/// A body whose first bytes were already read (to look at them, or to keep them for a retry):
+/// those bytes, then the rest as it comes.
+pub(crate) struct Prefixed<B> {
+    prefix: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Prefixed<B> {
+    /// `prefix`, then whatever `rest` still holds.
+    pub(crate) fn new(prefix: Bytes, rest: B) -> Self {
+        Prefixed {
+            prefix: Some(prefix).filter(|prefix| !prefix.is_empty()),
+            rest,
+        }
+    }
+}
+
+impl<B> http_body::Body for Prefixed<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+        }
+        std::pin::Pin::new(&mut self.rest)
+            .poll_frame(context)
+            .map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let rest = self.rest.size_hint();
+        let length = self.prefix.as_ref().map_or(0, |prefix| prefix.len() as u64);
+        // Upper bound first: a lower bound above the upper one panics.
+        let mut hint = http_body::SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + length);
+        }
+        hint.set_lower(rest.lower() + length);
+        hint
+    }
+}

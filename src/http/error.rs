@@ -138,6 +138,10 @@ pub enum GatewayError {
     /// The login names an app that is not configured.
     #[error("no mini-program of that name is configured")]
     UnknownApp,
+    /// The `[wechat_api]` listener refused the call: a caller outside loopback and
+    /// `wechat_api.allow`, or an API that would hand out the access_token.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The token belongs to a mini-program this route does not serve.
     #[error("this path does not serve the mini-program the token was issued for")]
     AppNotAllowed,
@@ -161,7 +165,7 @@ impl GatewayError {
             | UndecryptableData(_) | InvalidPhoneCode => StatusCode::BAD_REQUEST,
             BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             NotFound | UnknownApp => StatusCode::NOT_FOUND,
-            AppNotAllowed => StatusCode::FORBIDDEN,
+            AppNotAllowed | Forbidden(_) => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingToken | InvalidToken(_) | SessionExpired | SessionKeyStale
@@ -221,6 +225,7 @@ impl GatewayError {
             UnknownApp => "unknown_app",
             InvalidPhoneCode => "invalid_phone_code",
             AppNotAllowed => "app_not_allowed",
+            Forbidden(_) => "forbidden",
             UndecryptableData(_) => "decrypt_failed",
             SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",
@@ -360,6 +365,7 @@ mod tests {
             InvalidPhoneCode,
             UnknownApp,
             AppNotAllowed,
+            Forbidden(""),
             SessionStoreUnavailable,
             HttpVersionNotSupported,
             Internal(""),
@@ -400,6 +406,7 @@ mod tests {
                 | InvalidPhoneCode
                 | UnknownApp
                 | AppNotAllowed
+                | Forbidden(_)
                 | SessionStoreUnavailable
                 | HttpVersionNotSupported
                 | Internal(_) => {}

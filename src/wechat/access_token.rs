@@ -37,7 +37,7 @@ struct Answer {
 }
 
 /// errcodes meaning the access_token itself is refused.
-const STALE_TOKEN: [i64; 3] = [40001, 40014, 42001];
+pub(crate) const STALE_TOKEN: [i64; 3] = [40001, 40014, 42001];
 
 impl WeChatClient {
     /// Fetches the app's access_token in normal (not forced) mode.

@@ -83,6 +83,9 @@ pub struct Harness {
     pub addr: SocketAddr,
     /// Where its admin listener (metrics, health) listens.
     pub admin_addr: SocketAddr,
+    /// Where its `[wechat_api]` listener listens, when the config has one (any port: a fresh
+    /// one is bound).
+    pub wechat_api_addr: Option<SocketAddr>,
     /// The fake WeChat, for its call counter and issued session keys.
     pub wechat: MockWeChat,
     /// Where the fake WeChat listens (another gateway can share it through `Setup.api_base`).
@@ -215,9 +218,17 @@ timeout_ms = 300
         let admin = bind().await;
         let admin_addr = admin.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let wechat_api = match config.wechat_api.listen {
+            Some(listen) => Some(TcpListener::bind((listen.ip(), 0)).await.unwrap()),
+            None => None,
+        };
+        let wechat_api_addr = wechat_api
+            .as_ref()
+            .map(|listener| listener.local_addr().unwrap());
         let listeners = wxgate::server::Listeners {
             public: listener,
             admin: Some(admin),
+            wechat_api,
         };
         let server = tokio::spawn(wxgate::server::run(listeners, config, async {
             let _ = stopped.await;
@@ -225,6 +236,7 @@ timeout_ms = 300
         Harness {
             addr,
             admin_addr,
+            wechat_api_addr,
             wechat,
             wechat_addr,
             echo,

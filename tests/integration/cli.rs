@@ -73,6 +73,20 @@ fn a_bad_config_exits_non_zero_naming_the_key() {
         "the rejected secret is not echoed: {stderr}"
     );
 
+    // The backends' WeChat API listener on the public address: refused by check and by run.
+    for command in ["check", "run"] {
+        let output = wxgate(&[command, "--config", EXAMPLE_CONFIG])
+            .env("WXGATE_WECHAT__SECRET", APP_SECRET)
+            .env("WXGATE_JWT__SECRET", JWT_SECRET)
+            .env("WXGATE_SERVER__LISTEN", "0.0.0.0:18080")
+            .env("WXGATE_WECHAT_API__LISTEN", "0.0.0.0:18080")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("wechat_api.listen"), "{command}: {stderr}");
+    }
+
     let output = wxgate(&["run", "--config", "/nonexistent/wxgate.toml"])
         .output()
         .unwrap();

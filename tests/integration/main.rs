@@ -49,3 +49,4 @@ mod trusted_proxies;
 mod tunnels;
 mod upstream_pool;
 mod websocket;
+mod wechat_api;

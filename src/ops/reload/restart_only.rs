@@ -29,6 +29,7 @@ pub(crate) struct RestartOnly {
     tls_reload_interval: Option<Duration>,
     admin_enabled: bool,
     admin_listen: SocketAddr,
+    wechat_api_listen: Option<SocketAddr>,
     log_level: String,
     log_format: LogFormat,
     session_ttl: Duration,
@@ -57,6 +58,7 @@ impl RestartOnly {
             tls_reload_interval: tls.map(|tls| tls.reload_interval),
             admin_enabled: config.admin.enabled,
             admin_listen: config.admin.listen,
+            wechat_api_listen: config.wechat_api.listen,
             log_level: config.log.level.clone(),
             log_format: config.log.format,
             session_ttl: config.session.ttl,
@@ -67,7 +69,7 @@ impl RestartOnly {
 
     /// Each setting's key and whether it differs in `next`. Both structs are taken apart whole,
     /// so a field added above without a key here does not compile.
-    fn compared(&self, next: &Self) -> [(&'static str, bool); 21] {
+    fn compared(&self, next: &Self) -> [(&'static str, bool); 22] {
         let RestartOnly {
             listen,
             max_connections,
@@ -85,6 +87,7 @@ impl RestartOnly {
             tls_reload_interval,
             admin_enabled,
             admin_listen,
+            wechat_api_listen,
             log_level,
             log_format,
             session_ttl,
@@ -135,6 +138,10 @@ impl RestartOnly {
             ),
             ("admin.enabled", *admin_enabled != next.admin_enabled),
             ("admin.listen", *admin_listen != next.admin_listen),
+            (
+                "wechat_api.listen",
+                *wechat_api_listen != next.wechat_api_listen,
+            ),
             ("log.level", *log_level != next.log_level),
             ("log.format", *log_format != next.log_format),
             ("session.ttl_secs", *session_ttl != next.session_ttl),
@@ -223,6 +230,7 @@ mod tests {
             }
             "admin.enabled" => env(&[("WXGATE_ADMIN__ENABLED", "false")]),
             "admin.listen" => env(&[("WXGATE_ADMIN__LISTEN", "127.0.0.1:9191")]),
+            "wechat_api.listen" => env(&[("WXGATE_WECHAT_API__LISTEN", "127.0.0.1:9393")]),
             "log.level" => env(&[("WXGATE_LOG__LEVEL", "debug")]),
             "log.format" => env(&[("WXGATE_LOG__FORMAT", "json")]),
             "session.ttl_secs" => env(&[("WXGATE_SESSION__TTL_SECS", "60")]),
