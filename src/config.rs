@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod jwt;
 mod ops;
+mod push;
 mod raw;
 mod render;
 mod route;
@@ -21,6 +22,7 @@ mod wechat_api;
 
 pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
 pub use ops::{parse_filter, LogFormat};
+pub use push::{PushConfig, PushFormat, PushMode};
 pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
 pub use server::{CertificateFiles, TlsConfig};
 pub use wechat_api::WeChatApiConfig;
@@ -263,6 +265,13 @@ impl WeChatConfig {
         self.apps.iter().find(|app| app.name == name)
     }
 
+    /// The app whose message push is served at `path`.
+    pub fn push_app(&self, path: &str) -> Option<&WeChatApp> {
+        self.apps
+            .iter()
+            .find(|app| app.push.as_ref().is_some_and(|push| push.path == path))
+    }
+
     /// The app a token was issued for: the one with its `appid`, or the default app for a token
     /// that carries none.
     pub fn app_of_token(&self, appid: Option<&str>) -> Option<&WeChatApp> {
@@ -282,6 +291,8 @@ pub struct WeChatApp {
     pub appid: String,
     /// The mini-program's AppSecret.
     pub secret: Secret,
+    /// Its message push, when configured.
+    pub push: Option<PushConfig>,
 }
 
 /// `[login]` settings.

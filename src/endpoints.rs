@@ -7,6 +7,7 @@ pub(crate) mod forward_auth;
 pub(crate) mod jwks;
 pub(crate) mod login;
 pub(crate) mod phone;
+pub(crate) mod push;
 pub(crate) mod session_check;
 pub(crate) mod stack;
 pub(crate) mod wechat_api;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, SessionConfig, StoreKind};
 
+mod claims;
 mod deny_list;
 mod embedded;
 mod redis;
@@ -120,6 +121,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Releases a lock taken with `try_lock`.
     async fn unlock(&self, name: &str) -> Result<(), StoreError>;
+    /// Claims `name` for `ttl` (true: nobody held it), as every gateway sharing the store sees
+    /// it: a message push delivered once is not forwarded again.
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.try_lock(name, ttl).await
+    }
+    /// Gives up a claim (a delivery that failed, so its retry gets through).
+    async fn release_claim(&self, name: &str) -> Result<(), StoreError> {
+        self.unlock(name).await
+    }
 }
 
 /// Revocations recorded by in-memory stores, all of them: a reload that builds a new store never
@@ -159,6 +169,7 @@ pub(crate) fn unix_now() -> u64 {
 pub(crate) struct MemoryStore {
     sessions: moka::future::Cache<(String, String), Arc<Session>>,
     revoked: DenyList,
+    claims: claims::LocalClaims,
 }
 
 impl MemoryStore {
@@ -171,6 +182,7 @@ impl MemoryStore {
             revoked: DenyList::new(
                 usize::try_from(config.max_entries.saturating_mul(4)).unwrap_or(usize::MAX),
             ),
+            claims: claims::LocalClaims::default(),
         }
     }
 }
@@ -180,6 +192,7 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("sessions", &self.sessions.entry_count())
             .field("revoked", &self.revoked.len())
+            .field("claims", &self.claims.len())
             .finish()
     }
 }
@@ -283,6 +296,15 @@ impl SessionStore for MemoryStore {
     }
 
     async fn unlock(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.claims.claim(name, ttl))
+    }
+
+    async fn release_claim(&self, name: &str) -> Result<(), StoreError> {
+        self.claims.release(name);
         Ok(())
     }
 }

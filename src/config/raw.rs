@@ -156,6 +156,7 @@ pub(crate) struct RawWeChat {
     pub(crate) retry_backoff_ms: Option<Flex<u64>>,
     pub(crate) breaker_threshold: Option<Flex<u32>>,
     pub(crate) breaker_open_ms: Option<Flex<u64>>,
+    pub(crate) push: Option<super::push::RawPush>,
 }
 
 #[derive(Deserialize, Default)]
@@ -163,6 +164,7 @@ pub(crate) struct RawWeChat {
 pub(crate) struct RawApp {
     pub(crate) appid: Option<String>,
     pub(crate) secret: Option<String>,
+    pub(crate) push: Option<super::push::RawPush>,
 }
 
 #[derive(Deserialize, Default)]

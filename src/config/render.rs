@@ -38,10 +38,16 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
     wechat_table.insert("retry_backoff_ms".into(), ms(wechat.retry_backoff));
     wechat_table.insert("breaker_threshold".into(), int(wechat.breaker_threshold));
     wechat_table.insert("breaker_open_ms".into(), ms(wechat.breaker_open));
+    if let Some(push) = &wechat.default_app().push {
+        wechat_table.insert("push".into(), push_table(push));
+    }
     let apps: Table = wechat.apps[1..]
         .iter()
         .map(|app| {
-            let entry = table([("appid", text(&app.appid)), ("secret", text(REDACTED))]);
+            let mut entry = table([("appid", text(&app.appid)), ("secret", text(REDACTED))]);
+            if let (Some(push), Value::Table(entry)) = (&app.push, &mut entry) {
+                entry.insert("push".into(), push_table(push));
+            }
             (app.name.clone(), entry)
         })
         .collect();
@@ -309,5 +315,29 @@ fn wechat_api_table(api: &super::WeChatApiConfig) -> Value {
     entries.insert("max_body_bytes".into(), int(api.max_body_bytes));
     entries.insert("timeout_ms".into(), ms(api.timeout));
     entries.insert("max_in_flight".into(), int(api.max_in_flight));
+    Value::Table(entries)
+}
+
+fn push_table(push: &super::PushConfig) -> Value {
+    let mode = match push.mode {
+        super::PushMode::Safe => "safe",
+        super::PushMode::Compatible => "compatible",
+        super::PushMode::Plain => "plain",
+    };
+    let format = match push.format {
+        super::PushFormat::Json => "json",
+        super::PushFormat::Xml => "xml",
+    };
+    let mut entries = Table::new();
+    entries.insert("path".into(), text(&push.path));
+    entries.insert("token".into(), text(REDACTED));
+    if push.aes_key.is_some() {
+        entries.insert("encoding_aes_key".into(), text(REDACTED));
+    }
+    entries.insert("mode".into(), text(mode));
+    entries.insert("format".into(), text(format));
+    entries.insert("upstream".into(), text(&push.upstream));
+    entries.insert("timeout_ms".into(), ms(push.timeout));
+    entries.insert("max_age_secs".into(), int(push.max_age.as_secs()));
     Value::Table(entries)
 }

@@ -169,6 +169,33 @@ impl RawConfig {
                 ));
             }
         }
+        let mut push_paths: Vec<&str> = Vec::new();
+        for app in &wechat.apps {
+            let Some(push) = &app.push else { continue };
+            let key = match app.name.as_str() {
+                "default" => "wechat.push.path".to_string(),
+                name => format!("wechat.apps.{name}.push.path"),
+            };
+            let fixed = [
+                login.refresh_path.as_str(),
+                &login.logout_path,
+                super::JWKS_PATH,
+                super::DECRYPT_PATH,
+                super::PHONE_PATH,
+                super::SESSION_CHECK_PATH,
+            ];
+            if login.covers(&push.path)
+                || fixed.contains(&push.path.as_str())
+                || forward_auth.covers(&push.path)
+                || push_paths.contains(&push.path.as_str())
+            {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{} is already another endpoint's path", push.path),
+                ));
+            }
+            push_paths.push(&push.path);
+        }
         let session = self.session.validate()?;
         let log = self.log.validate()?;
         let admin = self.admin.validate(&server)?;
@@ -232,6 +259,11 @@ impl super::raw::RawWeChat {
             name: "default".into(),
             appid: required("wechat.appid", &self.appid)?,
             secret: Secret::new(required("wechat.secret", &self.secret)?),
+            push: self
+                .push
+                .as_ref()
+                .map(|push| push.validate("wechat.push", "default"))
+                .transpose()?,
         }];
         for (name, app) in &self.apps {
             let key = format!("wechat.apps.{name}");
@@ -254,6 +286,11 @@ impl super::raw::RawWeChat {
                 name: name.clone(),
                 appid,
                 secret: Secret::new(required(&format!("{key}.secret"), &app.secret)?),
+                push: app
+                    .push
+                    .as_ref()
+                    .map(|push| push.validate(&format!("{key}.push"), name))
+                    .transpose()?,
             });
         }
         Ok(apps)

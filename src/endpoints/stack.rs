@@ -12,7 +12,7 @@ use http::Request;
 use hyper::body::Incoming;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
-use super::{decrypt, login, phone, session_check};
+use super::{decrypt, login, phone, push, session_check};
 use crate::auth::Identity;
 use crate::client::ClientConnection;
 use crate::http::error::{Body, GatewayError};
@@ -27,6 +27,7 @@ pub(crate) enum Endpoint {
     Decrypt,
     Phone,
     SessionCheck,
+    Push,
 }
 
 /// One request to an [`Endpoint`], with what answering it needs.
@@ -69,6 +70,14 @@ impl<'a> Service<Call<'a>> for Endpoints {
             Endpoint::Logout => Box::pin(with_identity(login::logout(state, request))),
             Endpoint::Decrypt => Box::pin(with_identity(decrypt::handle(state, request))),
             Endpoint::Phone => Box::pin(with_identity(phone::handle(state, request))),
+            Endpoint::Push => Box::pin(async move {
+                let app = state
+                    .config
+                    .wechat
+                    .push_app(path)
+                    .ok_or(GatewayError::NotFound)?;
+                Ok((push::handle(state, app, request).await?, None))
+            }),
             Endpoint::SessionCheck => {
                 Box::pin(with_identity(session_check::handle(state, request)))
             }

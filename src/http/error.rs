@@ -142,6 +142,12 @@ pub enum GatewayError {
     /// `wechat_api.allow`, or an API that would hand out the access_token.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A message push whose signature does not verify or whose timestamp is too old.
+    #[error("{0}")]
+    PushRefused(&'static str),
+    /// A message push that does not decrypt or parse (bad padding, another app's, not a message).
+    #[error("{0}")]
+    PushMalformed(&'static str),
     /// The token belongs to a mini-program this route does not serve.
     #[error("this path does not serve the mini-program the token was issued for")]
     AppNotAllowed,
@@ -162,13 +168,13 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             InvalidPath(_) | InvalidRequest(_) | InvalidRequestBody | MissingCode
-            | UndecryptableData(_) | InvalidPhoneCode => StatusCode::BAD_REQUEST,
+            | UndecryptableData(_) | InvalidPhoneCode | PushMalformed(_) => StatusCode::BAD_REQUEST,
             BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             NotFound | UnknownApp => StatusCode::NOT_FOUND,
             AppNotAllowed | Forbidden(_) => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingToken | InvalidToken(_) | SessionExpired | SessionKeyStale
+            MissingToken | InvalidToken(_) | SessionExpired | SessionKeyStale | PushRefused(_)
             | WeChatInvalidCode | WeChatCodeUsed => StatusCode::UNAUTHORIZED,
             WeChatUserBlocked => StatusCode::FORBIDDEN,
             WeChatRateLimited | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -226,6 +232,8 @@ impl GatewayError {
             InvalidPhoneCode => "invalid_phone_code",
             AppNotAllowed => "app_not_allowed",
             Forbidden(_) => "forbidden",
+            PushRefused(_) => "push_refused",
+            PushMalformed(_) => "push_malformed",
             UndecryptableData(_) => "decrypt_failed",
             SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",
@@ -366,6 +374,8 @@ mod tests {
             UnknownApp,
             AppNotAllowed,
             Forbidden(""),
+            PushRefused(""),
+            PushMalformed(""),
             SessionStoreUnavailable,
             HttpVersionNotSupported,
             Internal(""),
@@ -407,6 +417,8 @@ mod tests {
                 | UnknownApp
                 | AppNotAllowed
                 | Forbidden(_)
+                | PushRefused(_)
+                | PushMalformed(_)
                 | SessionStoreUnavailable
                 | HttpVersionNotSupported
                 | Internal(_) => {}

@@ -63,6 +63,8 @@ pub(crate) struct EmbeddedStore {
     revoked: Arc<DenyList>,
     generation: u64,
     session_ttl: Duration,
+    /// Delivered pushes; in memory (a restart may forward one redelivery again).
+    claims: super::claims::LocalClaims,
 }
 
 impl fmt::Debug for EmbeddedStore {
@@ -135,6 +137,7 @@ impl EmbeddedStore {
             revoked,
             generation,
             session_ttl: config.ttl,
+            claims: super::claims::LocalClaims::default(),
         })
     }
 
@@ -332,6 +335,15 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn unlock(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.claims.claim(name, ttl))
+    }
+
+    async fn release_claim(&self, name: &str) -> Result<(), StoreError> {
+        self.claims.release(name);
         Ok(())
     }
 }

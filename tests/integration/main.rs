@@ -30,6 +30,7 @@ mod openapi;
 mod paths;
 mod phone;
 mod proxy;
+mod push;
 mod rate_limits;
 mod readme;
 mod redis;

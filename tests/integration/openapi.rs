@@ -43,7 +43,9 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
     let spec = Spec::load();
     let gateway = Harness::start_with(Setup {
         server: "trusted_proxies = [\"127.0.0.1\"]".into(),
-        wechat: "timeout_ms = 500".into(),
+        wechat: "timeout_ms = 500\n[wechat.push]\ntoken = \"push-token\"\nmode = \"plain\"\n\
+                 upstream = \"http://127.0.0.1:9/push\"\n"
+            .into(),
         apps: vec![("shop", "wxshop000000000001", "shop-app-secret")],
         ..Setup::default()
     })
@@ -113,6 +115,24 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
         r#"{"code":"mock-busy-spent"}"#,
     )
     .await;
+    // WeChat's URL check of the push endpoint, signed and not.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let mut parts = ["push-token", now.as_str(), "n1"];
+    parts.sort_unstable();
+    let digest = <sha1::Sha1 as sha1::Digest>::digest(parts.concat().as_bytes());
+    let signature: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let verify = format!("/wx/push?signature={signature}&timestamp={now}&nonce=n1&echostr=e1");
+    seen.call(&gateway, ("GET", "/wx/push", &verify), None, "")
+        .await;
+    let forged = format!("/wx/push?signature=00&timestamp={now}&nonce=n1&echostr=e1");
+    seen.call(&gateway, ("GET", "/wx/push", &forged), None, "")
+        .await;
+    seen.call(&gateway, ("POST", "/wx/push", &forged), None, "{}")
+        .await;
     let check = ("POST", "/wx/session/check", "/wx/session/check");
     seen.call(&gateway, check, Some(&token), "").await;
     seen.call(&gateway, check, None, "").await;
@@ -220,6 +240,9 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
         "POST /wx/phone 401",
         "POST /wx/phone 503",
         "POST /wx/session/check 200",
+        "GET /wx/push 200",
+        "GET /wx/push 401",
+        "POST /wx/push 401",
         "POST /wx/session/check 401",
         "GET /auth 200",
         "GET /auth 401",
