@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 mod access_token;
 mod breaker;
 mod forward;
+pub(crate) mod pkcs7;
 pub(crate) mod push;
 pub(crate) use access_token::{TokenAnswer, STALE_TOKEN};
 pub(crate) use forward::{ApiAnswer, ApiRequest};

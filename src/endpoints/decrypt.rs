@@ -152,7 +152,7 @@ pub(crate) fn decrypt(
     for block in buffer.chunks_exact_mut(16) {
         decryptor.decrypt_block_mut(block.into());
     }
-    let plaintext = strip_pkcs7(&buffer).ok_or(refuse(STALE_KEY))?;
+    let plaintext = crate::wechat::pkcs7::strip(&buffer, 16).ok_or(refuse(STALE_KEY))?;
     let data: serde_json::Value =
         serde_json::from_slice(plaintext).map_err(|_| refuse(STALE_KEY))?;
     let watermark = data
@@ -166,20 +166,6 @@ pub(crate) fn decrypt(
         )),
         None => Err(refuse("the decrypted data carries no watermark.appid")),
     }
-}
-
-/// The plaintext without its PKCS#7 padding, checked strictly: 1 to 16 bytes, all equal to the
-/// count. Several SDKs accepted anything here, and so decrypted garbage with a stale key.
-fn strip_pkcs7(data: &[u8]) -> Option<&[u8]> {
-    let count = *data.last()?;
-    if !(1..=16).contains(&count) || usize::from(count) > data.len() {
-        return None;
-    }
-    let (plaintext, padding) = data.split_at(data.len() - usize::from(count));
-    padding
-        .iter()
-        .all(|&byte| byte == count)
-        .then_some(plaintext)
 }
 
 #[cfg(test)]

@@ -125,23 +125,54 @@ pub(super) fn handle<'a>(
                 (error.into_response(), None)
             }
         };
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID, request_id.header_value().clone());
-        let took = started.elapsed();
-        state
-            .metrics
-            .observe_request(target.label(), response.status(), took);
-        crate::logging::RequestLine {
-            request_id: request_id.as_str(),
+        let openid = identity.as_ref().map(|identity| identity.openid.as_str());
+        let answered = Answered {
+            label: target.label(),
+            request_id: &request_id,
             method: &method,
             path: &logged_path,
+            started,
+        };
+        answered.finish(state, &mut response, openid);
+        response
+    }
+}
+
+/// What the end of every answered request needs, on every listener that serves requests.
+pub(super) struct Answered<'a> {
+    /// The `route` label of the metrics.
+    pub(super) label: &'a str,
+    pub(super) request_id: &'a RequestId,
+    pub(super) method: &'a http::Method,
+    /// The path as logged: normalized, never with its query.
+    pub(super) path: &'a str,
+    pub(super) started: Instant,
+}
+
+impl Answered<'_> {
+    /// Sets `X-Request-Id` on the response, counts it and logs the request line.
+    pub(super) fn finish(
+        &self,
+        state: &AppState,
+        response: &mut Response<Body>,
+        openid: Option<&str>,
+    ) {
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, self.request_id.header_value().clone());
+        let took = self.started.elapsed();
+        state
+            .metrics
+            .observe_request(self.label, response.status(), took);
+        crate::logging::RequestLine {
+            request_id: self.request_id.as_str(),
+            method: self.method,
+            path: self.path,
             status: response.status().as_u16(),
             latency: took,
-            openid: identity.as_ref().map(|identity| identity.openid.as_str()),
+            openid,
         }
         .log();
-        response
     }
 }
 

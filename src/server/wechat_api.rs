@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::endpoints::wechat_api;
 use crate::http::error::{Body, GatewayError};
-use crate::http::request_id::{RequestId, X_REQUEST_ID};
+use crate::http::request_id::RequestId;
 use crate::state::AppState;
 
 /// The `route` label of the listener's requests in the metrics.
@@ -70,21 +70,13 @@ async fn answer(
         Err(_) => Err(GatewayError::EndpointBusy),
     };
     let mut response = answer.unwrap_or_else(GatewayError::into_response);
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID, request_id.header_value().clone());
-    let took = started.elapsed();
-    state
-        .metrics
-        .observe_request(ROUTE_LABEL, response.status(), took);
-    crate::logging::RequestLine {
-        request_id: request_id.as_str(),
+    let answered = super::dispatch::Answered {
+        label: ROUTE_LABEL,
+        request_id: &request_id,
         method: &method,
         path: &path,
-        status: response.status().as_u16(),
-        latency: took,
-        openid: None,
-    }
-    .log();
+        started,
+    };
+    answered.finish(state, &mut response, None);
     response
 }

@@ -66,7 +66,7 @@ pub(crate) fn decrypt(aes_key: &Secret, encrypted: &str, appid: &str) -> Result<
     for block in buffer.chunks_exact_mut(16) {
         decryptor.decrypt_block_mut(block.into());
     }
-    let plaintext = strip_padding(&buffer).ok_or(Refused::BadPadding)?;
+    let plaintext = super::pkcs7::strip(&buffer, PAD_BLOCK).ok_or(Refused::BadPadding)?;
     if plaintext.len() < 20 {
         return Err(Refused::BadFrame);
     }
@@ -81,19 +81,6 @@ pub(crate) fn decrypt(aes_key: &Secret, encrypted: &str, appid: &str) -> Result<
         return Err(Refused::WrongApp);
     }
     Ok(message.to_vec())
-}
-
-/// The plaintext without its padding, checked strictly: 1 to 32 bytes, all equal to the count.
-fn strip_padding(data: &[u8]) -> Option<&[u8]> {
-    let count = *data.last()?;
-    if !(1..=PAD_BLOCK).contains(&usize::from(count)) || usize::from(count) > data.len() {
-        return None;
-    }
-    let (plaintext, padding) = data.split_at(data.len() - usize::from(count));
-    padding
-        .iter()
-        .all(|&byte| byte == count)
-        .then_some(plaintext)
 }
 
 impl super::WeChatClient {
@@ -157,15 +144,5 @@ mod tests {
             &["b", "a"]
         ));
         assert!(!signature_matches("00", &["a", "b"]));
-    }
-
-    #[test]
-    fn padding_is_checked_to_32_byte_blocks() {
-        let mut data = vec![7u8; 32];
-        data[31] = 32;
-        assert_eq!(strip_padding(&data), None, "not all pad bytes equal");
-        assert_eq!(strip_padding(&[32u8; 32]), Some(&[][..]));
-        assert_eq!(strip_padding(&[33u8; 64]), None, "beyond the block");
-        assert_eq!(strip_padding(&[0u8; 32]), None);
     }
 }

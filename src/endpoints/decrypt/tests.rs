@@ -76,6 +76,11 @@ fn raw_data_signature_is_checked() {
     assert!(check_signature(RAW, KEY, "").is_err());
 }
 
+/// The user data's padding, to AES's 16-byte blocks.
+fn strip_pkcs7(data: &[u8]) -> Option<&[u8]> {
+    crate::wechat::pkcs7::strip(data, 16)
+}
+
 #[test]
 fn strict_pkcs7() {
     assert_eq!(strip_pkcs7(&[b'a'; 16]), None, "0x61 is not a pad length");

@@ -30,6 +30,7 @@ pub(crate) struct RestartOnly {
     admin_enabled: bool,
     admin_listen: SocketAddr,
     wechat_api_listen: Option<SocketAddr>,
+    wechat_api_max_in_flight: usize,
     log_level: String,
     log_format: LogFormat,
     session_ttl: Duration,
@@ -59,6 +60,7 @@ impl RestartOnly {
             admin_enabled: config.admin.enabled,
             admin_listen: config.admin.listen,
             wechat_api_listen: config.wechat_api.listen,
+            wechat_api_max_in_flight: config.wechat_api.max_in_flight,
             log_level: config.log.level.clone(),
             log_format: config.log.format,
             session_ttl: config.session.ttl,
@@ -69,7 +71,7 @@ impl RestartOnly {
 
     /// Each setting's key and whether it differs in `next`. Both structs are taken apart whole,
     /// so a field added above without a key here does not compile.
-    fn compared(&self, next: &Self) -> [(&'static str, bool); 22] {
+    fn compared(&self, next: &Self) -> [(&'static str, bool); 23] {
         let RestartOnly {
             listen,
             max_connections,
@@ -88,6 +90,7 @@ impl RestartOnly {
             admin_enabled,
             admin_listen,
             wechat_api_listen,
+            wechat_api_max_in_flight,
             log_level,
             log_format,
             session_ttl,
@@ -141,6 +144,10 @@ impl RestartOnly {
             (
                 "wechat_api.listen",
                 *wechat_api_listen != next.wechat_api_listen,
+            ),
+            (
+                "wechat_api.max_in_flight",
+                *wechat_api_max_in_flight != next.wechat_api_max_in_flight,
             ),
             ("log.level", *log_level != next.log_level),
             ("log.format", *log_format != next.log_format),
@@ -231,6 +238,7 @@ mod tests {
             "admin.enabled" => env(&[("WXGATE_ADMIN__ENABLED", "false")]),
             "admin.listen" => env(&[("WXGATE_ADMIN__LISTEN", "127.0.0.1:9191")]),
             "wechat_api.listen" => env(&[("WXGATE_WECHAT_API__LISTEN", "127.0.0.1:9393")]),
+            "wechat_api.max_in_flight" => env(&[("WXGATE_WECHAT_API__MAX_IN_FLIGHT", "3")]),
             "log.level" => env(&[("WXGATE_LOG__LEVEL", "debug")]),
             "log.format" => env(&[("WXGATE_LOG__FORMAT", "json")]),
             "session.ttl_secs" => env(&[("WXGATE_SESSION__TTL_SECS", "60")]),
