@@ -49,15 +49,55 @@ Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config file (invali
 running config keeps serving) and the TLS certificates.
 Full reference: README.md and the commented config/wxgate.toml.";
 
+/// `wxgate mock-wechat push`: WeChat's message push, made and sent as WeChat does.
+#[cfg(feature = "dev-tools")]
+#[derive(Subcommand)]
+enum MockAction {
+    /// Push one message to a gateway's push URL ([wechat.push]), signed (and encrypted) as
+    /// WeChat does it; prints the gateway's status and answer.
+    Push {
+        /// The push URL, e.g. http://127.0.0.1:8080/wx/push.
+        #[arg(long)]
+        to: String,
+        /// The console's Token ([wechat.push] token).
+        #[arg(long, env = "WXGATE_MOCK_PUSH_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The console's EncodingAESKey (not needed with --mode plain).
+        #[arg(
+            long,
+            env = "WXGATE_MOCK_PUSH_AES_KEY",
+            hide_env_values = true,
+            default_value = ""
+        )]
+        aes_key: String,
+        /// The app's appid, sealed into encrypted messages.
+        #[arg(long)]
+        appid: String,
+        /// safe, compatible or plain.
+        #[arg(long, default_value = "safe")]
+        mode: String,
+        /// json or xml.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// The message, in the format (default: a user's text message with a fresh MsgId).
+        #[arg(long, default_value = "")]
+        message: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
     Run,
     /// Validate the config and print it resolved, with secrets redacted.
     Check,
-    /// Serve a fake WeChat code2session API for offline development.
+    /// Serve a fake WeChat API for offline development (`push`: send a message push instead).
     #[cfg(feature = "dev-tools")]
+    #[command(args_conflicts_with_subcommands = true)]
     MockWechat {
+        /// What else the mock does.
+        #[command(subcommand)]
+        action: Option<MockAction>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9200")]
         listen: SocketAddr,
@@ -144,6 +184,20 @@ fn main() -> ExitCode {
             },
             #[cfg(feature = "dev-tools")]
             Command::MockWechat {
+                action: Some(MockAction::Push {
+                    to,
+                    token,
+                    aes_key,
+                    appid,
+                    mode,
+                    format,
+                    message,
+                }),
+                ..
+            } => mock_push(to, token, aes_key, appid, (&mode, &format), message).await,
+            #[cfg(feature = "dev-tools")]
+            Command::MockWechat {
+                action: None,
                 listen,
                 appid,
                 secret,
@@ -375,4 +429,48 @@ fn exit_code(result: std::io::Result<()>) -> ExitCode {
 fn fail(message: String) -> ExitCode {
     eprintln!("wxgate: {message}");
     ExitCode::from(2)
+}
+
+/// `wxgate mock-wechat push`: one message push, sent as WeChat sends it.
+#[cfg(feature = "dev-tools")]
+async fn mock_push(
+    to: String,
+    token: String,
+    encoding_aes_key: String,
+    appid: String,
+    (mode, format): (&str, &str),
+    message: String,
+) -> ExitCode {
+    use wxgate::config::{PushFormat, PushMode};
+    let mode = match mode {
+        "safe" => PushMode::Safe,
+        "compatible" => PushMode::Compatible,
+        "plain" => PushMode::Plain,
+        other => return fail(format!("--mode {other:?} is not safe, compatible or plain")),
+    };
+    let format = match format {
+        "json" => PushFormat::Json,
+        "xml" => PushFormat::Xml,
+        other => return fail(format!("--format {other:?} is not json or xml")),
+    };
+    let push = wxgate::mock_wechat::MockPush {
+        to,
+        token,
+        encoding_aes_key,
+        appid,
+        mode,
+        format,
+        message,
+    };
+    match push.send().await {
+        Ok((status, answer)) => {
+            println!("{status} {answer}");
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => fail(error),
+    }
 }

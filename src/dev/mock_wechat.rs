@@ -33,8 +33,10 @@ use crate::http::error::{full_body, Body};
 
 mod access_token;
 mod api;
+mod push;
 pub use access_token::MOCK_PHONE;
 pub use api::RecordedCall;
+pub use push::MockPush;
 
 /// The session_key of users whose name starts with `samplekey`: the sample key of WeChat's
 /// documentation, so data encrypted with it can be decrypted offline.

@@ -15,6 +15,7 @@ mod curl;
 mod decrypt;
 mod deploy;
 mod dev_tools;
+mod docs;
 mod durability;
 mod examples;
 mod forward_auth;

@@ -273,3 +273,84 @@ async fn a_failed_delivery_is_retried_by_wechat_and_a_redelivery_forwarded_once_
         "each message once, across both replicas"
     );
 }
+
+/// `wxgate mock-wechat push` (and the library's `MockPush` behind it) pushes as WeChat does, in
+/// every mode and format, so a gateway can be tried offline.
+#[tokio::test]
+async fn the_mock_pushes_in_every_mode_and_format() {
+    use wxgate::config::{PushFormat, PushMode};
+    use wxgate::mock_wechat::MockPush;
+    for (mode, mode_name) in [
+        (PushMode::Safe, "safe"),
+        (PushMode::Compatible, "compatible"),
+        (PushMode::Plain, "plain"),
+    ] {
+        for (format, format_name) in [(PushFormat::Json, "json"), (PushFormat::Xml, "xml")] {
+            let (backend, backend_addr) = Recorder::start().await;
+            let gateway = Harness::start_with(Setup {
+                wechat: push_section(mode_name, format_name, backend_addr),
+                ..Setup::default()
+            })
+            .await;
+            let push = MockPush {
+                to: format!("http://{}/wx/push", gateway.addr),
+                token: TOKEN.into(),
+                encoding_aes_key: AES_KEY.into(),
+                appid: APPID.into(),
+                mode,
+                format,
+                message: String::new(),
+            };
+            let label = format!("{mode_name}/{format_name}");
+            assert_eq!(
+                push.send().await.unwrap(),
+                (200, "success".into()),
+                "{label}"
+            );
+            let messages = backend.messages();
+            assert_eq!(messages.len(), 1, "{label}");
+            assert_eq!(messages[0].1["Content"], "hello from the mock", "{label}");
+            let wrong_app = MockPush {
+                appid: "wx-another-app".into(),
+                ..push.clone()
+            };
+            let (status, _) = wrong_app.send().await.unwrap();
+            let expected = if mode == PushMode::Plain { 200 } else { 400 };
+            assert_eq!(status, expected, "{label}: another app's message");
+        }
+    }
+    // The command line, once.
+    let (backend, backend_addr) = Recorder::start().await;
+    let gateway = Harness::start_with(Setup {
+        wechat: push_section("safe", "xml", backend_addr),
+        ..Setup::default()
+    })
+    .await;
+    let to = format!("http://{}/wx/push", gateway.addr);
+    let mut command = crate::common::process::wxgate(&[
+        "mock-wechat",
+        "push",
+        "--to",
+        &to,
+        "--appid",
+        APPID,
+        "--format",
+        "xml",
+    ]);
+    command
+        .env("WXGATE_MOCK_PUSH_TOKEN", TOKEN)
+        .env("WXGATE_MOCK_PUSH_AES_KEY", AES_KEY);
+    // Off this thread: the gateway answering the command runs on it.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(printed.trim(), "200 success");
+    assert_eq!(backend.messages().len(), 1);
+}

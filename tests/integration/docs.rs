@@ -1,0 +1,74 @@
+//! `docs/*.md` checked like the README: the shell examples of docs/wechat.md run as written (but
+//! for the address) with bash and a real curl against a gateway with the `[wechat_api]`
+//! listener, and every metric and config table the page names exists.
+
+use std::process::Command;
+
+use crate::common::external;
+use crate::common::metrics::Scrape;
+use crate::common::{Harness, Setup};
+use wxgate::mock_wechat::MockWeChat;
+
+const WECHAT: &str = include_str!("../../docs/wechat.md");
+
+/// The page's first `sh` block.
+fn first_shell_block(page: &str) -> &str {
+    let block = page.split_once("```sh\n").expect("a sh block").1;
+    block.split_once("```").expect("the block ends").0
+}
+
+/// Catches docs/wechat.md drifting from the gateway: an example that no longer works, a metric
+/// renamed, a config section it names that the parser does not know.
+#[tokio::test]
+async fn the_wechat_page_works_as_written() {
+    if !external::available("curl", Command::new("curl").arg("--version")) {
+        return;
+    }
+    let gateway = Harness::start_with(Setup {
+        sections: "[wechat_api]\nlisten = \"127.0.0.1:0\"\n".into(),
+        apps: vec![("shop", "wxshop000000000001", "shop-app-secret")],
+        ..Setup::default()
+    })
+    .await;
+    let port = gateway.wechat_api_addr.unwrap().port();
+    let dir = crate::common::scratch_dir("docs-wechat");
+    let script = first_shell_block(WECHAT).replace("127.0.0.1:9300", &format!("127.0.0.1:{port}"));
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&dir)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(r#""errcode":0"#), "{stdout}");
+    let image = std::fs::read(dir.join("code.png")).unwrap();
+    assert_eq!(image, MockWeChat::mock_wxacode("id=42"));
+    let sent = gateway.wechat.api_calls();
+    assert_eq!(sent[0].path, "/cgi-bin/message/subscribe/send");
+
+    let scrape = Scrape::of(gateway.admin_addr).await;
+    for metric in [
+        "wxgate_wechat_api_calls_total",
+        "wxgate_wechat_api_retries_total",
+    ] {
+        assert!(WECHAT.contains(metric), "{metric}");
+    }
+    let labels = [
+        ("app", "shop"),
+        ("path", "wxa/getwxacodeunlimit"),
+        ("errcode", "none"),
+    ];
+    assert_eq!(scrape.value("wxgate_wechat_api_calls_total", &labels), 1.0);
+    for section in ["[wechat_api]", "[wechat.push]", "[wechat.apps.NAME]"] {
+        assert!(WECHAT.contains(section), "{section}");
+        assert!(
+            include_str!("../../config/wxgate.toml").contains(&section.replace("NAME", "shop")),
+            "{section} in the example config"
+        );
+    }
+}
