@@ -22,6 +22,7 @@ mod wechat_api;
 
 pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
 pub use ops::{parse_filter, LogFormat};
+pub(crate) use push::aes_key_bytes;
 pub use push::{PushConfig, PushFormat, PushMode};
 pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
 pub use server::{CertificateFiles, TlsConfig};

@@ -153,10 +153,69 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// The 32-byte AES key of a 43-character EncodingAESKey (base64 without its final `=`), kept as
 /// base64 text in a [`Secret`].
 fn decode_aes_key(key: &str) -> Option<Secret> {
+    aes_key_bytes(key).map(|bytes| Secret::new(STANDARD.encode(bytes)))
+}
+
+/// The 32 bytes a 43-character EncodingAESKey stands for.
+pub(crate) fn aes_key_bytes(key: &str) -> Option<[u8; 32]> {
     let key = key.trim();
     if key.len() != 43 {
         return None;
     }
-    let bytes = LENIENT.decode(format!("{key}=")).ok()?;
-    (bytes.len() == 32).then(|| Secret::new(STANDARD.encode(bytes)))
+    LENIENT.decode(format!("{key}=")).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, PushFormat, PushMode};
+
+    const BASE: &str = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n";
+    const JWT: &str = "[jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    fn load(push: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_toml(&format!("{BASE}{push}\n{JWT}"), std::iter::empty())
+    }
+
+    #[test]
+    fn defaults_and_per_app_paths() {
+        let config = load(&format!(
+            "[wechat.push]\ntoken = \"t\"\nencoding_aes_key = \"{KEY}\"\nupstream = \"http://b/m\"\n\
+             [wechat.apps.shop]\nappid = \"wx2\"\nsecret = \"s2\"\n\
+             [wechat.apps.shop.push]\ntoken = \"t2\"\nmode = \"plain\"\nformat = \"xml\"\nupstream = \"https://b/m\"\n"
+        ))
+        .unwrap();
+        let push = config.wechat.default_app().push.clone().unwrap();
+        assert_eq!(
+            (push.path.as_str(), push.mode, push.format),
+            ("/wx/push", PushMode::Safe, PushFormat::Json)
+        );
+        assert_eq!(
+            (push.timeout.as_millis(), push.max_age.as_secs()),
+            (4000, 300)
+        );
+        assert!(push.aes_key.is_some());
+        let shop = config.wechat.push_app("/wx/push/shop").unwrap();
+        assert_eq!(shop.name, "shop");
+        assert!(shop.push.as_ref().unwrap().aes_key.is_none());
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains(KEY) && !shown.contains("\"t2\""), "{shown}");
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_key() {
+        let cases = [
+            ("[wechat.push]\nupstream = \"http://b\"", "wechat.push.token"),
+            ("[wechat.push]\ntoken = \"t\"\nupstream = \"http://b\"", "wechat.push.encoding_aes_key"),
+            ("[wechat.push]\ntoken = \"t\"\nencoding_aes_key = \"short\"\nupstream = \"http://b\"", "wechat.push.encoding_aes_key"),
+            ("[wechat.push]\ntoken = \"t\"\nmode = \"secret\"\nupstream = \"http://b\"", "wechat.push.mode"),
+            ("[wechat.push]\ntoken = \"t\"\nmode = \"plain\"\nformat = \"yaml\"\nupstream = \"http://b\"", "wechat.push.format"),
+            ("[wechat.push]\ntoken = \"t\"\nmode = \"plain\"\nupstream = \"ftp://b\"", "wechat.push.upstream"),
+            ("[wechat.push]\ntoken = \"t\"\nmode = \"plain\"\nupstream = \"http://b\"\npath = \"/login\"", "wechat.push.path"),
+            ("[wechat.push]\ntoken = \"t\"\nmode = \"plain\"\nupstream = \"http://b\"\npath = \"/wx/phone\"", "wechat.push.path"),
+        ];
+        for (push, key) in cases {
+            assert_eq!(load(push).expect_err(push).key, key, "{push}");
+        }
+    }
 }

@@ -123,14 +123,7 @@ impl MockPush {
 
 /// base64(AES-256-CBC(16 random bytes + length + message + appid, PKCS#7 to 32-byte blocks)).
 fn encrypt(encoding_aes_key: &str, message: &str, appid: &str) -> Result<String, String> {
-    let lenient = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-    );
-    let key: [u8; 32] = lenient
-        .decode(format!("{}=", encoding_aes_key.trim()))
-        .ok()
-        .and_then(|key| key.try_into().ok())
+    let key = crate::config::aes_key_bytes(encoding_aes_key)
         .ok_or("the EncodingAESKey must be 43 base64 characters")?;
     let mut frame = vec![0u8; 16];
     getrandom::fill(&mut frame).map_err(|_| "no randomness")?;
@@ -164,11 +157,7 @@ mod tests {
     fn what_the_mock_encrypts_the_gateway_decrypts() {
         let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let encrypted = encrypt(key, "<xml>hi</xml>", "wx1").unwrap();
-        let lenient = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-        );
-        let aes_key = Secret::new(STANDARD.encode(lenient.decode(format!("{key}=")).unwrap()));
+        let aes_key = Secret::new(STANDARD.encode(crate::config::aes_key_bytes(key).unwrap()));
         let message = crate::wechat::push::decrypt(&aes_key, &encrypted, "wx1").unwrap();
         assert_eq!(message, b"<xml>hi</xml>");
         assert!(crate::wechat::push::decrypt(&aes_key, &encrypted, "wx2").is_err());
