@@ -96,9 +96,22 @@ async fn calls_reach_wechat_unchanged_with_the_gateways_token() {
         "WeChat's JSON error passes through"
     );
 
+    let leaked = call(
+        &gateway,
+        "POST",
+        "/default/wxa/msg_sec_check",
+        br#"{"content":"mock-leak-token","version":2,"scene":2,"openid":"oMock_a"}"#,
+    )
+    .await;
+    assert_eq!(
+        (leaked.status, leaked.error_code().as_str()),
+        (502, "wechat_bad_answer"),
+        "an answer carrying the token is never passed on"
+    );
+
     let get = call(&gateway, "GET", "/default/cgi-bin/get_api_domain_ip", b"").await;
     assert!(get.json()["ip_list"].is_array(), "{}", get.text());
-    for answer in [&sent, &checked, &refused, &get] {
+    for answer in [&sent, &checked, &refused, &get, &leaked] {
         assert!(!answer.text().contains("mock-access-token"));
     }
     assert_eq!(gateway.wechat.stable_token_calls(), 1);

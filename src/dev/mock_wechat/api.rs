@@ -1,6 +1,8 @@
 //! The mock's other server APIs behind an access_token, the ones a backend calls through the
 //! gateway's `[wechat_api]` listener: `cgi-bin/message/subscribe/send`, `wxa/msg_sec_check`,
-//! `wxa/getwxacodeunlimit` (an image on success, JSON on error, as WeChat answers) and
+//! `wxa/getwxacodeunlimit` (an image on success, JSON on error, as WeChat answers; content
+//! `mock-leak-token` in `wxa/msg_sec_check` answers the access_token back, which a gateway must
+//! never pass on) and
 //! `cgi-bin/get_api_domain_ip` (GET). Each call is recorded as received.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -106,12 +108,19 @@ impl MockWeChat {
                 } else {
                     ("pass", 100)
                 };
+                // `mock-leak-token` stands for an API that would hand the token back: its
+                // trace_id is the caller's access_token.
+                let trace_id = if field("content").contains("mock-leak-token") {
+                    super::query_param(query, "access_token")
+                } else {
+                    format!("mock-trace-{}", self.api_calls().len())
+                };
                 let answer = serde_json::json!({
                     "errcode": 0,
                     "errmsg": "ok",
                     "result": { "suggest": suggest, "label": label },
                     "detail": [{ "strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label }],
-                    "trace_id": format!("mock-trace-{}", self.api_calls().len())
+                    "trace_id": trace_id
                 });
                 reply(StatusCode::OK, answer.to_string())
             }
