@@ -28,6 +28,7 @@ impl Exchanges {
         }
         let addr = match template {
             "/healthz" | "/readyz" | "/metrics" => gateway.admin_addr,
+            "/{app}/{wechatPath}" => gateway.wechat_api_addr.expect("the WeChat API listener"),
             _ => gateway.addr,
         };
         let response = request(addr, method, path, &headers, body.as_bytes()).await;
@@ -43,6 +44,7 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
     let spec = Spec::load();
     let gateway = Harness::start_with(Setup {
         server: "trusted_proxies = [\"127.0.0.1\"]".into(),
+        sections: "[wechat_api]\nlisten = \"127.0.0.1:0\"\n".into(),
         wechat: "timeout_ms = 500\n[wechat.push]\ntoken = \"push-token\"\nmode = \"plain\"\n\
                  upstream = \"http://127.0.0.1:9/push\"\n"
             .into(),
@@ -133,6 +135,34 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
         .await;
     seen.call(&gateway, ("POST", "/wx/push", &forged), None, "{}")
         .await;
+    // The WeChat API listener: JSON as WeChat labels it, an image, refusals.
+    let api = |method, path| (method, "/{app}/{wechatPath}", path);
+    let content = r#"{"content":"hi","version":2,"scene":2,"openid":"oMock_a"}"#;
+    seen.call(
+        &gateway,
+        api("POST", "/default/wxa/msg_sec_check"),
+        None,
+        content,
+    )
+    .await;
+    let image = api("POST", "/shop/wxa/getwxacodeunlimit");
+    seen.call(&gateway, image, None, r#"{"scene":"a=1"}"#).await;
+    seen.call(
+        &gateway,
+        api("GET", "/default/cgi-bin/get_api_domain_ip"),
+        None,
+        "",
+    )
+    .await;
+    seen.call(&gateway, api("POST", "/default/cgi-bin/token"), None, "{}")
+        .await;
+    seen.call(
+        &gateway,
+        api("POST", "/nobody/wxa/msg_sec_check"),
+        None,
+        "{}",
+    )
+    .await;
     let check = ("POST", "/wx/session/check", "/wx/session/check");
     seen.call(&gateway, check, Some(&token), "").await;
     seen.call(&gateway, check, None, "").await;
@@ -241,6 +271,10 @@ async fn every_answer_of_the_running_gateway_is_documented_in_openapi_yaml() {
         "POST /wx/phone 503",
         "POST /wx/session/check 200",
         "GET /wx/push 200",
+        "POST /{app}/{wechatPath} 200",
+        "GET /{app}/{wechatPath} 200",
+        "POST /{app}/{wechatPath} 403",
+        "POST /{app}/{wechatPath} 404",
         "GET /wx/push 401",
         "POST /wx/push 401",
         "POST /wx/session/check 401",

@@ -201,14 +201,14 @@ async fn pushes_of_every_mode_and_format_are_verified_decrypted_and_forwarded_on
             assert_eq!(backend.messages().len(), 1, "{label}: forwarded once");
 
             let mut refusals = vec![
-                ("tampered", 401, "push_refused"),
-                ("stale", 401, "push_refused"),
+                ("tampered", 401, "push_refused", "signature"),
+                ("stale", 401, "push_refused", "timestamp"),
             ];
             if mode != "plain" {
-                refusals.push(("wrong_appid", 400, "push_malformed"));
-                refusals.push(("bad_padding", 400, "push_malformed"));
+                refusals.push(("wrong_appid", 400, "push_malformed", "another app"));
+                refusals.push(("bad_padding", 400, "push_malformed", "padding"));
             }
-            for (case, status, code) in refusals {
+            for (case, status, code, why) in refusals {
                 let refused = push(&gateway, &cases[case]).await;
                 assert_eq!(
                     (refused.status, refused.error_code().as_str()),
@@ -216,6 +216,8 @@ async fn pushes_of_every_mode_and_format_are_verified_decrypted_and_forwarded_on
                     "{label} {case}: {}",
                     refused.text()
                 );
+                let message = refused.json()["message"].as_str().unwrap().to_string();
+                assert!(message.contains(why), "{label} {case}: {message}");
             }
             assert_eq!(
                 backend.messages().len(),
