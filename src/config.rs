@@ -22,6 +22,8 @@ mod wechat_api;
 
 pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
 pub use ops::{parse_filter, LogFormat};
+/// The mock pushes messages encrypted with the key the gateway decodes.
+#[cfg(feature = "dev-tools")]
 pub(crate) use push::aes_key_bytes;
 pub use push::{PushConfig, PushFormat, PushMode};
 pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
