@@ -84,6 +84,7 @@ fn identity() -> Identity {
         openid: "oMock_bench_user_0123456789".into(),
         unionid: Some("uMock_bench_user_0123456789".into()),
         appid: Some("wx0123456789abcdef".into()),
+        platform: wxgate::config::Platform::WeChat,
     }
 }
 

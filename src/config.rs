@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::identity::Platform;
+
+mod apps;
 mod jwt;
 mod ops;
 mod push;
@@ -294,6 +297,11 @@ pub struct WeChatApp {
     pub appid: String,
     /// The mini-program's AppSecret.
     pub secret: Secret,
+    /// The platform it runs on (`[apps.NAME] platform`; WeChat for `[wechat]` and
+    /// `[wechat.apps.NAME]`).
+    pub platform: Platform,
+    /// The platform API base its calls go to (`api_base`; the platform's official host).
+    pub api_base: reqwest::Url,
     /// Its message push, when configured.
     pub push: Option<PushConfig>,
 }

@@ -31,7 +31,8 @@ struct Cli {
 /// The gateway's own endpoints, listed under `--help`.
 const ENDPOINTS: &str = "\
 Endpoints (paths configurable):
-  POST /login[/<app>]           wx.login() code -> {token, openid, ...}          [login] path
+  POST /login[/<app>]           login code (wx/qq/tt.login) -> {token, openid, platform, ...}
+                                of [wechat], [wechat.apps.NAME] or [apps.NAME]   [login] path
   POST /token/refresh           Bearer token -> a new token for the same login   [login] refresh_path
   POST /logout                  Bearer token -> login ended, its tokens revoked  [login] logout_path
   POST /wx/decrypt              Bearer token + {encryptedData, iv} -> user data
@@ -39,7 +40,8 @@ Endpoints (paths configurable):
   POST /wx/session/check        Bearer token -> {valid}: session_key still current (checksession)
   ANY  /auth[/<original path>]  forward-auth check for nginx, Traefik, Envoy     [forward_auth] path
   GET  /.well-known/jwks.json   public keys of RS256/ES256/EdDSA tokens
-  every other path              proxied per [[routes]], X-OpenId from a valid bearer token
+  every other path              proxied per [[routes]], X-OpenId and X-Platform from a valid
+                                bearer token
 WeChat API listener ([wechat_api] listen; off unless set; loopback and [wechat_api] allow only):
   GET|POST /<app>/<wechat path>  a WeChat server API, with the gateway's access_token added
 Admin listener ([admin] listen, default 127.0.0.1:9090; never the public port):
@@ -148,7 +150,8 @@ enum Command {
         /// The user's unionid, X-UnionId upstream.
         #[arg(long)]
         unionid: Option<String>,
-        /// The mini-program the user belongs to: "default" ([wechat]) or NAME ([wechat.apps.NAME]).
+        /// The mini-program the user belongs to: "default" ([wechat]) or NAME ([wechat.apps.NAME],
+        /// [apps.NAME]).
         #[arg(long, default_value = "default")]
         app: String,
     },
@@ -333,13 +336,14 @@ fn mint_token(
     };
     let Some(app) = config.wechat.app_named(app) else {
         return fail(format!(
-            "--app {app:?} is not \"default\" or a [wechat.apps.NAME]"
+            "--app {app:?} is not \"default\", a [wechat.apps.NAME] or an [apps.NAME]"
         ));
     };
     let identity = wxgate::auth::Identity {
         openid,
         unionid,
         appid: Some(app.appid.clone()),
+        platform: app.platform,
     };
     let keys = match wxgate::token::TokenKeys::load(&config.jwt) {
         Ok(keys) => keys,

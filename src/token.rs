@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::error::GatewayError;
 use crate::http::headers::IdentityHeaders;
-use crate::identity::Identity;
+use crate::identity::{Identity, Platform};
 
 mod cache;
 mod keys;
@@ -112,6 +112,8 @@ struct IssuedClaims<'a> {
     unionid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     appid: Option<&'a str>,
+    /// The platform the app runs on (`wechat`, `qq`, `douyin`).
+    platform: &'static str,
     /// The login session the token belongs to (refresh, logout, revocation).
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<&'a str>,
@@ -125,6 +127,8 @@ struct VerifiedClaims {
     sub: String,
     unionid: Option<String>,
     appid: Option<String>,
+    /// Absent in tokens from before platforms (and from other tooling): WeChat.
+    platform: Option<String>,
     sid: Option<String>,
     jti: Option<String>,
     #[serde(default)]
@@ -303,6 +307,7 @@ impl TokenKeys {
             jti: random_id()?,
             unionid: identity.unionid.as_deref(),
             appid: identity.appid.as_deref(),
+            platform: identity.platform.name(),
             sid,
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
@@ -397,10 +402,17 @@ impl TokenKeys {
         if claims.sub.is_empty() {
             return Err(GatewayError::InvalidToken("empty subject"));
         }
+        let platform = match claims.platform.as_deref() {
+            None => Platform::WeChat,
+            Some(name) => {
+                Platform::named(name).ok_or(GatewayError::InvalidToken("unknown platform"))?
+            }
+        };
         let identity = Identity {
             openid: claims.sub,
             unionid: claims.unionid,
             appid: claims.appid,
+            platform,
         };
         // Fail closed: an identity that cannot be a header value would reach the upstream as no
         // identity at all on a route that requires one.

@@ -1,5 +1,7 @@
-//! The WeChat API client: code2session, with timeouts and the errcode -> error mapping described in
-//! `shared/wechat-api.md`.
+//! The mini-program platforms' API client: code2session, with timeouts and the errcode -> error
+//! mapping described in `shared/wechat-api.md` (WeChat, and QQ, which copies its API on another
+//! host) and `shared/platforms.md` (Douyin, in `douyin.rs`); WeChat's access_token APIs, its API
+//! proxy and its message push crypto. One circuit breaker per API host.
 //!
 //! The AppSecret travels in the code2session URL, so that URL must never be logged: errors are
 //! stripped of their URL before they go anywhere, redirects are not followed, and no `log` bridge is
@@ -11,12 +13,13 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::config::{Secret, WeChatApp, WeChatConfig};
+use crate::config::{Platform, Secret, WeChatApp, WeChatConfig};
 use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
 
 mod access_token;
 mod breaker;
+mod douyin;
 mod forward;
 pub(crate) mod pkcs7;
 pub(crate) mod push;
@@ -31,10 +34,9 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct WeChatClient {
     http: reqwest::Client,
-    api_base: reqwest::Url,
-    code2session_url: reqwest::Url,
     retry_backoff: Duration,
-    breaker: breaker::Breaker,
+    /// One breaker per API host (`host:port`): one platform failing leaves the others alone.
+    breakers: Vec<(String, breaker::Breaker)>,
     metrics: Arc<Metrics>,
 }
 
@@ -78,12 +80,18 @@ impl WeChatClient {
             .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot build the WeChat HTTP client: {error}"))?;
+        let mut breakers: Vec<(String, breaker::Breaker)> = Vec::new();
+        for app in &config.apps {
+            let host = host_of(&app.api_base);
+            if !breakers.iter().any(|(known, _)| *known == host) {
+                let breaker = breaker::Breaker::new(config.breaker_threshold, config.breaker_open);
+                breakers.push((host, breaker));
+            }
+        }
         Ok(WeChatClient {
             http,
-            api_base: config.api_base.clone(),
-            code2session_url: api_url(&config.api_base, "/sns/jscode2session"),
             retry_backoff: config.retry_backoff,
-            breaker: breaker::Breaker::new(config.breaker_threshold, config.breaker_open),
+            breakers,
             metrics,
         })
     }
@@ -91,26 +99,41 @@ impl WeChatClient {
     /// Whether this client can serve `config` as it is (same API base and timeouts), keeping its
     /// breaker and connections across a config reload.
     pub(crate) fn serves(&self, config: &WeChatConfig, previous: &WeChatConfig) -> bool {
-        self.api_base == config.api_base
+        let bases = |config: &WeChatConfig| -> Vec<String> {
+            config
+                .apps
+                .iter()
+                .map(|app| host_of(&app.api_base))
+                .collect()
+        };
+        bases(config) == bases(previous)
             && previous.timeout == config.timeout
             && previous.retry_backoff == config.retry_backoff
             && previous.breaker_threshold == config.breaker_threshold
             && previous.breaker_open == config.breaker_open
     }
 
-    /// Exchanges a wx.login() code of `app` for the user's openid and session_key.
+    /// Exchanges a login code of `app` (wx.login, qq.login, tt.login) for the user's openid and
+    /// session_key, the way `app`'s platform does it.
     pub(crate) async fn code2session(
         &self,
         app: &WeChatApp,
         code: &str,
     ) -> Result<Code2Session, GatewayError> {
-        let mut url = self.code2session_url.clone();
+        if app.platform == Platform::Douyin {
+            return self.douyin_code2session(app, code).await;
+        }
+        let mut url = api_url(&app.api_base, "/sns/jscode2session");
         url.query_pairs_mut()
             .append_pair("appid", &app.appid)
             .append_pair("secret", app.secret.expose())
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
-        self.call("code2session", || self.http.get(url.clone()), interpret)
+        let api = match app.platform {
+            Platform::Qq => "qq_code2session",
+            _ => "code2session",
+        };
+        self.call(api, &app.api_base, || self.http.get(url.clone()), interpret)
             .await
     }
 
@@ -120,13 +143,17 @@ impl WeChatClient {
     async fn call<A, T>(
         &self,
         api: &'static str,
+        base: &reqwest::Url,
         request: impl Fn() -> reqwest::RequestBuilder,
         interpret: impl Fn(A) -> Result<T, GatewayError>,
     ) -> Result<T, GatewayError>
     where
         A: DeserializeOwned,
     {
-        let permit = self.breaker.admit().map_err(|wait| {
+        let breaker = self
+            .breaker_for(base)
+            .ok_or(GatewayError::Internal("no app, so no WeChat API host"))?;
+        let permit = breaker.admit().map_err(|wait| {
             self.metrics.count_circuit_rejection(api);
             GatewayError::WeChatUnavailable {
                 retry_after_secs: crate::rate_limit::retry_after_secs(wait),
@@ -152,10 +179,17 @@ impl WeChatClient {
                 | GatewayError::WeChatBadAnswer)
         );
         permit.record(!outage);
-        self.metrics
-            .wechat_circuit_open
-            .set(i64::from(self.breaker.is_open()));
+        self.metrics.wechat_circuit_open.set(i64::from(
+            self.breakers.iter().any(|(_, breaker)| breaker.is_open()),
+        ));
         outcome
+    }
+
+    /// The breaker of the host `base` names (every configured app's host has one).
+    fn breaker_for(&self, base: &reqwest::Url) -> Option<&breaker::Breaker> {
+        let host = host_of(base);
+        let found = self.breakers.iter().find(|(known, _)| *known == host);
+        found.or(self.breakers.first()).map(|(_, breaker)| breaker)
     }
 
     /// One attempt; the error says whether a retry is worth it.
@@ -228,6 +262,15 @@ fn jittered(base: Duration) -> Duration {
     let mut byte = [0u8; 1];
     let random = getrandom::fill(&mut byte).map_or(128, |()| byte[0]);
     base.mul_f64(0.5 + f64::from(random) / 256.0)
+}
+
+/// The breaker key of an API base: `host:port`.
+fn host_of(base: &reqwest::Url) -> String {
+    format!(
+        "{}:{}",
+        base.host_str().unwrap_or_default(),
+        base.port_or_known_default().unwrap_or_default()
+    )
 }
 
 /// `path` under the API base (which may carry a path prefix of its own).

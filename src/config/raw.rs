@@ -59,6 +59,7 @@ pub(crate) struct RawConfig {
     pub(crate) admin: RawAdmin,
     pub(crate) reload: RawReload,
     pub(crate) wechat_api: super::wechat_api::RawWeChatApi,
+    pub(crate) apps: std::collections::BTreeMap<String, super::apps::RawPlatformApp>,
     pub(crate) routes: Vec<RawRoute>,
 }
 

@@ -41,8 +41,29 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
     if let Some(push) = &wechat.default_app().push {
         wechat_table.insert("push".into(), push_table(push));
     }
+    // WeChat apps on [wechat]'s API base are [wechat.apps.NAME]; every other app is [apps.NAME].
+    let on_wechat = |app: &&super::WeChatApp| {
+        app.platform == super::Platform::WeChat && app.api_base == wechat.api_base
+    };
+    let others: Table = wechat.apps[1..]
+        .iter()
+        .filter(|app| !on_wechat(app))
+        .map(|app| {
+            let mut entry = table([
+                ("platform", text(app.platform.name())),
+                ("appid", text(&app.appid)),
+                ("secret", text(REDACTED)),
+                ("api_base", text(&app.api_base)),
+            ]);
+            if let (Some(push), Value::Table(entry)) = (&app.push, &mut entry) {
+                entry.insert("push".into(), push_table(push));
+            }
+            (app.name.clone(), entry)
+        })
+        .collect();
     let apps: Table = wechat.apps[1..]
         .iter()
+        .filter(on_wechat)
         .map(|app| {
             let mut entry = table([("appid", text(&app.appid)), ("secret", text(REDACTED))]);
             if let (Some(push), Value::Table(entry)) = (&app.push, &mut entry) {
@@ -53,6 +74,9 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         .collect();
     wechat_table.insert("apps".into(), Value::Table(apps));
     root.insert("wechat".into(), Value::Table(wechat_table));
+    if !others.is_empty() {
+        root.insert("apps".into(), Value::Table(others));
+    }
     let jwt = &config.jwt;
     let mut jwt_table = table([
         ("algorithm", text(format!("{:?}", jwt.algorithm))),

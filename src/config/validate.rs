@@ -108,9 +108,36 @@ impl RawConfig {
         };
         let (retry_backoff, breaker_threshold, breaker_open) =
             super::ops::wechat_resilience(&self.wechat)?;
+        let wechat_base = api_base("wechat.api_base", self.wechat.api_base.as_deref())?;
+        let mut apps = self.wechat.apps(&wechat_base)?;
+        for (name, app) in &self.apps {
+            let plain =
+                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+            if name == "default" || name.is_empty() || !name.chars().all(plain) {
+                return Err(ConfigError::new(
+                    format!("apps.{name}"),
+                    "app names are a-z 0-9 _ - (and not \"default\", which is [wechat] itself)",
+                ));
+            }
+            if apps.iter().any(|seen| seen.name == *name) {
+                return Err(ConfigError::new(
+                    format!("apps.{name}"),
+                    "is also [wechat.apps.NAME]: app names are unique",
+                ));
+            }
+            let app = app.validate(name, &wechat_base)?;
+            // Sessions are kept per appid and user: an appid names one app, whatever its platform.
+            if apps.iter().any(|seen| seen.appid == app.appid) {
+                return Err(ConfigError::new(
+                    format!("apps.{name}.appid"),
+                    format!("{} is configured twice", app.appid),
+                ));
+            }
+            apps.push(app);
+        }
         let wechat = WeChatConfig {
-            apps: self.wechat.apps()?,
-            api_base: api_base(self.wechat.api_base.as_deref())?,
+            apps,
+            api_base: wechat_base,
             timeout: millis("wechat.timeout_ms", &self.wechat.timeout_ms, 5_000)?,
             retry_backoff,
             breaker_threshold,
@@ -254,11 +281,13 @@ impl RawConfig {
 
 impl super::raw::RawWeChat {
     /// `[wechat]` as the default app, then every `[wechat.apps.NAME]`.
-    fn apps(&self) -> Result<Vec<WeChatApp>, ConfigError> {
+    fn apps(&self, api_base: &reqwest::Url) -> Result<Vec<WeChatApp>, ConfigError> {
         let mut apps = vec![WeChatApp {
             name: "default".into(),
             appid: required("wechat.appid", &self.appid)?,
             secret: Secret::new(required("wechat.secret", &self.secret)?),
+            platform: crate::identity::Platform::WeChat,
+            api_base: api_base.clone(),
             push: self
                 .push
                 .as_ref()
@@ -286,6 +315,8 @@ impl super::raw::RawWeChat {
                 name: name.clone(),
                 appid,
                 secret: Secret::new(required(&format!("{key}.secret"), &app.secret)?),
+                platform: crate::identity::Platform::WeChat,
+                api_base: api_base.clone(),
                 push: app
                     .push
                     .as_ref()
@@ -356,9 +387,9 @@ pub(super) fn endpoint_path(
     }
 }
 
-/// `wechat.api_base`: an http(s) URL without query, fragment or trailing slash.
-fn api_base(value: Option<&str>) -> Result<reqwest::Url, ConfigError> {
-    let key = "wechat.api_base";
+/// An API base (`wechat.api_base`, `apps.NAME.api_base`): an http(s) URL without query,
+/// fragment or trailing slash.
+pub(super) fn api_base(key: &str, value: Option<&str>) -> Result<reqwest::Url, ConfigError> {
     let text = value
         .unwrap_or("https://api.weixin.qq.com")
         .trim_end_matches('/');

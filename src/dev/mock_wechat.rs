@@ -33,6 +33,7 @@ use crate::http::error::{full_body, Body};
 
 mod access_token;
 mod api;
+mod douyin;
 mod push;
 pub use access_token::MOCK_PHONE;
 pub use api::RecordedCall;
@@ -142,6 +143,7 @@ impl MockWeChat {
         match path {
             "/sns/jscode2session" => self.code2session(query).await,
             "/cgi-bin/stable_token" => self.stable_token(&body),
+            "/api/apps/v2/jscode2session" => self.douyin_code2session(&body).await,
             _ => {
                 if path == "/wxa/business/getuserphonenumber" {
                     self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
@@ -194,17 +196,35 @@ impl MockWeChat {
             "mock-slow" => tokio::time::sleep(SLOW_ANSWER).await,
             _ => {}
         }
+        match self.log_in(&code) {
+            Login::Reused => error(40163, "code been used"),
+            Login::Busy => error(-1, "system error"),
+            Login::User(user) => {
+                let mut answer = serde_json::json!({
+                    "openid": user.openid, "session_key": user.session_key,
+                });
+                if let Some(unionid) = user.unionid {
+                    answer["unionid"] = serde_json::Value::String(unionid);
+                }
+                reply(StatusCode::OK, answer.to_string())
+            }
+        }
+    }
+
+    /// Spends `code` and logs its user in: a new session_key (the sample one for `samplekey`
+    /// users), recorded as issued and as the user's current one.
+    fn log_in(&self, code: &str) -> Login {
         let first_use = self
             .inner
             .used_codes
             .lock()
-            .map(|mut used| used.insert(code.clone()))
+            .map(|mut used| used.insert(code.to_string()))
             .unwrap_or(false);
         if !first_use {
-            return error(40163, "code been used");
+            return Login::Reused;
         }
         if code == "mock-busy-spent" {
-            return error(-1, "system error");
+            return Login::Busy;
         }
         let user = code.split('.').next().unwrap_or_default();
         let session_key = if user.starts_with("samplekey") {
@@ -212,7 +232,7 @@ impl MockWeChat {
         } else {
             let mut key = [0u8; 16];
             if getrandom::fill(&mut key).is_err() {
-                return error(-1, "system error");
+                return Login::Busy;
             }
             STANDARD.encode(key)
         };
@@ -223,12 +243,28 @@ impl MockWeChat {
         if let Ok(mut current) = self.inner.session_keys.lock() {
             current.insert(openid.clone(), session_key.clone());
         }
-        let mut answer = serde_json::json!({ "openid": openid, "session_key": session_key });
-        if !user.starts_with("nounion") {
-            answer["unionid"] = serde_json::Value::String(format!("uMock_{user}"));
-        }
-        reply(StatusCode::OK, answer.to_string())
+        Login::User(MockUser {
+            openid,
+            session_key,
+            unionid: (!user.starts_with("nounion")).then(|| format!("uMock_{user}")),
+        })
     }
+}
+
+/// What spending a login code gave.
+enum Login {
+    /// The code was used before.
+    Reused,
+    /// The mock "failed" (`mock-busy-spent`, no randomness).
+    Busy,
+    User(MockUser),
+}
+
+/// A logged-in mock user.
+struct MockUser {
+    openid: String,
+    session_key: String,
+    unionid: Option<String>,
 }
 
 /// One query parameter, decoded; empty when absent.

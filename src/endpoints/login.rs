@@ -72,7 +72,7 @@ where
     }
     .clone();
 
-    let appid = app.appid.clone();
+    let (appid, platform) = (app.appid.clone(), app.platform);
     let key = (app.appid.clone(), code.clone());
     let work = {
         let state = state.clone();
@@ -82,7 +82,7 @@ where
     let (body, identity, session_key) =
         outcome.unwrap_or(Err(GatewayError::Internal("the login failed")))?;
     let body = match user_data {
-        Some(user_data) => with_user_data(&body, &session_key, &user_data, &appid),
+        Some(user_data) => with_user_data(&body, &session_key, &user_data, (&appid, platform)),
         None => body,
     };
     let mut response = Response::new(full_body(body));
@@ -100,6 +100,7 @@ async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome
         openid: wechat.openid,
         unionid: wechat.unionid,
         appid: Some(app.appid.clone()),
+        platform: app.platform,
     };
     let sid = crate::token::random_id()?;
     let now = crate::session::unix_now();
@@ -129,12 +130,12 @@ fn with_user_data(
     answer: &Bytes,
     session_key: &Secret,
     user_data: &DecryptRequest,
-    appid: &str,
+    (appid, platform): (&str, crate::config::Platform),
 ) -> Bytes {
     let Ok(serde_json::Value::Object(mut answer_object)) = serde_json::from_slice(answer) else {
         return answer.clone();
     };
-    match decrypt::open(session_key.expose(), user_data, appid) {
+    match decrypt::open(session_key.expose(), user_data, appid, platform) {
         Ok(data) => answer_object.insert("data".into(), data),
         Err(error) => answer_object.insert("data_error".into(), error.code().into()),
     };
@@ -142,8 +143,8 @@ fn with_user_data(
     Bytes::from(body)
 }
 
-/// The answer of a login and of a refresh: `{"token", "token_type", "expires_in", "openid"}`,
-/// and `"unionid"` when WeChat gave one (openapi.yaml's `TokenAnswer`).
+/// The answer of a login and of a refresh: `{"token", "token_type", "expires_in", "openid",
+/// "platform"}`, and `"unionid"` when the platform gave one (openapi.yaml's `TokenAnswer`).
 pub(crate) fn token_answer(
     issued: &crate::token::IssuedToken,
     identity: &Identity,
@@ -153,6 +154,7 @@ pub(crate) fn token_answer(
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
         "openid": identity.openid,
+        "platform": identity.platform.name(),
     });
     if let Some(unionid) = &identity.unionid {
         answer["unionid"] = unionid.as_str().into();
@@ -179,14 +181,24 @@ pub(crate) struct LoginBody {
     pub(crate) user_data: Option<DecryptRequest>,
 }
 
-/// The fields a login body may carry: the code, the app, and user data to decrypt.
-const FIELDS: [&str; 6] = ["code", "app", "encryptedData", "iv", "rawData", "signature"];
+/// The fields a login body may carry: the code, the app, user data to decrypt, and Douyin's
+/// anonymous code (in either spelling), which is refused.
+const FIELDS: [&str; 8] = [
+    "code",
+    "app",
+    "encryptedData",
+    "iv",
+    "rawData",
+    "signature",
+    "anonymous_code",
+    "anonymousCode",
+];
 
 /// Reads `code` (and `app`, and user data to decrypt) from a JSON object or a form-encoded body
 /// (a body opening with `{` is JSON whatever its Content-Type says). Other members are ignored.
 pub(crate) fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, GatewayError> {
     let looks_like_json = body.trim_ascii_start().starts_with(b"{");
-    let mut values: [Option<String>; 6] = Default::default();
+    let mut values: [Option<String>; FIELDS.len()] = Default::default();
     if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {
         for (value, wanted) in values.iter_mut().zip(FIELDS) {
             let mut found = form_urlencoded::parse(body).filter(|(name, _)| name == wanted);
@@ -212,14 +224,23 @@ pub(crate) fn login_body(content_type: &str, body: &[u8]) -> Result<LoginBody, G
                 Some(serde_json::Value::String(text)) => Some(text),
                 Some(_) => {
                     return Err(GatewayError::InvalidRequest(
-                        "\"code\", \"app\", \"encryptedData\", \"iv\", \"rawData\" and \"signature\" must be strings",
+                        "\"code\", \"app\", \"encryptedData\", \"iv\", \"rawData\", \"signature\" and \"anonymous_code\" must be strings",
                     ))
                 }
             };
         }
     }
-    let [code, app, encrypted_data, iv, raw_data, signature] = values;
+    let [code, app, encrypted_data, iv, raw_data, signature, anonymous, anonymous_camel] = values;
     let code = code.unwrap_or_default();
+    let anonymous = anonymous
+        .or(anonymous_camel)
+        .filter(|code| !code.is_empty());
+    if code.trim().is_empty() && anonymous.is_some() {
+        return Err(GatewayError::InvalidRequest(
+            "anonymous Douyin logins (anonymous_code alone) are not supported: it names a device, \
+             not a user; call tt.login({force: true}) and post its code",
+        ));
+    }
     if code.trim().is_empty() {
         return Err(GatewayError::MissingCode);
     }
@@ -280,6 +301,25 @@ mod tests {
         assert_eq!(app(JSON, br#"{"code":"c","app":""}"#), None);
         assert!(login_body(JSON, br#"{"code":"c","app":7}"#).is_err());
         assert!(login_body(FORM, b"code=c&app=a&app=b").is_err());
+    }
+
+    #[test]
+    fn an_anonymous_douyin_code_alone_is_refused_with_a_reason() {
+        for body in [
+            &br#"{"anonymous_code":"a1"}"#[..],
+            br#"{"anonymousCode":"a1","code":""}"#,
+        ] {
+            let refused = login_code(JSON, body).unwrap_err();
+            assert!(refused.to_string().contains("anonymous"), "{refused}");
+        }
+        assert_eq!(
+            login_code(JSON, br#"{"code":"c","anonymousCode":"a1"}"#).unwrap(),
+            "c"
+        );
+        assert_eq!(
+            login_code(FORM, b"anonymous_code=a1").unwrap_err().code(),
+            "invalid_request"
+        );
     }
 
     #[test]

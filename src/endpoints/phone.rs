@@ -7,6 +7,7 @@ use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::auth::{self, Identity};
+use crate::config::Platform;
 use crate::http::error::{json_response, Body, BoxError, GatewayError};
 use crate::state::AppState;
 
@@ -45,11 +46,16 @@ where
         .wechat
         .app_of_token(identity.appid.as_deref())
         .ok_or(GatewayError::UnknownApp)?;
+    if app.platform != Platform::WeChat {
+        return Err(GatewayError::PlatformNotSupported(
+            "phone numbers by button code come from WeChat's getuserphonenumber; this app is on another platform",
+        ));
+    }
     let (wechat, code) = (&state.wechat, code.as_str());
     let info = state
         .access_tokens
         .call_with_token(state.access_token_sources(), app, |token| async move {
-            wechat.phone_number(&token, code, &app.appid).await
+            wechat.phone_number(&token, code, app).await
         })
         .await?;
     let answer = serde_json::json!({ "phone_info": info });

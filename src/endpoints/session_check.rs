@@ -6,6 +6,7 @@
 use http::{Request, Response, StatusCode};
 
 use crate::auth::{self, Identity};
+use crate::config::Platform;
 use crate::endpoints::login::store_failed;
 use crate::http::error::{json_response, Body, BoxError, GatewayError};
 use crate::state::AppState;
@@ -28,6 +29,11 @@ where
         .wechat
         .app_of_token(identity.appid.as_deref())
         .ok_or(GatewayError::UnknownApp)?;
+    if app.platform != Platform::WeChat {
+        return Err(GatewayError::PlatformNotSupported(
+            "checksession is WeChat's; this app is on another platform",
+        ));
+    }
     let session = state
         .sessions
         .touch(&app.appid, &identity.openid)
@@ -45,7 +51,9 @@ where
         state
             .access_tokens
             .call_with_token(state.access_token_sources(), app, |token| async move {
-                wechat.check_session(&token, openid, session_key).await
+                wechat
+                    .check_session(app, &token, (openid, session_key))
+                    .await
             })
             .await?
     };

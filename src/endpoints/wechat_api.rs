@@ -13,7 +13,7 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::config::WeChatApp;
+use crate::config::{Platform, WeChatApp};
 use crate::http::body::Prefixed;
 use crate::http::error::{Body, GatewayError};
 use crate::state::AppState;
@@ -43,6 +43,11 @@ pub(crate) async fn handle(
         .wechat
         .app_named(app_name)
         .ok_or(GatewayError::UnknownApp)?;
+    if app.platform != Platform::WeChat {
+        return Err(GatewayError::PlatformNotSupported(
+            "this listener serves WeChat apps (its access_token comes from WeChat's stable_token)",
+        ));
+    }
     if path.is_empty() {
         return Err(GatewayError::NotFound);
     }
@@ -56,6 +61,7 @@ pub(crate) async fn handle(
         return Err(GatewayError::MethodNotAllowed { allow: "GET, POST" });
     }
     let call = ApiRequest {
+        api_base: &app.api_base,
         method: &method,
         path,
         query: uri.query().unwrap_or_default(),

@@ -57,8 +57,8 @@ pub enum GatewayError {
     /// A bearer token was presented but is not valid.
     #[error("the bearer token is not valid ({0}); log in again")]
     InvalidToken(&'static str),
-    /// WeChat 40029: the code is invalid or expired.
-    #[error("WeChat rejected the login code as invalid or expired (errcode 40029); call wx.login() again")]
+    /// WeChat 40029 (QQ 40029, Douyin 40018/40019): the code is invalid or expired.
+    #[error("the platform rejected the login code as invalid, expired or used (WeChat and QQ 40029, Douyin 40018); call the login API again (wx.login, qq.login, tt.login)")]
     WeChatInvalidCode,
     /// WeChat 40163: the code was already used.
     #[error("this login code was already used (errcode 40163); call wx.login() again")]
@@ -148,6 +148,10 @@ pub enum GatewayError {
     /// A message push that does not decrypt or parse (bad padding, another app's, not a message).
     #[error("{0}")]
     PushMalformed(&'static str),
+    /// The endpoint uses an API the app's platform does not have here (phone numbers by code,
+    /// checksession and the WeChat API listener are WeChat's).
+    #[error("{0}")]
+    PlatformNotSupported(&'static str),
     /// The token belongs to a mini-program this route does not serve.
     #[error("this path does not serve the mini-program the token was issued for")]
     AppNotAllowed,
@@ -167,8 +171,14 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidPath(_) | InvalidRequest(_) | InvalidRequestBody | MissingCode
-            | UndecryptableData(_) | InvalidPhoneCode | PushMalformed(_) => StatusCode::BAD_REQUEST,
+            InvalidPath(_)
+            | InvalidRequest(_)
+            | InvalidRequestBody
+            | MissingCode
+            | UndecryptableData(_)
+            | InvalidPhoneCode
+            | PushMalformed(_)
+            | PlatformNotSupported(_) => StatusCode::BAD_REQUEST,
             BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             NotFound | UnknownApp => StatusCode::NOT_FOUND,
             AppNotAllowed | Forbidden(_) => StatusCode::FORBIDDEN,
@@ -234,6 +244,7 @@ impl GatewayError {
             Forbidden(_) => "forbidden",
             PushRefused(_) => "push_refused",
             PushMalformed(_) => "push_malformed",
+            PlatformNotSupported(_) => "platform_not_supported",
             UndecryptableData(_) => "decrypt_failed",
             SessionStoreUnavailable => "session_store_unavailable",
             Internal(_) => "internal_error",
@@ -376,6 +387,7 @@ mod tests {
             Forbidden(""),
             PushRefused(""),
             PushMalformed(""),
+            PlatformNotSupported(""),
             SessionStoreUnavailable,
             HttpVersionNotSupported,
             Internal(""),
@@ -419,6 +431,7 @@ mod tests {
                 | Forbidden(_)
                 | PushRefused(_)
                 | PushMalformed(_)
+                | PlatformNotSupported(_)
                 | SessionStoreUnavailable
                 | HttpVersionNotSupported
                 | Internal(_) => {}

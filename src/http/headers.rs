@@ -19,8 +19,10 @@ pub(crate) mod request_head;
 
 /// The header carrying the authenticated user's openid to upstreams.
 pub const X_OPENID: HeaderName = HeaderName::from_static("x-openid");
-/// The header carrying the user's unionid, when WeChat gave one.
+/// The header carrying the user's unionid, when the platform gave one.
 pub const X_UNIONID: HeaderName = HeaderName::from_static("x-unionid");
+/// The header naming the user's platform (`wechat`, `qq`, `douyin`): openids are per platform.
+pub const X_PLATFORM: HeaderName = HeaderName::from_static("x-platform");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -55,9 +57,10 @@ const HOP_BY_HOP_NAMES: [&str; HOP_BY_HOP_COUNT] = [
 /// Headers whose value upstreams trust because the gateway sets them: identity, forwarding
 /// information and path overrides. Compared after folding `_` to `-`, because some servers (CGI,
 /// WSGI, PHP) read `X_OpenId` and `X-OpenId` as the same variable.
-const GATEWAY_OWNED: [&str; 13] = [
+const GATEWAY_OWNED: [&str; 14] = [
     "x-openid",
     "x-unionid",
+    "x-platform",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -202,6 +205,7 @@ fn remove_gateway_owned(headers: &mut HeaderMap) {
 pub struct IdentityHeaders {
     openid: HeaderValue,
     unionid: Option<HeaderValue>,
+    platform: HeaderValue,
 }
 
 impl IdentityHeaders {
@@ -213,7 +217,12 @@ impl IdentityHeaders {
             Some(unionid) => Some(HeaderValue::from_str(unionid).ok()?),
             None => None,
         };
-        Some(IdentityHeaders { openid, unionid })
+        let platform = HeaderValue::from_static(identity.platform.name());
+        Some(IdentityHeaders {
+            openid,
+            unionid,
+            platform,
+        })
     }
 }
 
@@ -224,6 +233,7 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
     if let Some(unionid) = &identity.unionid {
         headers.insert(X_UNIONID, unionid.clone());
     }
+    headers.insert(X_PLATFORM, identity.platform.clone());
 }
 
 /// What a trusted proxy in front of the gateway said about the original request, read after the
@@ -414,17 +424,26 @@ pub(crate) mod tests {
 
     #[test]
     fn identity_is_set_after_stripping() {
-        let mut map = headers(&[("x-openid", "evil"), ("x-unionid", "evil")]);
+        let mut map = headers(&[
+            ("x-openid", "evil"),
+            ("x-unionid", "evil"),
+            ("x_platform", "qq"),
+        ]);
         remove_gateway_owned(&mut map);
         let identity = Identity {
             openid: "o-real".into(),
             unionid: None,
             appid: None,
+            platform: crate::identity::Platform::WeChat,
         };
         set_identity(&mut map, &IdentityHeaders::of(&identity).unwrap());
         assert_eq!(map.get_all(X_OPENID).iter().count(), 1);
         assert_eq!(map[X_OPENID], "o-real");
         assert!(!map.contains_key(X_UNIONID));
+        assert_eq!(
+            map.get_all(X_PLATFORM).iter().collect::<Vec<_>>(),
+            ["wechat"]
+        );
     }
 
     #[test]

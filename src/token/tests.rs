@@ -7,6 +7,7 @@ fn identity() -> Identity {
         openid: "o1".into(),
         unionid: Some("u1".into()),
         appid: Some("wx1".into()),
+        platform: crate::identity::Platform::Douyin,
     }
 }
 
@@ -398,4 +399,36 @@ fn tokens_sharing_a_threads_slot_each_get_their_own_answer() {
             assert_eq!(&keys.verify(token).unwrap().identity.openid, openid);
         }
     }
+}
+
+/// The platform rides in the token (the identity above is Douyin's); tokens from before platforms
+/// are WeChat's; a platform the gateway does not know is refused, never guessed.
+#[test]
+fn the_platform_claim_round_trips_and_an_unknown_one_is_refused() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let issued = keys.issue(&identity(), None).unwrap();
+    assert_eq!(
+        keys.verify(&issued.token).unwrap().identity.platform,
+        crate::identity::Platform::Douyin
+    );
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    };
+    let exp = unix_now() + 60;
+    let old = sign(serde_json::json!({ "sub": "o1", "iss": "iss", "exp": exp }));
+    assert_eq!(
+        keys.verify(&old).unwrap().identity.platform,
+        crate::identity::Platform::WeChat
+    );
+    let unknown =
+        sign(serde_json::json!({ "sub": "o1", "iss": "iss", "exp": exp, "platform": "myspace" }));
+    assert_eq!(
+        keys.verify(&unknown),
+        Err(GatewayError::InvalidToken("unknown platform"))
+    );
 }

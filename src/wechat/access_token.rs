@@ -48,35 +48,39 @@ impl WeChatClient {
             "secret": app.secret.expose(),
             "force_refresh": false,
         });
-        let url = api_url(&self.api_base, "/cgi-bin/stable_token");
+        let url = api_url(&app.api_base, "/cgi-bin/stable_token");
         let request = || self.post_json(url.clone(), &body);
-        self.call("stable_token", request, |answer: Answer| {
-            match (answer.errcode, answer.access_token, answer.expires_in) {
+        self.call(
+            "stable_token",
+            &app.api_base,
+            request,
+            |answer: Answer| match (answer.errcode, answer.access_token, answer.expires_in) {
                 (0, Some(token), Some(expires_in)) if !token.is_empty() => Ok(AccessToken {
                     token: Secret::new(token),
                     expires_in,
                 }),
                 (0, _, _) => Err(GatewayError::WeChatBadAnswer),
                 (code, _, _) => Err(refused("stable_token", code, &answer.errmsg)),
-            }
-        })
+            },
+        )
         .await
     }
 
     /// Exchanges a getPhoneNumber button code for the user's phone number; the answer must carry
-    /// the watermark of the app `appid` (whose access_token this is).
+    /// the watermark of `app` (whose access_token this is).
     pub(crate) async fn phone_number(
         &self,
         access_token: &Secret,
         code: &str,
-        appid: &str,
+        app: &WeChatApp,
     ) -> Result<TokenAnswer<serde_json::Value>, GatewayError> {
-        let mut url = api_url(&self.api_base, "/wxa/business/getuserphonenumber");
+        let appid = app.appid.as_str();
+        let mut url = api_url(&app.api_base, "/wxa/business/getuserphonenumber");
         url.query_pairs_mut()
             .append_pair("access_token", access_token.expose());
         let body = serde_json::json!({ "code": code });
         let request = || self.post_json(url.clone(), &body);
-        self.call("getuserphonenumber", request, |answer: Answer| {
+        self.call("getuserphonenumber", &app.api_base, request, |answer: Answer| {
             match (answer.errcode, answer.phone_info) {
                 (0, Some(info)) => match info["watermark"]["appid"].as_str() {
                     Some(owner) if owner == appid => Ok(TokenAnswer::Done(info)),
@@ -99,25 +103,28 @@ impl WeChatClient {
     /// true when it is, false on 87009 (the signature made with it is refused).
     pub(crate) async fn check_session(
         &self,
+        app: &WeChatApp,
         access_token: &Secret,
-        openid: &str,
-        session_key: &Secret,
+        (openid, session_key): (&str, &Secret),
     ) -> Result<TokenAnswer<bool>, GatewayError> {
-        let mut url = api_url(&self.api_base, "/wxa/checksession");
+        let mut url = api_url(&app.api_base, "/wxa/checksession");
         url.query_pairs_mut()
             .append_pair("access_token", access_token.expose())
             .append_pair("openid", openid)
             .append_pair("signature", &session_signature(session_key)?)
             .append_pair("sig_method", "hmac_sha256");
         let request = || self.http.get(url.clone());
-        self.call("checksession", request, |answer: Answer| {
-            match answer.errcode {
+        self.call(
+            "checksession",
+            &app.api_base,
+            request,
+            |answer: Answer| match answer.errcode {
                 0 => Ok(TokenAnswer::Done(true)),
                 87009 => Ok(TokenAnswer::Done(false)),
                 code if STALE_TOKEN.contains(&code) => Ok(TokenAnswer::StaleToken),
                 code => Err(refused("checksession", code, &answer.errmsg)),
-            }
-        })
+            },
+        )
         .await
     }
 

@@ -22,6 +22,8 @@ const MAX_INSPECTED_ANSWER: usize = 4 * 1024 * 1024;
 /// What a backend asked for, minus the access_token the gateway adds.
 pub(crate) struct ApiRequest<'a> {
     pub(crate) method: &'a Method,
+    /// The app's API base.
+    pub(crate) api_base: &'a reqwest::Url,
     /// The WeChat path, e.g. `wxa/msg_sec_check` (no leading `/`).
     pub(crate) path: &'a str,
     /// The caller's query, as sent (any `access_token` in it is replaced).
@@ -53,7 +55,7 @@ impl WeChatClient {
         body: reqwest::Body,
         access_token: &Secret,
     ) -> Result<ApiAnswer, GatewayError> {
-        let mut url = api_url(&self.api_base, &format!("/{}", request.path));
+        let mut url = api_url(request.api_base, &format!("/{}", request.path));
         url.set_query(Some(&with_access_token(request.query, access_token)));
         let mut outgoing = self
             .http

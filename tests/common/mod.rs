@@ -58,6 +58,9 @@ pub struct Setup {
     pub sections: String,
     /// More mini-programs: (name, appid, secret), configured and known to the mock.
     pub apps: Vec<(&'static str, &'static str, &'static str)>,
+    /// Mini-programs of other platforms, `[apps.NAME]`: (name, platform, appid, secret), their
+    /// `api_base` the mock, which knows their credentials.
+    pub platform_apps: Vec<(&'static str, &'static str, &'static str, &'static str)>,
 }
 
 impl Default for Setup {
@@ -73,6 +76,7 @@ impl Default for Setup {
             extra_routes: String::new(),
             sections: String::new(),
             apps: Vec::new(),
+            platform_apps: Vec::new(),
         }
     }
 }
@@ -109,12 +113,19 @@ impl Harness {
 
     /// A gateway with parts of the default configuration replaced.
     pub async fn start_with(setup: Setup) -> Harness {
-        let known = std::iter::once((APPID, APP_SECRET)).chain(
-            setup
-                .apps
-                .iter()
-                .map(|(_, appid, secret)| (*appid, *secret)),
-        );
+        let known = std::iter::once((APPID, APP_SECRET))
+            .chain(
+                setup
+                    .apps
+                    .iter()
+                    .map(|(_, appid, secret)| (*appid, *secret)),
+            )
+            .chain(
+                setup
+                    .platform_apps
+                    .iter()
+                    .map(|(_, _, appid, secret)| (*appid, *secret)),
+            );
         let wechat = MockWeChat::with_apps(
             known.map(|(appid, secret)| (appid.to_string(), secret.to_string())),
         );
@@ -127,6 +138,16 @@ impl Harness {
             .collect();
         let wechat_listener = bind().await;
         let wechat_addr = wechat_listener.local_addr().unwrap();
+        let platform_apps: String = setup
+            .platform_apps
+            .iter()
+            .map(|(name, platform, appid, secret)| {
+                format!(
+                    "[apps.{name}]\nplatform = \"{platform}\"\nappid = \"{appid}\"\n\
+                     secret = \"{secret}\"\napi_base = \"http://{wechat_addr}\"\n"
+                )
+            })
+            .collect();
         let serving = wechat.clone();
         tokio::spawn(async move { serving.serve(wechat_listener, std::future::pending()).await });
 
@@ -158,6 +179,8 @@ api_base = "{api_base}"
 {apps}
 
 {jwt}
+
+{platform_apps}
 
 {sections}
 

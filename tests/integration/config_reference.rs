@@ -142,7 +142,11 @@ fn the_readme_table_lists_exactly_the_keys_the_parser_accepts() {
     let sections = error.split_once("expected ").expect("a list of sections").1;
     let sections = sections.lines().next().unwrap_or_default();
     for section in sections.split('`').skip(1).step_by(2) {
-        let rows = [format!("[{section}]"), format!("[[{section}]]")];
+        let rows = [
+            format!("[{section}]"),
+            format!("[[{section}]]"),
+            format!("[{section}.NAME]"),
+        ];
         assert!(
             rows.iter().any(|row| names.contains(row)),
             "the config's [{section}] has no README row"
@@ -152,7 +156,21 @@ fn the_readme_table_lists_exactly_the_keys_the_parser_accepts() {
     for line in EXAMPLE.lines() {
         let line = line.trim_start_matches('#').trim();
         if line.starts_with('[') && line.ends_with(']') && !line.contains(' ') {
-            let table = line.replace(".shop]", ".NAME]");
+            // The segment after `apps` is an app's name.
+            let brackets = if line.starts_with("[[") { 2 } else { 1 };
+            let inner = &line[brackets..line.len() - brackets];
+            let mut parts: Vec<&str> = inner.split('.').collect();
+            if let Some(at) = parts.iter().position(|part| *part == "apps") {
+                if at + 1 < parts.len() {
+                    parts[at + 1] = "NAME";
+                }
+            }
+            let (open, close) = if brackets == 2 {
+                ("[[", "]]")
+            } else {
+                ("[", "]")
+            };
+            let table = format!("{open}{}{close}", parts.join("."));
             assert!(
                 names.contains(&table),
                 "config/wxgate.toml's {line} has no README row"

@@ -72,3 +72,28 @@ async fn the_wechat_page_works_as_written() {
         );
     }
 }
+
+/// Catches docs/platforms.md drifting: its config example must load (secrets filled in), and the
+/// default API hosts it names must be the config's.
+#[test]
+fn the_platforms_page_config_loads() {
+    const PLATFORMS: &str = include_str!("../../docs/platforms.md");
+    let example = PLATFORMS
+        .split_once("```toml\n")
+        .expect("a toml block")
+        .1
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .replace("secret = \"\"", "secret = \"s\"");
+    let base = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
+    let config = wxgate::config::Config::from_toml(&format!("{base}{example}"), std::iter::empty())
+        .expect("the page's example loads");
+    // The default hosts the page names are the ones the config uses.
+    for name in ["qqshop", "dyshop"] {
+        let app = config.wechat.app_named(name).expect(name);
+        let host = format!("`{}`", app.api_base.as_str().trim_end_matches('/'));
+        assert!(PLATFORMS.contains(&host), "{name}: {host}");
+    }
+}

@@ -23,16 +23,18 @@ async fn json_login_returns_a_bearer_token_and_keeps_the_session_key() {
         .keys()
         .map(String::as_str)
         .collect();
+    assert_eq!(json["platform"], "wechat");
     assert_eq!(
         keys.len(),
-        5,
-        "only token, token_type, expires_in, openid, unionid: {keys:?}"
+        6,
+        "only token, token_type, expires_in, openid, unionid, platform: {keys:?}"
     );
 
     let token = json["token"].as_str().unwrap();
     let claims = tokens::payload(token);
     assert_eq!(claims["sub"], "oMock_alice");
     assert_eq!(claims["unionid"], "uMock_alice");
+    assert_eq!(claims["platform"], "wechat");
     assert_eq!(claims["appid"], crate::common::APPID);
     assert_eq!(claims["iss"], crate::common::ISSUER);
     assert!(claims["jti"].as_str().is_some_and(|jti| jti.len() == 32));

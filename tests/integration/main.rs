@@ -30,6 +30,7 @@ mod nginx;
 mod openapi;
 mod paths;
 mod phone;
+mod platforms;
 mod proxy;
 mod push;
 mod rate_limits;

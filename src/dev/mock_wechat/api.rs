@@ -12,8 +12,9 @@ use super::{error, reply, MockWeChat};
 use crate::http::error::{full_body, Body};
 
 /// Every path the mock serves, with the method WeChat requires for it (43002 for another).
-const PATHS: [(&str, Method); 8] = [
+const PATHS: [(&str, Method); 9] = [
     ("/sns/jscode2session", Method::GET),
+    ("/api/apps/v2/jscode2session", Method::POST),
     ("/cgi-bin/stable_token", Method::POST),
     ("/wxa/business/getuserphonenumber", Method::POST),
     ("/wxa/checksession", Method::GET),

@@ -55,6 +55,7 @@ pub(crate) async fn refresh<B>(
         openid: session.openid,
         unionid: session.unionid,
         appid: Some(session.appid),
+        platform: verified.identity.platform,
     };
     let issued = state.keys.issue(&identity, Some(sid))?;
     let answer = super::token_answer(&issued, &identity);

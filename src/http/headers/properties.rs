@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::identity::Platform;
 
 /// A client's spelling of a gateway-owned header: any letter case, any `-` written as `_`.
 fn owned_spelling() -> impl Strategy<Value = String> {
@@ -73,7 +74,12 @@ proptest! {
             .collect();
 
         let removed = remove_hop_by_hop(&mut map);
-        let identity = Identity { openid: openid.clone(), unionid: unionid.clone(), appid: None };
+        let identity = Identity {
+            openid: openid.clone(),
+            unionid: unionid.clone(),
+            appid: None,
+            platform: Platform::Qq,
+        };
         let identity = IdentityHeaders::of(&identity).unwrap();
         let peer = PeerAddress::new(IpAddr::from([203, 0, 113, 7]));
         let request_id = HeaderValue::from_static("id-1");
@@ -94,10 +100,11 @@ proptest! {
         let expected_unionid: Vec<HeaderValue> =
             unionid.iter().map(|id| HeaderValue::from_str(id).unwrap()).collect();
         prop_assert_eq!(values(&X_UNIONID), expected_unionid);
+        prop_assert_eq!(values(&X_PLATFORM), vec![HeaderValue::from_static("qq")]);
         prop_assert_eq!(values(&X_FORWARDED_FOR), vec![HeaderValue::from_static("203.0.113.7")]);
         prop_assert_eq!(values(&X_REQUEST_ID), vec![request_id.clone()]);
         let set_by_the_gateway =
-            [X_OPENID, X_UNIONID, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID];
+            [X_OPENID, X_UNIONID, X_PLATFORM, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID];
         for name in map.keys() {
             prop_assert!(!HOP_BY_HOP.contains(name), "{} kept", name);
             prop_assert!(

@@ -1,0 +1,150 @@
+//! `[apps.NAME]`: a mini-program of any supported platform, beside `[wechat]` and
+//! `[wechat.apps.NAME]` (which stay WeChat apps). Names are unique across both forms.
+
+use serde::Deserialize;
+
+use super::validate::required;
+use super::{ConfigError, Secret, WeChatApp};
+use crate::identity::Platform;
+
+/// One `[apps.NAME]` table as written.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPlatformApp {
+    pub(crate) platform: Option<String>,
+    pub(crate) appid: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) api_base: Option<String>,
+    pub(crate) push: Option<super::push::RawPush>,
+}
+
+/// Platforms documented in `shared/platforms.md` that this version does not serve yet.
+const NOT_YET: [&str; 3] = ["alipay", "baidu", "kuaishou"];
+
+/// The official API host of each platform, to which its documented paths are appended.
+pub(crate) fn default_api_base(platform: Platform) -> &'static str {
+    match platform {
+        Platform::WeChat => "https://api.weixin.qq.com",
+        Platform::Qq => "https://api.q.qq.com",
+        Platform::Douyin => "https://developer.toutiao.com",
+    }
+}
+
+impl RawPlatformApp {
+    /// Validates `[apps.NAME]`; `wechat_base` is `wechat.api_base`, the default of WeChat apps.
+    pub(super) fn validate(
+        &self,
+        name: &str,
+        wechat_base: &reqwest::Url,
+    ) -> Result<WeChatApp, ConfigError> {
+        let key = format!("apps.{name}");
+        let field = |suffix: &str| format!("{key}.{suffix}");
+        let written = required(&field("platform"), &self.platform)?;
+        let platform = Platform::named(&written).ok_or_else(|| {
+            let known: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+            let message = if NOT_YET.contains(&written.as_str()) {
+                format!("{written:?} is not supported yet by this version (supported: {known:?})")
+            } else {
+                format!("{written:?} is not one of {known:?}")
+            };
+            ConfigError::new(field("platform"), message)
+        })?;
+        let api_base = match (&self.api_base, platform) {
+            (Some(base), _) => super::validate::api_base(&field("api_base"), Some(base))?,
+            (None, Platform::WeChat) => wechat_base.clone(),
+            (None, platform) => {
+                super::validate::api_base(&field("api_base"), Some(default_api_base(platform)))?
+            }
+        };
+        Ok(WeChatApp {
+            name: name.to_string(),
+            appid: required(&field("appid"), &self.appid)?,
+            secret: Secret::new(required(&field("secret"), &self.secret)?),
+            platform,
+            api_base,
+            push: match (&self.push, platform) {
+                (Some(push), Platform::WeChat) => Some(push.validate(&field("push"), name)?),
+                (Some(_), _) => {
+                    return Err(ConfigError::new(
+                        field("push"),
+                        "message push is WeChat's; this app's platform has none here",
+                    ))
+                }
+                (None, _) => None,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Platform};
+
+    const BASE: &str = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
+
+    fn load(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_toml(&format!("{BASE}{extra}"), std::iter::empty())
+    }
+
+    #[test]
+    fn apps_of_every_platform_with_their_official_hosts() {
+        let config = load(
+            "[apps.qq]\nplatform = \"qq\"\nappid = \"1112\"\nsecret = \"q\"\n\
+             [apps.dy]\nplatform = \"douyin\"\nappid = \"tt1\"\nsecret = \"d\"\n\
+             [apps.wx2]\nplatform = \"wechat\"\nappid = \"wx2\"\nsecret = \"w\"\napi_base = \"https://api2.weixin.qq.com\"\n",
+        )
+        .unwrap();
+        let app = |name| config.wechat.app_named(name).unwrap();
+        assert_eq!(
+            (app("qq").platform, app("qq").api_base.as_str()),
+            (Platform::Qq, "https://api.q.qq.com/")
+        );
+        assert_eq!(
+            app("dy").api_base.as_str(),
+            "https://developer.toutiao.com/"
+        );
+        assert_eq!(app("wx2").api_base.as_str(), "https://api2.weixin.qq.com/");
+        assert_eq!(app("default").platform, Platform::WeChat);
+        let shown = config.to_redacted_toml();
+        assert!(
+            shown.contains("[apps.dy]") && shown.contains("platform = \"douyin\""),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("\"d\"") && !shown.contains("\"q\""),
+            "{shown}"
+        );
+        let reparsed = Config::from_toml(
+            &shown.replace("\"<redacted>\"", "\"s\""),
+            std::iter::empty(),
+        );
+        assert!(reparsed.is_ok(), "{reparsed:?}");
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let cases = [
+            ("[apps.a]\nappid = \"x\"\nsecret = \"s\"", "apps.a.platform"),
+            ("[apps.a]\nplatform = \"alipay\"\nappid = \"x\"\nsecret = \"s\"", "apps.a.platform"),
+            ("[apps.a]\nplatform = \"myspace\"\nappid = \"x\"\nsecret = \"s\"", "apps.a.platform"),
+            ("[apps.a]\nplatform = \"qq\"\nsecret = \"s\"", "apps.a.appid"),
+            ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"", "apps.a.secret"),
+            ("[apps.a]\nplatform = \"qq\"\nappid = \"wx1\"\nsecret = \"s\"", "apps.a.appid"),
+            ("[apps.default]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"", "apps.default"),
+            ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"\napi_base = \"ftp://h\"", "apps.a.api_base"),
+            ("[wechat.apps.a]\nappid = \"y\"\nsecret = \"s\"\n[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"", "apps.a"),
+            ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"\n[apps.a.push]\ntoken = \"t\"\nmode = \"plain\"\nupstream = \"http://b\"", "apps.a.push"),
+        ];
+        for (extra, key) in cases {
+            let refused = load(extra).expect_err(extra);
+            assert_eq!(refused.key, key, "{extra}: {refused}");
+        }
+        let not_yet =
+            load("[apps.a]\nplatform = \"baidu\"\nappid = \"x\"\nsecret = \"s\"").unwrap_err();
+        assert!(
+            not_yet.to_string().contains("not supported yet"),
+            "{not_yet}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Mini-programs of other platforms (`[apps.NAME] platform = ...`) against the mock speaking each
+//! platform's API: a QQ and a Douyin login reach the upstream with `X-OpenId`, `X-UnionId` and
+//! `X-Platform`; every Douyin error class maps as documented; WeChat-only endpoints refuse other
+//! platforms' tokens; a WeChat-only config behaves as before, now with `X-Platform: wechat`.
+
+use crate::common::{request, Harness, Response, Setup};
+
+const QQ_APPID: &str = "1112223334";
+const DOUYIN_APPID: &str = "tt0123456789abcdef";
+
+async fn two_platforms() -> Harness {
+    Harness::start_with(Setup {
+        platform_apps: vec![
+            ("qqshop", "qq", QQ_APPID, "qq-app-secret"),
+            ("dyshop", "douyin", DOUYIN_APPID, "douyin-app-secret"),
+        ],
+        ..Setup::default()
+    })
+    .await
+}
+
+async fn login(gateway: &Harness, app: &str, body: serde_json::Value) -> Response {
+    let path = format!("/login/{app}");
+    let headers = [("Content-Type", "application/json")];
+    request(
+        gateway.addr,
+        "POST",
+        &path,
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn qq_and_douyin_logins_reach_the_upstream_with_their_platform() {
+    let gateway = two_platforms().await;
+    for (app, platform, code) in [("qqshop", "qq", "pat.1"), ("dyshop", "douyin", "pat.2")] {
+        let answer = login(&gateway, app, serde_json::json!({ "code": code })).await;
+        assert_eq!(answer.status, 200, "{app}: {}", answer.text());
+        let json = answer.json();
+        assert_eq!(json["platform"], platform, "{json}");
+        assert_eq!(json["openid"], "oMock_pat");
+        assert_eq!(json["unionid"], "uMock_pat");
+        let token = json["token"].as_str().unwrap();
+        // A client's own X-Platform never reaches the upstream.
+        let forged = [("X-Platform", "wechat"), ("X_Platform", "wechat")];
+        let proxied = gateway.get_with_token("/api/who", token, &forged).await;
+        assert_eq!(proxied.status, 200);
+        assert_eq!(proxied.upstream_header("x-openid"), ["oMock_pat"]);
+        assert_eq!(proxied.upstream_header("x-unionid"), ["uMock_pat"]);
+        assert_eq!(proxied.upstream_header("x-platform"), [platform], "{app}");
+        // A forward-auth answer names the platform too.
+        let checked = gateway.get_with_token("/auth/api/who", token, &[]).await;
+        assert_eq!(checked.status, 200, "{}", checked.text());
+        assert_eq!(checked.header("x-platform"), Some(platform));
+    }
+    let wechat = gateway.login("wes").await;
+    let proxied = gateway.get_with_token("/api/who", &wechat, &[]).await;
+    assert_eq!(proxied.upstream_header("x-platform"), ["wechat"]);
+    let public = gateway.get("/public/x", &[("X-Platform", "qq")]).await;
+    assert!(public.upstream_header("x-platform").is_empty());
+}
+
+#[tokio::test]
+async fn douyin_errors_map_to_the_documented_classes() {
+    let gateway = two_platforms().await;
+    let code = |code: &str| serde_json::json!({ "code": code });
+    let calls = gateway.wechat.calls();
+    let busy = login(&gateway, "dyshop", code("mock-busy")).await;
+    assert_eq!(
+        (busy.status, busy.error_code().as_str()),
+        (502, "wechat_busy")
+    );
+    assert_eq!(gateway.wechat.calls(), calls + 2, "retried once");
+    let cases = [
+        ("mock-invalid", 401, "invalid_code"),
+        ("mock-garbage", 502, "wechat_bad_answer"),
+    ];
+    for (value, status, error) in cases {
+        let refused = login(&gateway, "dyshop", code(value)).await;
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (status, error),
+            "{value}"
+        );
+    }
+    assert_eq!(login(&gateway, "dyshop", code("dan.1")).await.status, 200);
+    let reused = login(&gateway, "dyshop", code("dan.1")).await;
+    assert_eq!(
+        (reused.status, reused.error_code().as_str()),
+        (401, "invalid_code")
+    );
+    let anonymous = login(
+        &gateway,
+        "dyshop",
+        serde_json::json!({ "anonymous_code": "a1" }),
+    )
+    .await;
+    assert_eq!(anonymous.status, 400);
+    assert!(
+        anonymous.text().contains("anonymous"),
+        "{}",
+        anonymous.text()
+    );
+}
+
+#[tokio::test]
+async fn wechat_only_endpoints_refuse_other_platforms() {
+    let gateway = two_platforms().await;
+    let answer = login(&gateway, "dyshop", serde_json::json!({ "code": "ida.1" })).await;
+    let token = answer.json()["token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    for path in ["/wx/phone", "/wx/session/check"] {
+        let refused = request(gateway.addr, "POST", path, &headers, br#"{"code":"c"}"#).await;
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (400, "platform_not_supported"),
+            "{path}"
+        );
+    }
+    assert_eq!(gateway.wechat.stable_token_calls(), 0);
+}
+
+/// Douyin's user data is WeChat's scheme, its watermark documented for phone numbers only: data
+/// without one decrypts for a Douyin login; another app's watermark is still refused. The data is
+/// encrypted by pyca/cryptography with the mock's sample session_key.
+#[tokio::test]
+async fn douyin_user_data_decrypts_with_or_without_a_watermark() {
+    let probe = &mut std::process::Command::new("python3");
+    probe.args(["-c", "import cryptography"]);
+    if !crate::common::external::available("pyca cryptography", probe) {
+        return;
+    }
+    let script = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+key = base64.b64decode("tiihtNczf5v6AKRyjwEUhQ==")
+iv = bytes(range(16))
+out = {}
+for name, data in [("plain", {"nickName": "dora"}), ("other", {"nickName": "x", "watermark": {"appid": "tt-other", "timestamp": 1}})]:
+    padder = padding.PKCS7(128).padder()
+    text = padder.update(json.dumps(data).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    out[name] = base64.b64encode(encryptor.update(text) + encryptor.finalize()).decode()
+out["iv"] = base64.b64encode(iv).decode()
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let vectors: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let gateway = two_platforms().await;
+    let answer = login(
+        &gateway,
+        "dyshop",
+        serde_json::json!({ "code": "samplekey.dy" }),
+    )
+    .await;
+    let token = answer.json()["token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let decrypt = |data: &str| {
+        let body = serde_json::json!({ "encryptedData": data, "iv": vectors["iv"] }).to_string();
+        async move {
+            request(
+                gateway.addr,
+                "POST",
+                "/wx/decrypt",
+                &headers,
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let plain = decrypt(vectors["plain"].as_str().unwrap()).await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(plain.json()["nickName"], "dora");
+    let other = decrypt(vectors["other"].as_str().unwrap()).await;
+    assert_eq!(
+        (other.status, other.error_code().as_str()),
+        (400, "decrypt_failed")
+    );
+    assert!(
+        other.text().contains("another mini-program"),
+        "{}",
+        other.text()
+    );
+}
