@@ -432,5 +432,14 @@ impl Config {
     }
 }
 
+/// The smallest valid config (a WeChat app and an HS256 secret) with `extra` TOML appended: the
+/// config modules' unit tests load their sections on it.
+#[cfg(test)]
+pub(crate) fn minimal_with(extra: &str) -> Result<Config, ConfigError> {
+    let base = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
+    Config::from_toml(&format!("{base}{extra}"), std::iter::empty())
+}
+
 #[cfg(test)]
 mod tests;

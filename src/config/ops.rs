@@ -139,11 +139,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    const BASE: &str = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
-        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
-
     fn load(extra: &str) -> Result<Config, crate::config::ConfigError> {
-        Config::from_toml(&format!("{BASE}{extra}"), std::iter::empty())
+        crate::config::minimal_with(extra)
     }
 
     fn refused_key(extra: &str) -> String {
@@ -194,8 +191,10 @@ mod tests {
             ),
             "routes[0].rate_limit.burst"
         );
+        let base = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+            [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
         let env = [("WXGATE_WECHAT__BREAKER_THRESHOLD".into(), "0".into())];
-        let refused = Config::from_toml(BASE, env).unwrap_err();
+        let refused = Config::from_toml(base, env).unwrap_err();
         assert_eq!(refused.key, "wechat.breaker_threshold");
         assert_eq!(
             refused_key("[reload]\ninterval_ms = 0"),

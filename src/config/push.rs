@@ -169,12 +169,10 @@ pub(crate) fn aes_key_bytes(key: &str) -> Option<[u8; 32]> {
 mod tests {
     use crate::config::{Config, PushFormat, PushMode};
 
-    const BASE: &str = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n";
-    const JWT: &str = "[jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
     const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
     fn load(push: &str) -> Result<Config, crate::config::ConfigError> {
-        Config::from_toml(&format!("{BASE}{push}\n{JWT}"), std::iter::empty())
+        crate::config::minimal_with(push)
     }
 
     #[test]

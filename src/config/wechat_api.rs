@@ -104,11 +104,8 @@ impl RawWeChatApi {
 mod tests {
     use crate::config::Config;
 
-    const BASE: &str = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
-        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
-
     fn load(extra: &str) -> Result<Config, crate::config::ConfigError> {
-        Config::from_toml(&format!("{BASE}{extra}"), std::iter::empty())
+        crate::config::minimal_with(extra)
     }
 
     #[test]

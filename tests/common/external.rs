@@ -21,3 +21,12 @@ pub fn available(what: &str, probe: &mut Command) -> bool {
     }
     found
 }
+
+/// Whether python3 can import `modules` (comma-separated, as in an `import` line); `install`
+/// says how to get them. See [`available`].
+pub fn python_modules(modules: &str, install: &str) -> bool {
+    available(
+        &format!("python3 with {modules} ({install})"),
+        Command::new("python3").args(["-c", &format!("import {modules}")]),
+    )
+}

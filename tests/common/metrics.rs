@@ -12,10 +12,7 @@ const PARSER: &str = concat!(
 
 /// Whether the parser (python3 with prometheus_client) is installed; see `external::available`.
 pub fn parser_available() -> bool {
-    super::external::available(
-        "python3 with prometheus_client (pip install prometheus-client)",
-        Command::new("python3").args(["-c", "import prometheus_client.parser"]),
-    )
+    super::external::python_modules("prometheus_client.parser", "pip install prometheus-client")
 }
 
 /// Every sample of a scrape, as the parser read it.

@@ -7,10 +7,7 @@ use crate::common::{Harness, Setup, ISSUER};
 use serde_json::Value;
 
 fn pyjwt_available() -> bool {
-    crate::common::external::available(
-        "python3 with PyJWT (pip install 'pyjwt[crypto]')",
-        std::process::Command::new("python3").args(["-c", "import jwt, cryptography"]),
-    )
+    crate::common::external::python_modules("jwt, cryptography", "pip install 'pyjwt[crypto]'")
 }
 
 /// What PyJWT says of each token, verifying against the gateway's published keys.

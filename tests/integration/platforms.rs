@@ -131,9 +131,7 @@ async fn wechat_only_endpoints_refuse_other_platforms() {
 /// encrypted by pyca/cryptography with the mock's sample session_key.
 #[tokio::test]
 async fn douyin_user_data_decrypts_with_or_without_a_watermark() {
-    let probe = &mut std::process::Command::new("python3");
-    probe.args(["-c", "import cryptography"]);
-    if !crate::common::external::available("pyca cryptography", probe) {
+    if !crate::common::external::python_modules("cryptography", "pip install cryptography") {
         return;
     }
     let script = r#"

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::common::external::available;
+use crate::common::external;
 use crate::common::redis::RedisServer;
 use crate::common::{bind, request, Harness, Response, Setup, APPID};
 
@@ -92,9 +92,10 @@ impl Recorder {
 
 /// The cases `push_vectors.py` makes for `mode` and `format`.
 fn vectors(mode: &str, format: &str) -> Option<serde_json::Value> {
-    let probe = &mut std::process::Command::new("python3");
-    probe.args(["-c", "import wechatpy, cryptography"]);
-    if !available("wechatpy (pip install wechatpy cryptography)", probe) {
+    if !external::python_modules(
+        "wechatpy, cryptography",
+        "pip install wechatpy cryptography",
+    ) {
         return None;
     }
     let output = std::process::Command::new("python3")
