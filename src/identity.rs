@@ -27,11 +27,21 @@ pub enum Platform {
     Qq,
     /// Douyin / ByteDance (抖音, 头条).
     Douyin,
+    /// Baidu smart programs (百度智能小程序); the app's `appid` is its AppKey.
+    Baidu,
+    /// Kuaishou (快手); its `open_id` is per developer, not per app.
+    Kuaishou,
 }
 
 impl Platform {
     /// Every platform, for lists and parsing.
-    pub const ALL: [Platform; 3] = [Platform::WeChat, Platform::Qq, Platform::Douyin];
+    pub const ALL: [Platform; 5] = [
+        Platform::WeChat,
+        Platform::Qq,
+        Platform::Douyin,
+        Platform::Baidu,
+        Platform::Kuaishou,
+    ];
 
     /// The name used in config (`platform = "..."`), tokens, answers and `X-Platform`.
     pub fn name(self) -> &'static str {
@@ -39,6 +49,8 @@ impl Platform {
             Platform::WeChat => "wechat",
             Platform::Qq => "qq",
             Platform::Douyin => "douyin",
+            Platform::Baidu => "baidu",
+            Platform::Kuaishou => "kuaishou",
         }
     }
 

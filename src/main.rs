@@ -31,7 +31,7 @@ struct Cli {
 /// The gateway's own endpoints, listed under `--help`.
 const ENDPOINTS: &str = "\
 Endpoints (paths configurable):
-  POST /login[/<app>]           login code (wx/qq/tt.login) -> {token, openid, platform, ...}
+  POST /login[/<app>]           login code (wx/qq/tt/swan/ks.login) -> {token, openid, platform}
                                 of [wechat], [wechat.apps.NAME] or [apps.NAME]   [login] path
   POST /token/refresh           Bearer token -> a new token for the same login   [login] refresh_path
   POST /logout                  Bearer token -> login ended, its tokens revoked  [login] logout_path

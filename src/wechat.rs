@@ -18,9 +18,11 @@ use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
 
 mod access_token;
+pub(crate) mod baidu;
 mod breaker;
 mod douyin;
 mod forward;
+mod kuaishou;
 pub(crate) mod pkcs7;
 pub(crate) mod push;
 pub(crate) use access_token::{TokenAnswer, STALE_TOKEN};
@@ -120,8 +122,11 @@ impl WeChatClient {
         app: &WeChatApp,
         code: &str,
     ) -> Result<Code2Session, GatewayError> {
-        if app.platform == Platform::Douyin {
-            return self.douyin_code2session(app, code).await;
+        match app.platform {
+            Platform::Douyin => return self.douyin_code2session(app, code).await,
+            Platform::Baidu => return self.baidu_code2session(app, code).await,
+            Platform::Kuaishou => return self.kuaishou_code2session(app, code).await,
+            Platform::WeChat | Platform::Qq => {}
         }
         let mut url = api_url(&app.api_base, "/sns/jscode2session");
         url.query_pairs_mut()
@@ -262,6 +267,22 @@ fn jittered(base: Duration) -> Duration {
     let mut byte = [0u8; 1];
     let random = getrandom::fill(&mut byte).map_or(128, |()| byte[0]);
     base.mul_f64(0.5 + f64::from(random) / 256.0)
+}
+
+impl WeChatClient {
+    /// A form-encoded POST of `pairs` to `url` (Baidu's and Kuaishou's logins).
+    fn post_form(&self, url: &reqwest::Url, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.http
+            .post(url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+    }
 }
 
 /// The breaker key of an API base: `host:port`.

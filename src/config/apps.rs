@@ -19,7 +19,7 @@ pub(crate) struct RawPlatformApp {
 }
 
 /// Platforms documented in `shared/platforms.md` that this version does not serve yet.
-const NOT_YET: [&str; 3] = ["alipay", "baidu", "kuaishou"];
+const NOT_YET: [&str; 1] = ["alipay"];
 
 /// The official API host of each platform, to which its documented paths are appended.
 pub(crate) fn default_api_base(platform: Platform) -> &'static str {
@@ -27,6 +27,8 @@ pub(crate) fn default_api_base(platform: Platform) -> &'static str {
         Platform::WeChat => "https://api.weixin.qq.com",
         Platform::Qq => "https://api.q.qq.com",
         Platform::Douyin => "https://developer.toutiao.com",
+        Platform::Baidu => "https://spapi.baidu.com",
+        Platform::Kuaishou => "https://open.kuaishou.com",
     }
 }
 
@@ -138,7 +140,7 @@ mod tests {
             assert_eq!(refused.key, key, "{extra}: {refused}");
         }
         let not_yet =
-            load("[apps.a]\nplatform = \"baidu\"\nappid = \"x\"\nsecret = \"s\"").unwrap_err();
+            load("[apps.a]\nplatform = \"alipay\"\nappid = \"x\"\nsecret = \"s\"").unwrap_err();
         assert!(
             not_yet.to_string().contains("not supported yet"),
             "{not_yet}"

@@ -34,6 +34,7 @@ use crate::http::error::{full_body, Body};
 mod access_token;
 mod api;
 mod douyin;
+mod oauth_form;
 mod push;
 pub use access_token::MOCK_PHONE;
 pub use api::RecordedCall;
@@ -42,6 +43,10 @@ pub use push::MockPush;
 /// The session_key of users whose name starts with `samplekey`: the sample key of WeChat's
 /// documentation, so data encrypted with it can be decrypted offline.
 pub const SAMPLE_SESSION_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
+
+/// The session_key of Baidu users whose name starts with `samplekey`: the one of Baidu's published
+/// decryption vector (its AppKey is `y2dTfnWfkx2OXttMEMWlGHoB1KzMogm7`).
+pub const BAIDU_SAMPLE_SESSION_KEY: &str = "1df09d0a1677dd72b8325aec59576e0c";
 
 /// How long `mock-slow` makes the caller wait.
 const SLOW_ANSWER: Duration = Duration::from_secs(10);
@@ -144,6 +149,8 @@ impl MockWeChat {
             "/sns/jscode2session" => self.code2session(query).await,
             "/cgi-bin/stable_token" => self.stable_token(&body),
             "/api/apps/v2/jscode2session" => self.douyin_code2session(&body).await,
+            "/oauth/jscode2sessionkey" => self.baidu_code2session(&body),
+            "/oauth2/mp/code2session" => self.kuaishou_code2session(&body),
             _ => {
                 if path == "/wxa/business/getuserphonenumber" {
                     self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
@@ -214,6 +221,11 @@ impl MockWeChat {
     /// Spends `code` and logs its user in: a new session_key (the sample one for `samplekey`
     /// users), recorded as issued and as the user's current one.
     fn log_in(&self, code: &str) -> Login {
+        self.log_in_with(code, KeyKind::Aes128)
+    }
+
+    /// [`MockWeChat::log_in`] for a platform whose session_key is `kind`.
+    fn log_in_with(&self, code: &str, kind: KeyKind) -> Login {
         let first_use = self
             .inner
             .used_codes
@@ -227,14 +239,16 @@ impl MockWeChat {
             return Login::Busy;
         }
         let user = code.split('.').next().unwrap_or_default();
-        let session_key = if user.starts_with("samplekey") {
-            SAMPLE_SESSION_KEY.to_string()
-        } else {
-            let mut key = [0u8; 16];
-            if getrandom::fill(&mut key).is_err() {
-                return Login::Busy;
+        let session_key = match (user.starts_with("samplekey"), kind) {
+            (true, KeyKind::Aes128) => SAMPLE_SESSION_KEY.to_string(),
+            (true, KeyKind::Aes192) => BAIDU_SAMPLE_SESSION_KEY.to_string(),
+            (false, kind) => {
+                let mut key = vec![0u8; if kind == KeyKind::Aes192 { 24 } else { 16 }];
+                if getrandom::fill(&mut key).is_err() {
+                    return Login::Busy;
+                }
+                STANDARD.encode(key)
             }
-            STANDARD.encode(key)
         };
         if let Ok(mut issued) = self.inner.issued_session_keys.lock() {
             issued.push(session_key.clone());
@@ -249,6 +263,13 @@ impl MockWeChat {
             unionid: (!user.starts_with("nounion")).then(|| format!("uMock_{user}")),
         })
     }
+}
+
+/// The session_key a platform hands out: 16 bytes, or Baidu's 24.
+#[derive(Clone, Copy, PartialEq)]
+enum KeyKind {
+    Aes128,
+    Aes192,
 }
 
 /// What spending a login code gave.

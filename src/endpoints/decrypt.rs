@@ -34,6 +34,8 @@ type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct DecryptRequest {
+    /// `encryptedData`; Baidu's clients call it `data`.
+    #[serde(alias = "data")]
     pub(crate) encrypted_data: String,
     pub(crate) iv: String,
     pub(crate) raw_data: Option<String>,
@@ -89,13 +91,17 @@ where
 /// The user data of `input`, its rawData signature checked when it has one, decrypted with
 /// `session_key` for the app `appid` on `platform`: for `/wx/decrypt`, and for a login that
 /// posts its data. WeChat's and QQ's data always carries a watermark; Douyin documents it for
-/// phone numbers only, so there it is checked when present.
+/// phone numbers only and Kuaishou not at all, so there it is checked when present. Baidu's is
+/// its own scheme ([`crate::wechat::baidu`]), bound to the app by its AppKey instead.
 pub(crate) fn open(
     session_key: &str,
     input: &DecryptRequest,
     appid: &str,
     platform: Platform,
 ) -> Result<serde_json::Value, GatewayError> {
+    if platform == Platform::Baidu {
+        return open_baidu(session_key, input, appid);
+    }
     if let (Some(raw), Some(signature)) = (&input.raw_data, &input.signature) {
         check_signature(raw, session_key, signature)?;
     } else if input.raw_data.is_some() || input.signature.is_some() {
@@ -105,9 +111,41 @@ pub(crate) fn open(
     }
     let data = decrypt_any(session_key, &input.encrypted_data, &input.iv)?;
     match (watermark(&data, appid), platform) {
-        (Watermark::Own, _) | (Watermark::Missing, Platform::Douyin) => Ok(data),
+        (Watermark::Own, _) | (Watermark::Missing, Platform::Douyin | Platform::Kuaishou) => {
+            Ok(data)
+        }
         (other, _) => Err(other.refusal()),
     }
+}
+
+/// Baidu user data: no rawData signature is documented, so none is taken.
+fn open_baidu(
+    session_key: &str,
+    input: &DecryptRequest,
+    app_key: &str,
+) -> Result<serde_json::Value, GatewayError> {
+    use crate::wechat::baidu::{self, Refused};
+    if input.raw_data.is_some() || input.signature.is_some() {
+        return Err(GatewayError::InvalidRequest(
+            "Baidu documents no rawData signature; post data (or encryptedData) and iv only",
+        ));
+    }
+    let key = crate::config::Secret::new(session_key);
+    let refuse = GatewayError::UndecryptableData;
+    let plaintext =
+        baidu::decrypt(&key, &input.encrypted_data, &input.iv, app_key).map_err(|refused| {
+            match refused {
+                Refused::BadKey => GatewayError::SessionExpired,
+                Refused::Malformed => {
+                    refuse("data and iv must be base64: whole AES blocks and 16 bytes")
+                }
+                Refused::Undecryptable => refuse(STALE_KEY),
+                Refused::WrongApp => {
+                    refuse("the data was encrypted for another smart program (AppKey)")
+                }
+            }
+        })?;
+    serde_json::from_slice(&plaintext).map_err(|_| refuse(STALE_KEY))
 }
 
 /// Checks `signature` = hex(sha1(rawData + session_key)), in constant time.

@@ -58,7 +58,7 @@ pub enum GatewayError {
     #[error("the bearer token is not valid ({0}); log in again")]
     InvalidToken(&'static str),
     /// WeChat 40029 (QQ 40029, Douyin 40018/40019): the code is invalid or expired.
-    #[error("the platform rejected the login code as invalid, expired or used (WeChat and QQ 40029, Douyin 40018); call the login API again (wx.login, qq.login, tt.login)")]
+    #[error("the platform rejected the login code as invalid, expired or used (WeChat and QQ 40029, Douyin 40018, Baidu invalid_grant); call the login API again (wx.login, qq.login, tt.login, swan.login, ks.login)")]
     WeChatInvalidCode,
     /// WeChat 40163: the code was already used.
     #[error("this login code was already used (errcode 40163); call wx.login() again")]

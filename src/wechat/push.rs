@@ -67,6 +67,13 @@ pub(crate) fn decrypt(aes_key: &Secret, encrypted: &str, appid: &str) -> Result<
         decryptor.decrypt_block_mut(block.into());
     }
     let plaintext = super::pkcs7::strip(&buffer, PAD_BLOCK).ok_or(Refused::BadPadding)?;
+    unframe(plaintext, appid).map(<[u8]>::to_vec)
+}
+
+/// The message of a frame `16 random bytes | 4-byte big-endian length N | N bytes | owner id`,
+/// once the trailing owner id is `owner` (compared in constant time): WeChat's pushes end with
+/// the appid, Baidu's user data with the AppKey.
+pub(crate) fn unframe<'a>(plaintext: &'a [u8], owner: &str) -> Result<&'a [u8], Refused> {
     if plaintext.len() < 20 {
         return Err(Refused::BadFrame);
     }
@@ -76,11 +83,11 @@ pub(crate) fn decrypt(aes_key: &Secret, encrypted: &str, appid: &str) -> Result<
     if length > rest.len() {
         return Err(Refused::BadFrame);
     }
-    let (message, owner) = rest.split_at(length);
-    if !bool::from(owner.ct_eq(appid.as_bytes())) {
+    let (message, trailer) = rest.split_at(length);
+    if !bool::from(trailer.ct_eq(owner.as_bytes())) {
         return Err(Refused::WrongApp);
     }
-    Ok(message.to_vec())
+    Ok(message)
 }
 
 impl super::WeChatClient {

@@ -30,3 +30,18 @@ pub fn python_modules(modules: &str, install: &str) -> bool {
         Command::new("python3").args(["-c", &format!("import {modules}")]),
     )
 }
+
+/// What a Python `script` prints, as JSON (the scripts that make vectors with pyca/cryptography or
+/// wechatpy); panics with its stderr when it fails.
+pub fn python_json(script: &str) -> serde_json::Value {
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}

@@ -308,6 +308,28 @@ timeout_ms = 300
         request(self.addr, "GET", path, &all, b"").await
     }
 
+    /// POSTs `body` as JSON to `path` with a bearer token.
+    pub async fn post_json_with_token(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Response {
+        let bearer = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        request(
+            self.addr,
+            "POST",
+            path,
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
     /// POSTs to `path` with a bearer token and no body (refresh, logout).
     pub async fn post_with_token(&self, path: &str, token: &str) -> Response {
         let bearer = format!("Bearer {token}");

@@ -110,13 +110,9 @@ async fn wechat_only_endpoints_refuse_other_platforms() {
     let gateway = two_platforms().await;
     let answer = login(&gateway, "dyshop", serde_json::json!({ "code": "ida.1" })).await;
     let token = answer.json()["token"].as_str().unwrap().to_string();
-    let bearer = format!("Bearer {token}");
-    let headers = [
-        ("Authorization", bearer.as_str()),
-        ("Content-Type", "application/json"),
-    ];
     for path in ["/wx/phone", "/wx/session/check"] {
-        let refused = request(gateway.addr, "POST", path, &headers, br#"{"code":"c"}"#).await;
+        let body = serde_json::json!({ "code": "c" });
+        let refused = gateway.post_json_with_token(path, &token, &body).await;
         assert_eq!(
             (refused.status, refused.error_code().as_str()),
             (400, "platform_not_supported"),
@@ -149,16 +145,7 @@ for name, data in [("plain", {"nickName": "dora"}), ("other", {"nickName": "x", 
 out["iv"] = base64.b64encode(iv).decode()
 print(json.dumps(out))
 "#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let vectors: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let vectors = crate::common::external::python_json(script);
 
     let gateway = two_platforms().await;
     let answer = login(
@@ -168,22 +155,13 @@ print(json.dumps(out))
     )
     .await;
     let token = answer.json()["token"].as_str().unwrap().to_string();
-    let bearer = format!("Bearer {token}");
-    let headers = [
-        ("Authorization", bearer.as_str()),
-        ("Content-Type", "application/json"),
-    ];
     let decrypt = |data: &str| {
-        let body = serde_json::json!({ "encryptedData": data, "iv": vectors["iv"] }).to_string();
+        let body = serde_json::json!({ "encryptedData": data, "iv": vectors["iv"] });
+        let (gateway, token) = (&gateway, &token);
         async move {
-            request(
-                gateway.addr,
-                "POST",
-                "/wx/decrypt",
-                &headers,
-                body.as_bytes(),
-            )
-            .await
+            gateway
+                .post_json_with_token("/wx/decrypt", token, &body)
+                .await
         }
     };
     let plain = decrypt(vectors["plain"].as_str().unwrap()).await;
@@ -199,4 +177,107 @@ print(json.dumps(out))
         "{}",
         other.text()
     );
+}
+
+/// Baidu's published AppKey: with the mock's `samplekey` users (who get the vector's session_key)
+/// Baidu's own decryption vector can go through the gateway.
+const BAIDU_APP_KEY: &str = "y2dTfnWfkx2OXttMEMWlGHoB1KzMogm7";
+const BAIDU_IV: &str = "1df09d0a1677dd72b8325Q==";
+const BAIDU_DATA: &str = "OpCoJgs7RrVgaMNDixIvaCIyV2SFDBNLivgkVqtzq2GC10egsn+PKmQ/+5q+chT8xzldLUog2haTItyIkKyvzvmXonBQLIMeq54axAu9c3KG8IhpFD6+ymHocmx07ZKi7eED3t0KyIxJgRNSDkFk5RV1ZP2mSWa7ZgCXXcAbP0RsiUcvhcJfrSwlpsm0E1YJzKpYy429xrEEGvK+gfL+Cw==";
+
+async fn form_platforms() -> Harness {
+    Harness::start_with(Setup {
+        platform_apps: vec![
+            ("bdshop", "baidu", BAIDU_APP_KEY, "baidu-app-secret"),
+            ("ksshop", "kuaishou", "ks0123456789", "kuaishou-app-secret"),
+        ],
+        ..Setup::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn baidu_and_kuaishou_logins_reach_the_upstream_with_their_platform() {
+    let gateway = form_platforms().await;
+    for (app, platform, code) in [
+        ("bdshop", "baidu", "bea.1"),
+        ("ksshop", "kuaishou", "kim.1"),
+    ] {
+        let answer = login(&gateway, app, serde_json::json!({ "code": code })).await;
+        assert_eq!(answer.status, 200, "{app}: {}", answer.text());
+        let json = answer.json();
+        assert_eq!(json["platform"], platform);
+        assert!(json.get("unionid").is_none(), "{json}");
+        let token = json["token"].as_str().unwrap();
+        let proxied = gateway.get_with_token("/api/who", token, &[]).await;
+        assert_eq!(proxied.upstream_header("x-platform"), [platform]);
+        assert!(proxied.upstream_header("x-unionid").is_empty());
+        assert_eq!(proxied.upstream_header("x-openid").len(), 1);
+        // A used code and a bad one: log in again.
+        for again in [code, "mock-invalid"] {
+            let refused = login(&gateway, app, serde_json::json!({ "code": again })).await;
+            assert_eq!(
+                (refused.status, refused.error_code().as_str()),
+                (401, "invalid_code"),
+                "{app} {again}: {}",
+                refused.text()
+            );
+        }
+    }
+}
+
+/// Baidu's user data: AES-192-CBC, 32-byte-block padding, the AppKey as trailer. Its published
+/// vector decrypts through the gateway; data sealed for another AppKey (made by pyca/cryptography)
+/// is refused.
+#[tokio::test]
+async fn baidu_user_data_decrypts_with_its_own_scheme() {
+    let gateway = form_platforms().await;
+    let answer = login(
+        &gateway,
+        "bdshop",
+        serde_json::json!({ "code": "samplekey.bd" }),
+    )
+    .await;
+    let token = answer.json()["token"].as_str().unwrap().to_string();
+    let post = |body: serde_json::Value| {
+        let (gateway, token) = (&gateway, &token);
+        async move {
+            gateway
+                .post_json_with_token("/wx/decrypt", token, &body)
+                .await
+        }
+    };
+    let opened = post(serde_json::json!({ "data": BAIDU_DATA, "iv": BAIDU_IV })).await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    assert_eq!(opened.json()["nickname"], "baidu_user");
+    let as_wechat = post(serde_json::json!({ "encryptedData": BAIDU_DATA, "iv": BAIDU_IV })).await;
+    assert_eq!(as_wechat.status, 200, "encryptedData is accepted too");
+    let signed = post(serde_json::json!({
+        "data": BAIDU_DATA, "iv": BAIDU_IV, "rawData": "{}", "signature": "00",
+    }))
+    .await;
+    assert_eq!(signed.error_code(), "invalid_request");
+
+    if !crate::common::external::python_modules("cryptography", "pip install cryptography") {
+        return;
+    }
+    let script = r#"
+import base64, json, os
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+key = base64.b64decode("1df09d0a1677dd72b8325aec59576e0c")
+iv = bytes(range(16))
+text = json.dumps({"openid": "x"}).encode()
+frame = os.urandom(16) + len(text).to_bytes(4, "big") + text + b"another-app-key"
+pad = 32 - len(frame) % 32
+frame += bytes([pad]) * pad
+encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+print(json.dumps({"data": base64.b64encode(encryptor.update(frame) + encryptor.finalize()).decode(), "iv": base64.b64encode(iv).decode()}))
+"#;
+    let foreign = crate::common::external::python_json(script);
+    let refused = post(foreign).await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (400, "decrypt_failed")
+    );
+    assert!(refused.text().contains("AppKey"), "{}", refused.text());
 }

@@ -12,9 +12,11 @@ use super::{error, reply, MockWeChat};
 use crate::http::error::{full_body, Body};
 
 /// Every path the mock serves, with the method WeChat requires for it (43002 for another).
-const PATHS: [(&str, Method); 9] = [
+const PATHS: [(&str, Method); 11] = [
     ("/sns/jscode2session", Method::GET),
     ("/api/apps/v2/jscode2session", Method::POST),
+    ("/oauth/jscode2sessionkey", Method::POST),
+    ("/oauth2/mp/code2session", Method::POST),
     ("/cgi-bin/stable_token", Method::POST),
     ("/wxa/business/getuserphonenumber", Method::POST),
     ("/wxa/checksession", Method::GET),
