@@ -177,6 +177,21 @@ print(json.dumps(out))
         "{}",
         other.text()
     );
+    // The same data for a WeChat login: WeChat's always carries a watermark, so none is refused.
+    let wechat = gateway.login("samplekey.wx").await;
+    let body = serde_json::json!({ "encryptedData": vectors["plain"], "iv": vectors["iv"] });
+    let refused = gateway
+        .post_json_with_token("/wx/decrypt", &wechat, &body)
+        .await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (400, "decrypt_failed")
+    );
+    assert!(
+        refused.text().contains("no watermark"),
+        "{}",
+        refused.text()
+    );
 }
 
 /// Baidu's published AppKey: with the mock's `samplekey` users (who get the vector's session_key)
