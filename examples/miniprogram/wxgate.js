@@ -5,8 +5,12 @@
  *   const client = wxgate.createClient({ baseUrl: 'https://api.example.com' });
  *   const res = await client.request({ url: '/api/orders' }); // logs in first if needed
  *
+ * Every platform the gateway serves: the client uses whichever platform API it finds (`wx`, `qq`,
+ * `tt`, `swan`, `ks`), or the one passed as `options.api`, uni-app's `uni` included (`uni.login`
+ * calls the platform's own login). Name the gateway's app for that platform with `options.app`.
+ *
  * What it does for you:
- * - logs in with wx.login() + POST /login, keeps the token with wx.setStorageSync;
+ * - logs in with the platform's login() + POST /login, keeps the token with setStorageSync;
  * - attaches `Authorization: Bearer <token>` to client.request() (wx.request) and
  *   client.connectSocket() (wx.connectSocket);
  * - renews the token before it expires (POST /token/refresh, or a new login when the refresh is
@@ -46,11 +50,14 @@ const DEFAULT_PATHS = {
  * @param {object} [options.paths]   other endpoint paths than the defaults (see DEFAULT_PATHS)
  * @param {string} [options.storageKey='wxgate.session']  where the token is kept
  * @param {number} [options.renewBeforeMs=60000]  renew this long before the token expires
- * @param {object} [options.wx]      the wx API (defaults to the global `wx`; tests pass a shim)
+ * @param {object} [options.api]     the platform API: `wx`, `qq`, `tt`, `swan`, `ks` or uni-app's
+ *                                   `uni` (default: the first of those globals found)
+ * @param {object} [options.wx]      the former name of options.api, still accepted
+ * @param {object} [options.loginOptions]  passed to login(), e.g. { provider: 'qq' } for uni.login
  */
 function createClient(options) {
-  const wxApi = options.wx || (typeof wx !== 'undefined' ? wx : null); // eslint-disable-line no-undef
-  if (!wxApi) throw new Error('wxgate: no wx API (pass options.wx outside a mini-program)');
+  const wxApi = options.api || options.wx || platformGlobal();
+  if (!wxApi) throw new Error('wxgate: no platform API (pass options.api outside a mini-program)');
   if (!options.baseUrl) throw new Error('wxgate: options.baseUrl is required');
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const paths = Object.assign({}, DEFAULT_PATHS, options.paths);
@@ -113,12 +120,17 @@ function createClient(options) {
     return new WxgateError(response.statusCode, data.error, data.message);
   }
 
+  /** The platform's login(): wx.login, qq.login, tt.login, swan.login, ks.login or uni.login. */
   function wxLogin() {
     return new Promise((resolve, reject) => {
-      wxApi.login({
-        success: (result) => resolve(result.code),
-        fail: (error) => reject(new WxgateError(0, 'wx_login_failed', (error && error.errMsg) || 'wx.login failed')),
-      });
+      const failed = (error) =>
+        reject(new WxgateError(0, 'wx_login_failed', (error && error.errMsg) || 'login failed'));
+      wxApi.login(Object.assign({}, options.loginOptions, {
+        // tt.login without a logged-in host user gives only an anonymousCode, which the gateway
+        // refuses: no code is a failed login here.
+        success: (result) => (result && result.code ? resolve(result.code) : failed(result)),
+        fail: failed,
+      }));
     });
   }
 
@@ -220,6 +232,19 @@ function createClient(options) {
     /** The phone number behind a getPhoneNumber button's code. */
     phone: (code) => post(paths.phone, { code }),
   };
+}
+
+/** The platform API of the mini-program runtime this runs in. */
+function platformGlobal() {
+  /* eslint-disable no-undef */
+  if (typeof wx !== 'undefined') return wx;
+  if (typeof qq !== 'undefined') return qq;
+  if (typeof tt !== 'undefined') return tt;
+  if (typeof swan !== 'undefined') return swan;
+  if (typeof ks !== 'undefined') return ks;
+  if (typeof uni !== 'undefined') return uni;
+  /* eslint-enable no-undef */
+  return null;
 }
 
 function hasHeader(header, name) {

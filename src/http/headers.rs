@@ -445,6 +445,10 @@ pub(crate) mod tests {
             map.get_all(X_PLATFORM).iter().collect::<Vec<_>>(),
             ["wechat"]
         );
+        assert!(
+            !map.contains_key("x_platform"),
+            "a client's X_Platform spelling is stripped"
+        );
     }
 
     #[test]

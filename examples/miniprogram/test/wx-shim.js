@@ -1,5 +1,6 @@
 /**
- * A `wx` object for Node that does what the mini-program runtime does, for real: wx.request is an
+ * A `wx` object for Node that does what the mini-program runtime does, for real (it stands for
+ * `qq`, `tt`, `swan`, `ks` and `uni` as well: they share this API): wx.request is an
  * HTTP request, wx.connectSocket a WebSocket (handshake and text frames), storage a Map. wx.login
  * hands out mock codes, which the gateway's mock WeChat accepts (`name.N`: user `name`).
  * Counts what the client did, so tests can assert "exactly one login".
@@ -11,13 +12,14 @@ const crypto = require('node:crypto');
 
 function createWx({ user = 'node', codes } = {}) {
   const storage = new Map();
-  const calls = { wxLogin: 0, requests: [] };
+  const calls = { wxLogin: 0, loginOptions: [], requests: [] };
   let issued = 0;
   const count = (path) => calls.requests.filter((request) => request.path === path).length;
 
   const wx = {
-    login({ success }) {
+    login({ success, fail, ...loginOptions }) {
       calls.wxLogin += 1;
+      calls.loginOptions.push(loginOptions);
       issued += 1;
       const code = codes ? codes.shift() : `${user}.${issued}`;
       setImmediate(() => success({ code, errMsg: 'login:ok' }));
