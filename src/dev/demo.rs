@@ -11,11 +11,17 @@ use crate::echo::EchoUpstream;
 use crate::mock_wechat::MockWeChat;
 
 const DEMO_APPID: &str = "wxdemo0000000000";
+/// The demo's second platform: the same mini-program published on Douyin.
+const DEMO_DOUYIN_APPID: &str = "ttdemo0000000000";
 
 /// Runs the demo gateway on `listener` until `shutdown` completes.
 pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let app_secret = random_hex()?;
-    let mock = MockWeChat::with_credentials(DEMO_APPID, app_secret.clone());
+    let douyin_secret = random_hex()?;
+    let mock = MockWeChat::with_apps([
+        (DEMO_APPID.to_string(), app_secret.clone()),
+        (DEMO_DOUYIN_APPID.to_string(), douyin_secret.clone()),
+    ]);
     let mock_listener = TcpListener::bind("127.0.0.1:0").await?;
     let mock_address = mock_listener.local_addr()?;
     tokio::spawn(async move { mock.serve(mock_listener, std::future::pending()).await });
@@ -36,6 +42,13 @@ shutdown_grace_secs = 2
 [wechat]
 appid = "{DEMO_APPID}"
 secret = "{app_secret}"
+api_base = "http://{mock_address}"
+
+# The same mini-program on Douyin: logins at /login/douyin, X-Platform: douyin upstream.
+[apps.douyin]
+platform = "douyin"
+appid = "{DEMO_DOUYIN_APPID}"
+secret = "{douyin_secret}"
 api_base = "http://{mock_address}"
 
 [jwt]
@@ -69,7 +82,7 @@ auth = "optional"
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     let gateway = format!("http://{}", listener.local_addr()?);
     println!(
-        r#"wxgate demo: gateway on {gateway}, mock WeChat on http://{mock_address}, echo upstream on http://{echo_address}
+        r#"wxgate demo: gateway on {gateway}, mock WeChat (and Douyin) on http://{mock_address}, echo upstream on http://{echo_address}
 Routes: /api (auth required), /public (no auth), / (auth optional). Ctrl-C stops it.
 
 In another terminal:
@@ -83,6 +96,10 @@ In another terminal:
   # 3. Without a token: 401. With a forged X-OpenId on a public path: stripped before the upstream
   curl -si {gateway}/api/hello
   curl -s {gateway}/public/hello -H 'X-OpenId: admin'
+
+  # 4. The same mini-program on Douyin: log in at /login/douyin; the upstream sees X-Platform: douyin
+  DY=$(curl -s -X POST {gateway}/login/douyin -H 'Content-Type: application/json' -d '{{"code":"bob.1"}}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  curl -s {gateway}/api/hello -H "Authorization: Bearer $DY"
 "#
     );
     crate::server::run(listener, config, shutdown).await

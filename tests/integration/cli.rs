@@ -148,6 +148,27 @@ async fn demo_runs_the_readme_flow_and_exits_zero_on_sigterm() {
     )
     .await;
     assert_eq!(echoed.upstream_header("x-openid"), ["oMock_alice"]);
+    assert_eq!(echoed.upstream_header("x-platform"), ["wechat"]);
+    // The demo's second platform: the same mini-program on Douyin.
+    let douyin = crate::common::request(
+        address,
+        "POST",
+        "/login/douyin",
+        &[("Content-Type", "application/json")],
+        br#"{"code":"bob.1"}"#,
+    )
+    .await;
+    assert_eq!(douyin.json()["platform"], "douyin", "{}", douyin.text());
+    let bearer = format!("Bearer {}", douyin.json()["token"].as_str().unwrap());
+    let seen = crate::common::request(
+        address,
+        "GET",
+        "/api/hello",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await;
+    assert_eq!(seen.upstream_header("x-platform"), ["douyin"]);
     assert_eq!(
         crate::common::request(address, "GET", "/api/hello", &[], b"")
             .await

@@ -296,3 +296,54 @@ print(json.dumps({"data": base64.b64encode(encryptor.update(frame) + encryptor.f
     );
     assert!(refused.text().contains("AppKey"), "{}", refused.text());
 }
+
+/// QQ's user data is WeChat's scheme, watermark required: data made by pyca/cryptography for the
+/// QQ app decrypts; the same without a watermark is refused.
+#[tokio::test]
+async fn qq_user_data_decrypts_as_wechats() {
+    if !crate::common::external::python_modules("cryptography", "pip install cryptography") {
+        return;
+    }
+    let script = format!(
+        r#"
+import base64, json
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+key = base64.b64decode("tiihtNczf5v6AKRyjwEUhQ==")
+iv = bytes(range(16))
+out = {{"iv": base64.b64encode(iv).decode()}}
+for name, data in [("own", {{"nickName": "q", "watermark": {{"appid": "{QQ_APPID}", "timestamp": 1}}}}), ("bare", {{"nickName": "q"}})]:
+    padder = padding.PKCS7(128).padder()
+    text = padder.update(json.dumps(data).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    out[name] = base64.b64encode(encryptor.update(text) + encryptor.finalize()).decode()
+print(json.dumps(out))
+"#
+    );
+    let vectors = crate::common::external::python_json(&script);
+    let gateway = two_platforms().await;
+    let answer = login(
+        &gateway,
+        "qqshop",
+        serde_json::json!({ "code": "samplekey.qq" }),
+    )
+    .await;
+    let token = answer.json()["token"].as_str().unwrap().to_string();
+    let post = |name: &str| {
+        let body = serde_json::json!({ "encryptedData": vectors[name], "iv": vectors["iv"] });
+        let (gateway, token) = (&gateway, &token);
+        async move {
+            gateway
+                .post_json_with_token("/wx/decrypt", token, &body)
+                .await
+        }
+    };
+    let own = post("own").await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["watermark"]["appid"], QQ_APPID);
+    let bare = post("bare").await;
+    assert_eq!(
+        (bare.status, bare.error_code().as_str()),
+        (400, "decrypt_failed")
+    );
+}
