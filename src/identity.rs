@@ -31,16 +31,19 @@ pub enum Platform {
     Baidu,
     /// Kuaishou (快手); its `open_id` is per developer, not per app.
     Kuaishou,
+    /// Alipay (支付宝): RSA2-signed requests and answers, no session key.
+    Alipay,
 }
 
 impl Platform {
     /// Every platform, for lists and parsing.
-    pub const ALL: [Platform; 5] = [
+    pub const ALL: [Platform; 6] = [
         Platform::WeChat,
         Platform::Qq,
         Platform::Douyin,
         Platform::Baidu,
         Platform::Kuaishou,
+        Platform::Alipay,
     ];
 
     /// The name used in config (`platform = "..."`), tokens, answers and `X-Platform`.
@@ -51,6 +54,7 @@ impl Platform {
             Platform::Douyin => "douyin",
             Platform::Baidu => "baidu",
             Platform::Kuaishou => "kuaishou",
+            Platform::Alipay => "alipay",
         }
     }
 

@@ -7,6 +7,7 @@
 //! upstreams, and the WeChat client, access_token
 //! cache and rate-limit buckets when their settings did not change.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -23,6 +24,7 @@ use crate::single_flight::LoginFlights;
 use crate::token::TokenKeys;
 use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
+use crate::wechat::alipay::AlipayKeys;
 use crate::wechat::WeChatClient;
 
 /// Everything a request needs, built from one config and shared by every connection.
@@ -59,7 +61,11 @@ impl AppState {
     /// and the rate-limit buckets are too while their settings are unchanged. Routes get new
     /// connection pools either way.
     pub(crate) fn build(config: Config, origin: Origin<'_>) -> Result<Self, String> {
-        let Loaded { keys, routes } = Loaded::from(&config).map_err(|error| error.to_string())?;
+        let Loaded {
+            keys,
+            routes,
+            alipay,
+        } = Loaded::from(&config).map_err(|error| error.to_string())?;
         let previous = match &origin {
             Origin::Start(_) => None,
             Origin::Reload(running) => Some(*running),
@@ -76,7 +82,7 @@ impl AppState {
             {
                 running.wechat.clone()
             }
-            _ => Arc::new(WeChatClient::new(&config.wechat, metrics.clone())?),
+            _ => Arc::new(WeChatClient::new(&config.wechat, alipay, metrics.clone())?),
         };
         let access_tokens = match previous {
             Some(running) if running.config.wechat.apps == config.wechat.apps => {
@@ -164,6 +170,8 @@ pub(crate) struct Loaded {
     /// pools assigned: pools are new for every state, so a reloaded config never shares one with
     /// the config it replaces, whose connections were made with its settings.
     pub(crate) routes: RouteTable,
+    /// Each Alipay app's keys (`apps.NAME.private_key_file`, `alipay_public_key_file`), by appid.
+    pub(crate) alipay: HashMap<String, AlipayKeys>,
 }
 
 impl Loaded {
@@ -174,9 +182,24 @@ impl Loaded {
             crate::tls::CertResolver::load(tls.certificates.clone())
                 .map_err(|message| ConfigError::new("server.tls", message))?;
         }
+        let mut alipay = HashMap::new();
+        for app in &config.wechat.apps {
+            let Some(files) = &app.alipay else { continue };
+            let keys = AlipayKeys::load(&files.private_key_file, &files.alipay_public_key_file)
+                .map_err(|(private, message)| {
+                    let key = if private {
+                        "private_key_file"
+                    } else {
+                        "alipay_public_key_file"
+                    };
+                    ConfigError::new(format!("apps.{}.{key}", app.name), message)
+                })?;
+            alipay.insert(app.appid.clone(), keys);
+        }
         Ok(Loaded {
             keys: TokenKeys::load(&config.jwt)?,
             routes: RouteTable::new(&config.routes)?,
+            alipay,
         })
     }
 }

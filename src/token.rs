@@ -112,7 +112,7 @@ struct IssuedClaims<'a> {
     unionid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     appid: Option<&'a str>,
-    /// The platform the app runs on (`wechat`, `qq`, `douyin`, `baidu`, `kuaishou`).
+    /// The platform the app runs on (`wechat`, `qq`, `douyin`, `baidu`, `kuaishou`, `alipay`).
     platform: &'static str,
     /// The login session the token belongs to (refresh, logout, revocation).
     #[serde(skip_serializing_if = "Option::is_none")]

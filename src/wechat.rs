@@ -7,6 +7,7 @@
 //! stripped of their URL before they go anywhere, redirects are not followed, and no `log` bridge is
 //! installed (reqwest logs request URLs at debug level through `log`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
 
 mod access_token;
+pub(crate) mod alipay;
 pub(crate) mod baidu;
 mod breaker;
 mod douyin;
@@ -39,6 +41,8 @@ pub(crate) struct WeChatClient {
     retry_backoff: Duration,
     /// One breaker per API host (`host:port`): one platform failing leaves the others alone.
     breakers: Vec<(String, breaker::Breaker)>,
+    /// Each Alipay app's keys, by appid.
+    alipay: HashMap<String, alipay::AlipayKeys>,
     metrics: Arc<Metrics>,
 }
 
@@ -73,7 +77,11 @@ struct Answer {
 
 impl WeChatClient {
     /// Builds the client for the configured API base, timeouts and breaker.
-    pub(crate) fn new(config: &WeChatConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub(crate) fn new(
+        config: &WeChatConfig,
+        alipay: HashMap<String, alipay::AlipayKeys>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -94,6 +102,7 @@ impl WeChatClient {
             http,
             retry_backoff: config.retry_backoff,
             breakers,
+            alipay,
             metrics,
         })
     }
@@ -108,7 +117,11 @@ impl WeChatClient {
                 .map(|app| host_of(&app.api_base))
                 .collect()
         };
-        bases(config) == bases(previous)
+        // Alipay's keys are read again at every reload: a client holding them is not kept.
+        let no_alipay = |config: &WeChatConfig| config.apps.iter().all(|app| app.alipay.is_none());
+        no_alipay(config)
+            && no_alipay(previous)
+            && bases(config) == bases(previous)
             && previous.timeout == config.timeout
             && previous.retry_backoff == config.retry_backoff
             && previous.breaker_threshold == config.breaker_threshold
@@ -126,6 +139,7 @@ impl WeChatClient {
             Platform::Douyin => return self.douyin_code2session(app, code).await,
             Platform::Baidu => return self.baidu_code2session(app, code).await,
             Platform::Kuaishou => return self.kuaishou_code2session(app, code).await,
+            Platform::Alipay => return self.alipay_code2session(app, code).await,
             Platform::WeChat | Platform::Qq => {}
         }
         let mut url = api_url(&app.api_base, "/sns/jscode2session");

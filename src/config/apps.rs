@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::validate::required;
-use super::{ConfigError, Secret, WeChatApp};
+use super::{AlipayKeyFiles, ConfigError, Secret, WeChatApp};
 use crate::identity::Platform;
 
 /// One `[apps.NAME]` table as written.
@@ -15,11 +15,10 @@ pub(crate) struct RawPlatformApp {
     pub(crate) appid: Option<String>,
     pub(crate) secret: Option<String>,
     pub(crate) api_base: Option<String>,
+    pub(crate) private_key_file: Option<String>,
+    pub(crate) alipay_public_key_file: Option<String>,
     pub(crate) push: Option<super::push::RawPush>,
 }
-
-/// Platforms documented in `shared/platforms.md` that this version does not serve yet.
-const NOT_YET: [&str; 1] = ["alipay"];
 
 /// The official API host of each platform, to which its documented paths are appended.
 pub(crate) fn default_api_base(platform: Platform) -> &'static str {
@@ -29,6 +28,7 @@ pub(crate) fn default_api_base(platform: Platform) -> &'static str {
         Platform::Douyin => "https://developer.toutiao.com",
         Platform::Baidu => "https://spapi.baidu.com",
         Platform::Kuaishou => "https://open.kuaishou.com",
+        Platform::Alipay => "https://openapi.alipay.com",
     }
 }
 
@@ -44,12 +44,10 @@ impl RawPlatformApp {
         let written = required(&field("platform"), &self.platform)?;
         let platform = Platform::named(&written).ok_or_else(|| {
             let known: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
-            let message = if NOT_YET.contains(&written.as_str()) {
-                format!("{written:?} is not supported yet by this version (supported: {known:?})")
-            } else {
-                format!("{written:?} is not one of {known:?}")
-            };
-            ConfigError::new(field("platform"), message)
+            ConfigError::new(
+                field("platform"),
+                format!("{written:?} is not one of {known:?}"),
+            )
         })?;
         let api_base = match (&self.api_base, platform) {
             (Some(base), _) => super::validate::api_base(&field("api_base"), Some(base))?,
@@ -58,12 +56,44 @@ impl RawPlatformApp {
                 super::validate::api_base(&field("api_base"), Some(default_api_base(platform)))?
             }
         };
+        let (secret, alipay) = match platform {
+            Platform::Alipay => {
+                if self.secret.is_some() {
+                    return Err(ConfigError::new(
+                        field("secret"),
+                        "Alipay apps sign with private_key_file instead of a secret",
+                    ));
+                }
+                let files = AlipayKeyFiles {
+                    private_key_file: required(&field("private_key_file"), &self.private_key_file)?
+                        .into(),
+                    alipay_public_key_file: required(
+                        &field("alipay_public_key_file"),
+                        &self.alipay_public_key_file,
+                    )?
+                    .into(),
+                };
+                (Secret::new(""), Some(files))
+            }
+            _ => {
+                for (key, value) in [
+                    ("private_key_file", &self.private_key_file),
+                    ("alipay_public_key_file", &self.alipay_public_key_file),
+                ] {
+                    if value.is_some() {
+                        return Err(ConfigError::new(field(key), "is for Alipay apps only"));
+                    }
+                }
+                (Secret::new(required(&field("secret"), &self.secret)?), None)
+            }
+        };
         Ok(WeChatApp {
             name: name.to_string(),
             appid: required(&field("appid"), &self.appid)?,
-            secret: Secret::new(required(&field("secret"), &self.secret)?),
+            secret,
             platform,
             api_base,
+            alipay,
             push: match (&self.push, platform) {
                 (Some(push), Platform::WeChat) => Some(push.validate(&field("push"), name)?),
                 (Some(_), _) => {
@@ -125,7 +155,9 @@ mod tests {
     fn mistakes_name_the_key() {
         let cases = [
             ("[apps.a]\nappid = \"x\"\nsecret = \"s\"", "apps.a.platform"),
-            ("[apps.a]\nplatform = \"alipay\"\nappid = \"x\"\nsecret = \"s\"", "apps.a.platform"),
+            ("[apps.a]\nplatform = \"alipay\"\nappid = \"x\"\nsecret = \"s\"", "apps.a.secret"),
+            ("[apps.a]\nplatform = \"alipay\"\nappid = \"x\"", "apps.a.private_key_file"),
+            ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"\nprivate_key_file = \"k\"", "apps.a.private_key_file"),
             ("[apps.a]\nplatform = \"myspace\"\nappid = \"x\"\nsecret = \"s\"", "apps.a.platform"),
             ("[apps.a]\nplatform = \"qq\"\nsecret = \"s\"", "apps.a.appid"),
             ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"", "apps.a.secret"),
@@ -139,11 +171,5 @@ mod tests {
             let refused = load(extra).expect_err(extra);
             assert_eq!(refused.key, key, "{extra}: {refused}");
         }
-        let not_yet =
-            load("[apps.a]\nplatform = \"alipay\"\nappid = \"x\"\nsecret = \"s\"").unwrap_err();
-        assert!(
-            not_yet.to_string().contains("not supported yet"),
-            "{not_yet}"
-        );
     }
 }

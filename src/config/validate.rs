@@ -288,6 +288,7 @@ impl super::raw::RawWeChat {
             secret: Secret::new(required("wechat.secret", &self.secret)?),
             platform: crate::identity::Platform::WeChat,
             api_base: api_base.clone(),
+            alipay: None,
             push: self
                 .push
                 .as_ref()
@@ -317,6 +318,7 @@ impl super::raw::RawWeChat {
                 secret: Secret::new(required(&format!("{key}.secret"), &app.secret)?),
                 platform: crate::identity::Platform::WeChat,
                 api_base: api_base.clone(),
+                alipay: None,
                 push: app
                     .push
                     .as_ref()

@@ -32,11 +32,13 @@ use tokio::net::TcpListener;
 use crate::http::error::{full_body, Body};
 
 mod access_token;
+mod alipay;
 mod api;
 mod douyin;
 mod oauth_form;
 mod push;
 pub use access_token::MOCK_PHONE;
+pub use alipay::AlipayRequest;
 pub use api::RecordedCall;
 pub use push::MockPush;
 
@@ -78,6 +80,9 @@ struct MockState {
     used_phone_codes: Mutex<HashSet<(String, String)>>,
     /// The calls to the APIs of `api.rs`, as received.
     api_calls: Mutex<Vec<RecordedCall>>,
+    /// The Alipay app it serves, if any.
+    alipay: Mutex<Option<alipay::MockAlipay>>,
+    alipay_requests: Mutex<Vec<AlipayRequest>>,
 }
 
 impl MockWeChat {
@@ -151,6 +156,7 @@ impl MockWeChat {
             "/api/apps/v2/jscode2session" => self.douyin_code2session(&body).await,
             "/oauth/jscode2sessionkey" => self.baidu_code2session(&body),
             "/oauth2/mp/code2session" => self.kuaishou_code2session(&body),
+            "/gateway.do" => self.alipay_gateway(query, &body),
             _ => {
                 if path == "/wxa/business/getuserphonenumber" {
                     self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);

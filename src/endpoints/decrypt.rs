@@ -99,8 +99,14 @@ pub(crate) fn open(
     appid: &str,
     platform: Platform,
 ) -> Result<serde_json::Value, GatewayError> {
-    if platform == Platform::Baidu {
-        return open_baidu(session_key, input, appid);
+    match platform {
+        Platform::Baidu => return open_baidu(session_key, input, appid),
+        Platform::Alipay => {
+            return Err(GatewayError::PlatformNotSupported(
+                "Alipay has no session key, so no user data encrypted with one",
+            ))
+        }
+        _ => {}
     }
     if let (Some(raw), Some(signature)) = (&input.raw_data, &input.signature) {
         check_signature(raw, session_key, signature)?;

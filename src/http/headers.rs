@@ -21,8 +21,8 @@ pub(crate) mod request_head;
 pub const X_OPENID: HeaderName = HeaderName::from_static("x-openid");
 /// The header carrying the user's unionid, when the platform gave one.
 pub const X_UNIONID: HeaderName = HeaderName::from_static("x-unionid");
-/// The header naming the user's platform (`wechat`, `qq`, `douyin`, `baidu`, `kuaishou`): openids
-/// are per platform.
+/// The header naming the user's platform (`wechat`, `qq`, `douyin`, `baidu`, `kuaishou`,
+/// `alipay`): ids are per platform.
 pub const X_PLATFORM: HeaderName = HeaderName::from_static("x-platform");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

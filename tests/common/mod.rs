@@ -138,13 +138,29 @@ impl Harness {
             .collect();
         let wechat_listener = bind().await;
         let wechat_addr = wechat_listener.local_addr().unwrap();
+        let alipay_keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/alipay");
         let platform_apps: String = setup
             .platform_apps
             .iter()
             .map(|(name, platform, appid, secret)| {
+                // Alipay signs instead of sending a secret: the test keys of tests/support/alipay.
+                let credentials = if *platform == "alipay" {
+                    let (app, alipay) = (
+                        std::fs::read_to_string(format!("{alipay_keys}/app_public.pem")).unwrap(),
+                        std::fs::read_to_string(format!("{alipay_keys}/alipay_private.pem"))
+                            .unwrap(),
+                    );
+                    wechat.serve_alipay(appid, &app, &alipay).unwrap();
+                    format!(
+                        "private_key_file = \"{alipay_keys}/app_private.pem\"\n\
+                         alipay_public_key_file = \"{alipay_keys}/alipay_public.pem\"\n"
+                    )
+                } else {
+                    format!("secret = \"{secret}\"\n")
+                };
                 format!(
                     "[apps.{name}]\nplatform = \"{platform}\"\nappid = \"{appid}\"\n\
-                     secret = \"{secret}\"\napi_base = \"http://{wechat_addr}\"\n"
+                     {credentials}api_base = \"http://{wechat_addr}\"\n"
                 )
             })
             .collect();

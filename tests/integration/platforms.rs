@@ -347,3 +347,97 @@ print(json.dumps(out))
         (400, "decrypt_failed")
     );
 }
+
+const ALIPAY_APPID: &str = "2021000000000001";
+
+/// Alipay: the login request is RSA2-signed (checked by pyca/cryptography with the app's public
+/// key, over the string Alipay's documentation defines), the answer's signature verified with
+/// Alipay's public key; a tampered answer is refused; errors classed; no session key, so no
+/// decryption.
+#[tokio::test]
+async fn alipay_logins_are_signed_and_their_answers_verified() {
+    let gateway = Harness::start_with(Setup {
+        platform_apps: vec![("alishop", "alipay", ALIPAY_APPID, "")],
+        ..Setup::default()
+    })
+    .await;
+    let answer = login(&gateway, "alishop", serde_json::json!({ "code": "ali.1" })).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let json = answer.json();
+    assert_eq!(
+        (json["platform"].as_str(), json["openid"].as_str()),
+        (Some("alipay"), Some("oMock_ali"))
+    );
+    assert_eq!(json["unionid"], "uMock_ali");
+    let token = json["token"].as_str().unwrap().to_string();
+    let proxied = gateway.get_with_token("/api/who", &token, &[]).await;
+    assert_eq!(proxied.upstream_header("x-platform"), ["alipay"]);
+    assert_eq!(proxied.upstream_header("x-openid"), ["oMock_ali"]);
+
+    let cases = [
+        ("ali.1", 401, "invalid_code"),
+        ("mock-invalid", 401, "invalid_code"),
+        ("mock-tampered", 502, "wechat_bad_answer"),
+    ];
+    for (code, status, error) in cases {
+        let refused = login(&gateway, "alishop", serde_json::json!({ "code": code })).await;
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (status, error),
+            "{code}"
+        );
+    }
+    let calls = gateway.wechat.calls();
+    let busy = login(
+        &gateway,
+        "alishop",
+        serde_json::json!({ "code": "mock-busy" }),
+    )
+    .await;
+    assert_eq!(busy.error_code(), "wechat_busy");
+    assert_eq!(gateway.wechat.calls(), calls + 2, "retried once");
+    let decrypt = serde_json::json!({ "encryptedData": "AAAA", "iv": "AAAA" });
+    let refused = gateway
+        .post_json_with_token("/wx/decrypt", &token, &decrypt)
+        .await;
+    assert_eq!(refused.error_code(), "platform_not_supported");
+
+    if !crate::common::external::python_modules("cryptography", "pip install cryptography") {
+        return;
+    }
+    // Every request the gateway sent, its signature checked by an independent implementation.
+    let requests: Vec<serde_json::Value> = gateway
+        .wechat
+        .alipay_requests()
+        .iter()
+        .map(|request| serde_json::json!({ "query": request.query, "body": request.body }))
+        .collect();
+    let script = format!(
+        r#"
+import base64, json, urllib.parse
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+key = serialization.load_pem_public_key(open("{dir}/tests/support/alipay/app_public.pem", "rb").read())
+verdicts = []
+for request in json.loads({requests:?}):
+    params = dict(urllib.parse.parse_qsl(request["query"]) + urllib.parse.parse_qsl(request["body"]))
+    signature = base64.b64decode(params.pop("sign"))
+    content = "&".join(f"{{k}}={{v}}" for k, v in sorted(params.items()) if v)
+    try:
+        key.verify(signature, content.encode(), padding.PKCS1v15(), hashes.SHA256())
+        verdicts.append(params["sign_type"] == "RSA2" and params["method"] == "alipay.system.oauth.token")
+    except Exception:
+        verdicts.append(False)
+print(json.dumps(verdicts))
+"#,
+        dir = env!("CARGO_MANIFEST_DIR"),
+        requests = serde_json::Value::Array(requests).to_string(),
+    );
+    let verdicts = crate::common::external::python_json(&script);
+    let verdicts = verdicts.as_array().unwrap();
+    assert!(verdicts.len() >= 5, "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|verdict| verdict == true),
+        "{verdicts:?}"
+    );
+}

@@ -12,7 +12,8 @@ use super::{error, reply, MockWeChat};
 use crate::http::error::{full_body, Body};
 
 /// Every path the mock serves, with the method WeChat requires for it (43002 for another).
-const PATHS: [(&str, Method); 11] = [
+const PATHS: [(&str, Method); 12] = [
+    ("/gateway.do", Method::POST),
     ("/sns/jscode2session", Method::GET),
     ("/api/apps/v2/jscode2session", Method::POST),
     ("/oauth/jscode2sessionkey", Method::POST),
