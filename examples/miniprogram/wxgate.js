@@ -7,7 +7,9 @@
  *
  * Every platform the gateway serves: the client uses whichever platform API it finds (`wx`, `qq`,
  * `tt`, `swan`, `ks`), or the one passed as `options.api`, uni-app's `uni` included (`uni.login`
- * calls the platform's own login). Name the gateway's app for that platform with `options.app`.
+ * calls the platform's own login; on Alipay, my.getAuthCode). Alipay's own `my` global, whose
+ * request and storage APIs differ, is used through uni-app (or Taro). Name the gateway's app for
+ * that platform with `options.app`.
  *
  * What it does for you:
  * - logs in with the platform's login() + POST /login, keeps the token with setStorageSync;

@@ -48,6 +48,7 @@ async fn the_node_client_suite_passes_against_a_running_gateway() {
             ),
             ("bdshop", "baidu", "baidu-app-key-0123", "baidu-app-secret"),
             ("ksshop", "kuaishou", "ks0123456789", "kuaishou-app-secret"),
+            ("alishop", "alipay", "2021000000000001", ""),
         ],
         ..Setup::default()
     })
@@ -72,7 +73,8 @@ async fn the_node_client_suite_passes_against_a_running_gateway() {
         "{report}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // 8 of the WeChat client, 5 platform globals, uni.login, a Douyin login without a host user.
-    assert!(report.contains("# pass 15"), "{report}");
+    // 8 of the WeChat client, 5 platform globals, uni.login twice (Douyin, Alipay), a Douyin login
+    // without a host user.
+    assert!(report.contains("# pass 16"), "{report}");
     assert!(report.contains("# fail 0"), "{report}");
 }

@@ -1,7 +1,8 @@
 // The mini-program client on every platform the gateway serves, against a running gateway whose
 // mock speaks each platform's login. Started by tests/integration/miniprogram.rs, which sets:
 //   WXGATE_PLATFORMS_URL  a gateway with /api (auth required, echo backend) and the apps
-//                         qqshop (QQ), dyshop (Douyin), bdshop (Baidu) and ksshop (Kuaishou)
+//                         qqshop (QQ), dyshop (Douyin), bdshop (Baidu), ksshop (Kuaishou) and
+//                         alishop (Alipay)
 'use strict';
 
 const test = require('node:test');
@@ -51,6 +52,20 @@ test('uni-app: uni.login with its provider logs in to the app of the build', asy
   assert.equal(answer.statusCode, 200);
   assert.deepEqual(answer.data.headers['x-platform'], ['douyin']);
   assert.deepEqual(shim.calls.loginOptions, [{ provider: 'toutiao' }]);
+});
+
+test('Alipay through uni-app: uni.login hands over my.getAuthCode()\'s authCode as code', async () => {
+  const shim = createWx({ user: 'aliuser' });
+  const client = createClient({
+    baseUrl: GATEWAY,
+    app: 'alishop',
+    api: shim.wx,
+    loginOptions: { provider: 'alipay' },
+  });
+  const answer = await client.request({ url: '/api/who' });
+  assert.equal(answer.statusCode, 200);
+  assert.deepEqual(answer.data.headers['x-platform'], ['alipay']);
+  assert.deepEqual(answer.data.headers['x-openid'], ['oMock_aliuser']);
 });
 
 test('a Douyin login without a host user (only an anonymousCode) fails without calling the gateway', async () => {
