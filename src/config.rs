@@ -302,19 +302,22 @@ pub struct WeChatApp {
     pub platform: Platform,
     /// The platform API base its calls go to (`api_base`; the platform's official host).
     pub api_base: reqwest::Url,
-    /// An Alipay app's key files (its `secret` is empty: Alipay signs instead).
-    pub alipay: Option<AlipayKeyFiles>,
+    /// An Alipay app's keys (its `secret` is empty: Alipay signs instead).
+    pub alipay: Option<AlipayConfig>,
     /// Its message push, when configured.
     pub push: Option<PushConfig>,
 }
 
-/// Where an Alipay app's keys are: loaded with the running state, like the JWT keys.
+/// An Alipay app's keys: the files are loaded with the running state, like the JWT keys.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AlipayKeyFiles {
+pub struct AlipayConfig {
     /// The app's RSA2 private key (PEM), which signs its requests.
     pub private_key_file: PathBuf,
     /// Alipay's public key (PEM), which verifies Alipay's answers.
     pub alipay_public_key_file: PathBuf,
+    /// The console's content-encryption key (接口内容加密, AES-128, base64), which decrypts
+    /// `my.getPhoneNumber` answers; without it, phone numbers are refused.
+    pub aes_key: Option<Secret>,
 }
 
 /// `[login]` settings.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::validate::required;
-use super::{AlipayKeyFiles, ConfigError, Secret, WeChatApp};
+use super::{AlipayConfig, ConfigError, Secret, WeChatApp};
 use crate::identity::Platform;
 
 /// One `[apps.NAME]` table as written.
@@ -17,6 +17,7 @@ pub(crate) struct RawPlatformApp {
     pub(crate) api_base: Option<String>,
     pub(crate) private_key_file: Option<String>,
     pub(crate) alipay_public_key_file: Option<String>,
+    pub(crate) aes_key: Option<String>,
     pub(crate) push: Option<super::push::RawPush>,
 }
 
@@ -30,6 +31,15 @@ pub(crate) fn default_api_base(platform: Platform) -> &'static str {
         Platform::Kuaishou => "https://open.kuaishou.com",
         Platform::Alipay => "https://openapi.alipay.com",
     }
+}
+
+/// An Alipay AES key as configured: base64 of 16 bytes (AES-128, as Alipay's samples use it).
+fn aes_key(text: &str) -> Option<Secret> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    (bytes.len() == 16).then(|| Secret::new(text.trim()))
 }
 
 impl RawPlatformApp {
@@ -64,7 +74,7 @@ impl RawPlatformApp {
                         "Alipay apps sign with private_key_file instead of a secret",
                     ));
                 }
-                let files = AlipayKeyFiles {
+                let files = AlipayConfig {
                     private_key_file: required(&field("private_key_file"), &self.private_key_file)?
                         .into(),
                     alipay_public_key_file: required(
@@ -72,6 +82,15 @@ impl RawPlatformApp {
                         &self.alipay_public_key_file,
                     )?
                     .into(),
+                    aes_key: match &self.aes_key {
+                        Some(key) => Some(aes_key(key).ok_or_else(|| {
+                            ConfigError::new(
+                                field("aes_key"),
+                                "must be the console's AES key: base64 of 16 bytes",
+                            )
+                        })?),
+                        None => None,
+                    },
                 };
                 (Secret::new(""), Some(files))
             }
@@ -79,6 +98,7 @@ impl RawPlatformApp {
                 for (key, value) in [
                     ("private_key_file", &self.private_key_file),
                     ("alipay_public_key_file", &self.alipay_public_key_file),
+                    ("aes_key", &self.aes_key),
                 ] {
                     if value.is_some() {
                         return Err(ConfigError::new(field(key), "is for Alipay apps only"));

@@ -52,11 +52,26 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             let mut entry = table([
                 ("platform", text(app.platform.name())),
                 ("appid", text(&app.appid)),
-                ("secret", text(REDACTED)),
                 ("api_base", text(&app.api_base)),
             ]);
-            if let (Some(push), Value::Table(entry)) = (&app.push, &mut entry) {
-                entry.insert("push".into(), push_table(push));
+            if let Value::Table(entry) = &mut entry {
+                match &app.alipay {
+                    Some(alipay) => {
+                        let file = |path: &std::path::Path| text(path.display());
+                        entry.insert("private_key_file".into(), file(&alipay.private_key_file));
+                        let public = file(&alipay.alipay_public_key_file);
+                        entry.insert("alipay_public_key_file".into(), public);
+                        if alipay.aes_key.is_some() {
+                            entry.insert("aes_key".into(), text(REDACTED));
+                        }
+                    }
+                    None => {
+                        entry.insert("secret".into(), text(REDACTED));
+                    }
+                }
+                if let Some(push) = &app.push {
+                    entry.insert("push".into(), push_table(push));
+                }
             }
             (app.name.clone(), entry)
         })

@@ -1,7 +1,9 @@
 //! `POST /wx/phone` `{"code"}` (authenticated): the code from the client's getPhoneNumber button,
 //! exchanged with WeChat's getuserphonenumber for the user's `phone_info`, with the app's
 //! access_token. A stale access_token (40001/40014/42001) is dropped, fetched again once, and the
-//! call retried once. An answer whose `watermark.appid` is not the app's is refused (502).
+//! call retried once. An answer whose `watermark.appid` is not the app's is refused (502). For an
+//! Alipay app the body is `my.getPhoneNumber`'s answer instead, verified and decrypted by the
+//! gateway (`wechat::alipay::phone`).
 
 use http::{Request, Response, StatusCode};
 use serde::Deserialize;
@@ -34,6 +36,18 @@ where
     B::Error: Into<BoxError>,
 {
     let (identity, body) = auth::authenticated_post(state, request).await?;
+    let app = state
+        .config
+        .wechat
+        .app_of_token(identity.appid.as_deref())
+        .ok_or(GatewayError::UnknownApp)?;
+    if app.platform == Platform::Alipay {
+        let mobile = alipay_mobile(state, app, &body)?;
+        let answer = serde_json::json!({
+            "phone_info": { "phoneNumber": mobile, "purePhoneNumber": mobile },
+        });
+        return Ok((json_response(StatusCode::OK, &answer), identity));
+    }
     let PhoneRequest { code } = serde_json::from_slice(&body)
         .map_err(|_| GatewayError::InvalidRequest("the body must be JSON {\"code\": \"...\"}"))?;
     if code.trim().is_empty() || code.len() > MAX_CODE_LEN {
@@ -41,11 +55,6 @@ where
             "\"code\" must be the code from getPhoneNumber",
         ));
     }
-    let app = state
-        .config
-        .wechat
-        .app_of_token(identity.appid.as_deref())
-        .ok_or(GatewayError::UnknownApp)?;
     if app.platform != Platform::WeChat {
         return Err(GatewayError::PlatformNotSupported(
             "phone numbers by button code come from WeChat's getuserphonenumber; this app is on another platform",
@@ -60,4 +69,27 @@ where
         .await?;
     let answer = serde_json::json!({ "phone_info": info });
     Ok((json_response(StatusCode::OK, &answer), identity))
+}
+
+/// An Alipay user's number, from the `my.getPhoneNumber` answer the client posted.
+fn alipay_mobile(
+    state: &AppState,
+    app: &crate::config::WeChatApp,
+    body: &[u8],
+) -> Result<String, GatewayError> {
+    use crate::wechat::alipay::phone::{mobile, PhoneAnswer};
+    let answer: PhoneAnswer = serde_json::from_slice(body).map_err(|_| {
+        GatewayError::InvalidRequest(
+            "the body must be my.getPhoneNumber's answer: {\"response\", \"sign\", ...}",
+        )
+    })?;
+    let keys = state
+        .wechat
+        .alipay_keys(&app.appid)
+        .ok_or(GatewayError::Internal("an Alipay app without its keys"))?;
+    let aes_key = app
+        .alipay
+        .as_ref()
+        .and_then(|alipay| alipay.aes_key.as_ref());
+    mobile(keys, aes_key, &answer)
 }

@@ -129,6 +129,11 @@ fn beijing_timestamp() -> String {
 }
 
 impl WeChatClient {
+    /// The keys of the Alipay app `appid`.
+    pub(crate) fn alipay_keys(&self, appid: &str) -> Option<&AlipayKeys> {
+        self.alipay.get(appid)
+    }
+
     /// Exchanges an `my.getAuthCode()` code for the user's open_id (or user_id).
     pub(super) async fn alipay_code2session(
         &self,
@@ -267,6 +272,8 @@ fn interpret(text: &str, key: &VerifyingKey<Sha256>) -> Result<Code2Session, Gat
         }
     }
 }
+
+pub(crate) mod phone;
 
 #[cfg(test)]
 mod tests;

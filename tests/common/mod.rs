@@ -35,6 +35,8 @@ pub use raw_http::{request, send_raw, Response};
 pub const APPID: &str = "wxtest0000000001";
 /// The AppSecret the harness configures and the mock expects.
 pub const APP_SECRET: &str = "appsecret-6f1c2d3e4a5b6c7d8e9f";
+/// The content-encryption key of the harness's Alipay apps (AES-128: bytes 0 to 15).
+pub const ALIPAY_AES_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
 /// The HS256 secret of the default harness.
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes-long";
 /// The issuer of the default harness.
@@ -153,7 +155,8 @@ impl Harness {
                     wechat.serve_alipay(appid, &app, &alipay).unwrap();
                     format!(
                         "private_key_file = \"{alipay_keys}/app_private.pem\"\n\
-                         alipay_public_key_file = \"{alipay_keys}/alipay_public.pem\"\n"
+                         alipay_public_key_file = \"{alipay_keys}/alipay_public.pem\"\n\
+                         aes_key = \"{ALIPAY_AES_KEY}\"\n"
                     )
                 } else {
                     format!("secret = \"{secret}\"\n")

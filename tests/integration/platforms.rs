@@ -441,3 +441,76 @@ print(json.dumps(verdicts))
         "{verdicts:?}"
     );
 }
+
+/// Alipay's phone numbers: `my.getPhoneNumber`'s answer, made by pyca/cryptography as Alipay
+/// does (AES-128-CBC with a zero IV, the ciphertext signed with Alipay's key inside quotes), is
+/// verified first and then decrypted; a forged signature, another key's ciphertext and Alipay's
+/// own refusals are each answered as such.
+#[tokio::test]
+async fn alipay_phone_numbers_are_verified_then_decrypted() {
+    if !crate::common::external::python_modules("cryptography", "pip install cryptography") {
+        return;
+    }
+    let script = format!(
+        r#"
+import base64, json, os
+from cryptography.hazmat.primitives import hashes, padding as sym, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+alipay = serialization.load_pem_private_key(open("{dir}/tests/support/alipay/alipay_private.pem", "rb").read(), None)
+def answer(content, key=base64.b64decode("{aes}")):
+    padder = sym.PKCS7(128).padder()
+    text = padder.update(json.dumps(content).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).encryptor()
+    response = base64.b64encode(encryptor.update(text) + encryptor.finalize()).decode()
+    sign = base64.b64encode(alipay.sign(('"' + response + '"').encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+    return {{"response": response, "sign": sign, "sign_type": "RSA2", "encrypt_type": "AES", "charset": "UTF-8"}}
+ok = answer({{"code": "10000", "msg": "Success", "mobile": "15976719050"}})
+forged = dict(ok, sign=answer({{"code": "10000", "msg": "Success", "mobile": "1"}})["sign"])
+print(json.dumps({{
+    "ok": ok,
+    "forged": forged,
+    "other_key": answer({{"code": "10000", "msg": "Success", "mobile": "1"}}, os.urandom(16)),
+    "not_authorized": answer({{"code": "40003", "msg": "Insufficient Conditions", "subCode": "isv.invalid-auth-relations", "subMsg": "x"}}),
+    "no_key_set": answer({{"code": "40002", "msg": "Invalid Arguments", "subCode": "isv.invalid-encrypt", "subMsg": "x"}}),
+}}))
+"#,
+        dir = env!("CARGO_MANIFEST_DIR"),
+        aes = crate::common::ALIPAY_AES_KEY,
+    );
+    let answers = crate::common::external::python_json(&script);
+    let gateway = Harness::start_with(Setup {
+        platform_apps: vec![("alishop", "alipay", ALIPAY_APPID, "")],
+        ..Setup::default()
+    })
+    .await;
+    let login = login(&gateway, "alishop", serde_json::json!({ "code": "pia.1" })).await;
+    let token = login.json()["token"].as_str().unwrap().to_string();
+    let phone = |case: &str| {
+        let body = answers[case].clone();
+        let (gateway, token) = (&gateway, &token);
+        async move {
+            gateway
+                .post_json_with_token("/wx/phone", token, &body)
+                .await
+        }
+    };
+    let ok = phone("ok").await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.json()["phone_info"]["phoneNumber"], "15976719050");
+    let cases = [
+        ("forged", 400, "decrypt_failed"),
+        ("other_key", 400, "decrypt_failed"),
+        ("not_authorized", 400, "invalid_phone_code"),
+        ("no_key_set", 502, "wechat_config_rejected"),
+    ];
+    for (case, status, error) in cases {
+        let refused = phone(case).await;
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (status, error),
+            "{case}: {}",
+            refused.text()
+        );
+    }
+}
