@@ -42,13 +42,48 @@ fn aes_key(text: &str) -> Option<Secret> {
     (bytes.len() == 16).then(|| Secret::new(text.trim()))
 }
 
+/// An app's name (the table at `key`): a-z 0-9 _ -, and not `default`, which is `[wechat]`.
+pub(super) fn check_app_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    if name == "default" || name.is_empty() || !name.chars().all(plain) {
+        return Err(ConfigError::new(
+            key,
+            "app names are a-z 0-9 _ - (and not \"default\", which is [wechat] itself)",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds every `[apps.NAME]` to `apps` (the WeChat apps so far): names unique across both forms,
+/// appids across all apps, since sessions are kept per appid and user.
+pub(super) fn add_platform_apps(
+    apps: &mut Vec<WeChatApp>,
+    written: &std::collections::BTreeMap<String, RawPlatformApp>,
+    wechat_base: &reqwest::Url,
+) -> Result<(), ConfigError> {
+    for (name, app) in written {
+        check_app_name(&format!("apps.{name}"), name)?;
+        if apps.iter().any(|seen| seen.name == *name) {
+            return Err(ConfigError::new(
+                format!("apps.{name}"),
+                "is also [wechat.apps.NAME]: app names are unique",
+            ));
+        }
+        let app = app.validate(name, wechat_base)?;
+        if apps.iter().any(|seen| seen.appid == app.appid) {
+            return Err(ConfigError::new(
+                format!("apps.{name}.appid"),
+                format!("{} is configured twice", app.appid),
+            ));
+        }
+        apps.push(app);
+    }
+    Ok(())
+}
+
 impl RawPlatformApp {
     /// Validates `[apps.NAME]`; `wechat_base` is `wechat.api_base`, the default of WeChat apps.
-    pub(super) fn validate(
-        &self,
-        name: &str,
-        wechat_base: &reqwest::Url,
-    ) -> Result<WeChatApp, ConfigError> {
+    fn validate(&self, name: &str, wechat_base: &reqwest::Url) -> Result<WeChatApp, ConfigError> {
         let key = format!("apps.{name}");
         let field = |suffix: &str| format!("{key}.{suffix}");
         let written = required(&field("platform"), &self.platform)?;

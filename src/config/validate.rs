@@ -110,31 +110,7 @@ impl RawConfig {
             super::ops::wechat_resilience(&self.wechat)?;
         let wechat_base = api_base("wechat.api_base", self.wechat.api_base.as_deref())?;
         let mut apps = self.wechat.apps(&wechat_base)?;
-        for (name, app) in &self.apps {
-            let plain =
-                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
-            if name == "default" || name.is_empty() || !name.chars().all(plain) {
-                return Err(ConfigError::new(
-                    format!("apps.{name}"),
-                    "app names are a-z 0-9 _ - (and not \"default\", which is [wechat] itself)",
-                ));
-            }
-            if apps.iter().any(|seen| seen.name == *name) {
-                return Err(ConfigError::new(
-                    format!("apps.{name}"),
-                    "is also [wechat.apps.NAME]: app names are unique",
-                ));
-            }
-            let app = app.validate(name, &wechat_base)?;
-            // Sessions are kept per appid and user: an appid names one app, whatever its platform.
-            if apps.iter().any(|seen| seen.appid == app.appid) {
-                return Err(ConfigError::new(
-                    format!("apps.{name}.appid"),
-                    format!("{} is configured twice", app.appid),
-                ));
-            }
-            apps.push(app);
-        }
+        super::apps::add_platform_apps(&mut apps, &self.apps, &wechat_base)?;
         let wechat = WeChatConfig {
             apps,
             api_base: wechat_base,
@@ -297,14 +273,7 @@ impl super::raw::RawWeChat {
         }];
         for (name, app) in &self.apps {
             let key = format!("wechat.apps.{name}");
-            let plain =
-                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
-            if name == "default" || name.is_empty() || !name.chars().all(plain) {
-                return Err(ConfigError::new(
-                    key,
-                    "app names are a-z 0-9 _ - (and not \"default\", which is [wechat] itself)",
-                ));
-            }
+            super::apps::check_app_name(&key, name)?;
             let appid = required(&format!("{key}.appid"), &app.appid)?;
             if apps.iter().any(|seen| seen.appid == appid) {
                 return Err(ConfigError::new(
