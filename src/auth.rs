@@ -94,6 +94,25 @@ where
     Ok((identity, body))
 }
 
+/// [`authenticated_post`], with the app the caller's token was issued for (404 `unknown_app`
+/// when the config no longer has it): `/wx/phone`, `/wx/session/check`.
+pub(crate) async fn authenticated_app_post<B>(
+    state: &AppState,
+    request: http::Request<B>,
+) -> Result<(Identity, bytes::Bytes, &crate::config::WeChatApp), GatewayError>
+where
+    B: http_body::Body,
+    B::Error: Into<crate::http::error::BoxError>,
+{
+    let (identity, body) = authenticated_post(state, request).await?;
+    let app = state
+        .config
+        .wechat
+        .app_of_token(identity.appid.as_deref())
+        .ok_or(GatewayError::UnknownApp)?;
+    Ok((identity, body, app))
+}
+
 /// The bearer token of a request to the gateway's own token endpoints (header only).
 pub(crate) fn required_bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     bearer_token(headers)?.ok_or(GatewayError::MissingToken)

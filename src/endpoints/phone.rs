@@ -35,12 +35,7 @@ where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
-    let (identity, body) = auth::authenticated_post(state, request).await?;
-    let app = state
-        .config
-        .wechat
-        .app_of_token(identity.appid.as_deref())
-        .ok_or(GatewayError::UnknownApp)?;
+    let (identity, body, app) = auth::authenticated_app_post(state, request).await?;
     if app.platform == Platform::Alipay {
         let mobile = alipay_mobile(state, app, &body)?;
         let answer = serde_json::json!({

@@ -23,12 +23,7 @@ where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
-    let (identity, _body) = auth::authenticated_post(state, request).await?;
-    let app = state
-        .config
-        .wechat
-        .app_of_token(identity.appid.as_deref())
-        .ok_or(GatewayError::UnknownApp)?;
+    let (identity, _body, app) = auth::authenticated_app_post(state, request).await?;
     if app.platform != Platform::WeChat {
         return Err(GatewayError::PlatformNotSupported(
             "checksession is WeChat's; this app is on another platform",

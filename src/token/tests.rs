@@ -11,6 +11,16 @@ fn identity() -> Identity {
     }
 }
 
+/// `claims` signed with HS256 and the tests' secret, as other tooling might mint them.
+fn sign_hs256(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
 fn settings() -> TokenSettings<'static> {
     TokenSettings {
         issuer: "iss",
@@ -206,14 +216,6 @@ fn critical_extensions_and_encryption_headers_are_refused() {
 #[test]
 fn identities_that_cannot_be_header_values_are_refused() {
     let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
-    let sign = |claims: serde_json::Value| {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap()
-    };
     let exp = unix_now() + 60;
     for claims in [
         serde_json::json!({ "sub": "o1\r\nx-admin: 1", "iss": "iss", "exp": exp }),
@@ -221,7 +223,7 @@ fn identities_that_cannot_be_header_values_are_refused() {
         serde_json::json!({ "sub": "o1", "unionid": "u\n1", "iss": "iss", "exp": exp }),
     ] {
         assert_eq!(
-            keys.verify(&sign(claims)),
+            keys.verify(&sign_hs256(claims)),
             Err(GatewayError::InvalidToken(
                 "identity cannot be forwarded as a header"
             ))
@@ -411,22 +413,15 @@ fn the_platform_claim_round_trips_and_an_unknown_one_is_refused() {
         keys.verify(&issued.token).unwrap().identity.platform,
         crate::identity::Platform::Douyin
     );
-    let sign = |claims: serde_json::Value| {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap()
-    };
     let exp = unix_now() + 60;
-    let old = sign(serde_json::json!({ "sub": "o1", "iss": "iss", "exp": exp }));
+    let old = sign_hs256(serde_json::json!({ "sub": "o1", "iss": "iss", "exp": exp }));
     assert_eq!(
         keys.verify(&old).unwrap().identity.platform,
         crate::identity::Platform::WeChat
     );
-    let unknown =
-        sign(serde_json::json!({ "sub": "o1", "iss": "iss", "exp": exp, "platform": "myspace" }));
+    let unknown = sign_hs256(
+        serde_json::json!({ "sub": "o1", "iss": "iss", "exp": exp, "platform": "myspace" }),
+    );
     assert_eq!(
         keys.verify(&unknown),
         Err(GatewayError::InvalidToken("unknown platform"))
