@@ -6,10 +6,10 @@
  *   const res = await client.request({ url: '/api/orders' }); // logs in first if needed
  *
  * Every platform the gateway serves: the client uses whichever platform API it finds (`wx`, `qq`,
- * `tt`, `swan`, `ks`), or the one passed as `options.api`, uni-app's `uni` included (`uni.login`
- * calls the platform's own login; on Alipay, my.getAuthCode). Alipay's own `my` global, whose
- * request and storage APIs differ, is used through uni-app (or Taro). Name the gateway's app for
- * that platform with `options.app`.
+ * `tt`, `swan`, `ks`, `my`), or the one passed as `options.api`, uni-app's `uni` included
+ * (`uni.login` calls the platform's own login; on Alipay, my.getAuthCode). Alipay's `my` is
+ * adapted to the others' shapes (see alipayApi). Name the gateway's app for that platform with
+ * `options.app`.
  *
  * What it does for you:
  * - logs in with the platform's login() + POST /login, keeps the token with setStorageSync;
@@ -52,14 +52,16 @@ const DEFAULT_PATHS = {
  * @param {object} [options.paths]   other endpoint paths than the defaults (see DEFAULT_PATHS)
  * @param {string} [options.storageKey='wxgate.session']  where the token is kept
  * @param {number} [options.renewBeforeMs=60000]  renew this long before the token expires
- * @param {object} [options.api]     the platform API: `wx`, `qq`, `tt`, `swan`, `ks` or uni-app's
- *                                   `uni` (default: the first of those globals found)
+ * @param {object} [options.api]     the platform API: `wx`, `qq`, `tt`, `swan`, `ks`, `my` or
+ *                                   uni-app's `uni` (default: the first of those globals found)
  * @param {object} [options.wx]      the former name of options.api, still accepted
- * @param {object} [options.loginOptions]  passed to login(), e.g. { provider: 'qq' } for uni.login
+ * @param {object} [options.loginOptions]  passed to login(), e.g. { provider: 'qq' } for uni.login,
+ *                                   { scopes: 'auth_user' } for my.getAuthCode (default auth_base)
  */
 function createClient(options) {
-  const wxApi = options.api || options.wx || platformGlobal();
-  if (!wxApi) throw new Error('wxgate: no platform API (pass options.api outside a mini-program)');
+  const given = options.api || options.wx || platformGlobal();
+  if (!given) throw new Error('wxgate: no platform API (pass options.api outside a mini-program)');
+  const wxApi = isAlipay(given) ? alipayApi(given) : given;
   if (!options.baseUrl) throw new Error('wxgate: options.baseUrl is required');
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const paths = Object.assign({}, DEFAULT_PATHS, options.paths);
@@ -122,7 +124,10 @@ function createClient(options) {
     return new WxgateError(response.statusCode, data.error, data.message);
   }
 
-  /** The platform's login(): wx.login, qq.login, tt.login, swan.login, ks.login or uni.login. */
+  /**
+   * The platform's login(): wx.login, qq.login, tt.login, swan.login, ks.login, uni.login or
+   * my.getAuthCode.
+   */
   function wxLogin() {
     return new Promise((resolve, reject) => {
       const failed = (error) =>
@@ -244,9 +249,62 @@ function platformGlobal() {
   if (typeof tt !== 'undefined') return tt;
   if (typeof swan !== 'undefined') return swan;
   if (typeof ks !== 'undefined') return ks;
+  if (typeof my !== 'undefined') return my;
   if (typeof uni !== 'undefined') return uni;
   /* eslint-enable no-undef */
   return null;
+}
+
+/** Alipay's `my`: no login(), my.getAuthCode instead (uni-app's `uni` on Alipay has login()). */
+function isAlipay(api) {
+  return typeof api.login !== 'function' && typeof api.getAuthCode === 'function';
+}
+
+/**
+ * Alipay's `my` in the shapes of `wx` that the client uses (AlipayDocs/open-docs, mini/api):
+ * - login: my.getAuthCode({scopes}) gives `authCode` (scopes default 'auth_base', silent);
+ * - request: `headers` instead of `header`, answered with `status`/`headers`; an HTTP error status
+ *   arrives in fail() as error 19 with `status`, so a 401 still reaches the renewal logic; the
+ *   answer is read as text and parsed as JSON where it is JSON, as wx.request does;
+ * - storage: {key, data} objects instead of (key, value);
+ * - sockets: my.connectSocket({multiple: true}) returns a SocketTask like wx's.
+ */
+function alipayApi(my) {
+  const parsed = (data) => {
+    if (typeof data !== 'string') return data;
+    try {
+      return JSON.parse(data);
+    } catch (e) {
+      return data;
+    }
+  };
+  const answer = (res) => ({ statusCode: res.status, data: parsed(res.data), header: res.headers || {} });
+  return {
+    login({ success, fail, scopes }) {
+      my.getAuthCode({
+        scopes: scopes || 'auth_base',
+        success: (res) => success({ code: res && res.authCode }),
+        fail: (error) => fail({ errMsg: error && (error.errorMessage || 'getAuthCode error ' + error.error) }),
+      });
+    },
+    request({ url, method, header, data, success, fail }) {
+      return my.request({
+        url,
+        method,
+        headers: header,
+        data,
+        dataType: 'text',
+        success: (res) => success(answer(res)),
+        fail: (error) => (error && error.error === 19 && error.status >= 100
+          ? success(answer(error))
+          : fail({ errMsg: error && (error.errorMessage || 'request error ' + error.error) })),
+      });
+    },
+    setStorageSync: (key, data) => my.setStorageSync({ key, data }),
+    getStorageSync: (key) => (my.getStorageSync({ key }) || {}).data,
+    removeStorageSync: (key) => my.removeStorageSync({ key }),
+    connectSocket: (request) => my.connectSocket(Object.assign({}, request, { multiple: true })),
+  };
 }
 
 function hasHeader(header, name) {

@@ -73,8 +73,8 @@ async fn the_node_client_suite_passes_against_a_running_gateway() {
         "{report}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // 8 of the WeChat client, 5 platform globals, uni.login twice (Douyin, Alipay), a Douyin login
-    // without a host user.
-    assert!(report.contains("# pass 16"), "{report}");
+    // 8 of the WeChat client, 5 platform globals, Alipay's `my` twice, uni.login twice (Douyin,
+    // Alipay), a Douyin login without a host user.
+    assert!(report.contains("# pass 18"), "{report}");
     assert!(report.contains("# fail 0"), "{report}");
 }

@@ -8,7 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { createClient } = require('../wxgate.js');
-const { createWx } = require('./wx-shim.js');
+const { createWx, createMy } = require('./wx-shim.js');
 
 const GATEWAY = process.env.WXGATE_PLATFORMS_URL;
 if (!GATEWAY) throw new Error('set WXGATE_PLATFORMS_URL (see the header)');
@@ -39,6 +39,38 @@ for (const { global: name, app, platform } of PLATFORMS) {
     }
   });
 }
+
+test('the my global (Alipay) logs in with my.getAuthCode and keeps its token in my storage', async () => {
+  const shim = createMy({ user: 'myuser' });
+  globalThis.my = shim.my;
+  try {
+    const client = createClient({ baseUrl: GATEWAY, app: 'alishop' });
+    const answer = await client.request({ url: '/api/who', method: 'POST', data: { item: 7 } });
+    assert.equal(answer.statusCode, 200);
+    assert.deepEqual(answer.data.headers['x-platform'], ['alipay']);
+    assert.deepEqual(answer.data.headers['x-openid'], ['oMock_myuser']);
+    assert.equal(answer.data.body, '{"item":7}');
+    assert.deepEqual(shim.calls.scopes, ['auth_base']);
+    assert.equal(shim.storage.get('wxgate.session').openid, 'oMock_myuser');
+    // An HTTP error reaches my.request's fail() (error 19); the client still sees the status.
+    const missing = await client.request({ url: '/nowhere' });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.data.error, 'not_found');
+  } finally {
+    delete globalThis.my;
+  }
+});
+
+test('my: a refused token (401 through fail(), error 19) is renewed with one getAuthCode and the request retried', async () => {
+  const shim = createMy({ user: 'myrenew' });
+  const client = createClient({ baseUrl: GATEWAY, app: 'alishop', api: shim.my, loginOptions: { scopes: 'auth_user' } });
+  shim.my.setStorageSync({ key: 'wxgate.session', data: { token: 'not-a-valid-token', expiresAt: Date.now() + 3600e3 } });
+  const answer = await client.request({ url: '/api/who' });
+  assert.equal(answer.statusCode, 200);
+  assert.deepEqual(answer.data.headers['x-openid'], ['oMock_myrenew']);
+  assert.deepEqual(shim.calls.scopes, ['auth_user']);
+  assert.equal(shim.count('/api/who'), 2);
+});
 
 test('uni-app: uni.login with its provider logs in to the app of the build', async () => {
   const shim = createWx({ user: 'uniuser' });

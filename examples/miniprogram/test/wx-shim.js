@@ -153,4 +153,45 @@ function readFrame(buffer) {
   return { opcode: buffer[0] & 0x0f, payload: buffer.subarray(offset, offset + length), size: offset + length };
 }
 
-module.exports = { createWx };
+/**
+ * Alipay's `my` in the shapes its documentation gives (AlipayDocs/open-docs, mini/api): no login()
+ * but getAuthCode({scopes}) -> {authCode}; request({headers, dataType}) -> {status, data, headers},
+ * an HTTP error status in fail() as {error: 19, status, data, headers}; storage by {key, data};
+ * connectSocket({multiple: true}) -> a SocketTask. Built on the `wx` shim's real HTTP.
+ */
+function createMy({ user = 'node' } = {}) {
+  const base = createWx({ user });
+  const calls = Object.assign(base.calls, { scopes: [] });
+  const my = {
+    getAuthCode({ scopes, success }) {
+      calls.scopes.push(scopes);
+      base.wx.login({ success: ({ code }) => success({ authCode: code, authSuccessScopes: [scopes] }) });
+    },
+    request({ url, method, headers, data, dataType = 'json', success, fail }) {
+      const body = data === undefined ? undefined : JSON.stringify(data);
+      base.wx.request({
+        url,
+        method,
+        data: body,
+        header: headers,
+        success: (res) => {
+          const text = typeof res.data === 'string' ? res.data : JSON.stringify(res.data);
+          const answer = { status: res.statusCode, data: dataType === 'json' ? JSON.parse(text) : text, headers: res.header };
+          if (res.statusCode >= 200 && res.statusCode < 300) success(answer);
+          else fail(Object.assign({ error: 19, errorMessage: 'http status error' }, answer));
+        },
+        fail: () => fail({ error: 12, errorMessage: 'network error' }),
+      });
+    },
+    setStorageSync: ({ key, data }) => base.wx.setStorageSync(key, data),
+    getStorageSync: ({ key }) => ({ data: base.storage.has(key) ? base.storage.get(key) : null }),
+    removeStorageSync: ({ key }) => base.wx.removeStorageSync(key),
+    connectSocket({ url, header, multiple }) {
+      if (!multiple) throw new Error('my.connectSocket without multiple returns no SocketTask');
+      return base.wx.connectSocket({ url, header });
+    },
+  };
+  return { my, calls, count: base.count, storage: base.storage };
+}
+
+module.exports = { createWx, createMy };
