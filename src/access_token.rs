@@ -4,8 +4,11 @@
 //! session store: the token shared with a TTL, and a short lock while one replica fetches), and
 //! dropped when WeChat calls it stale (40001/40014/42001) so the next caller fetches again.
 //!
-//! If the store is unreachable, a replica fetches on its own: stable_token's normal mode hands
-//! every caller the same token, so this costs a call, not an outage.
+//! If the store is unreachable, a replica fetches a WeChat token on its own: stable_token's normal
+//! mode hands every caller the same token, so this costs a call, not an outage. QQ's getToken
+//! replaces the previous token on every fetch (and Baidu does not say it does not), so their
+//! tokens have a single owner: only the replica holding the fleet lock fetches, and without the
+//! store a call needing one is refused (503) rather than knocking out the fleet's token.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::config::{Secret, WeChatApp};
+use crate::config::{Platform, Secret, WeChatApp};
 use crate::http::error::GatewayError;
 use crate::session::SessionStore;
 use crate::wechat::{TokenAnswer, WeChatClient};
@@ -124,12 +127,36 @@ impl AccessTokens {
     }
 }
 
+/// Whether fetching the app's token may knock out the copies other replicas hold, so that only
+/// the holder of the fleet lock may fetch it.
+fn single_owner(app: &WeChatApp) -> bool {
+    matches!(app.platform, Platform::Qq | Platform::Baidu)
+}
+
+/// Fetches the token without the fleet lock, where the platform allows it.
+async fn fetch_alone(
+    from: Sources<'_>,
+    app: &WeChatApp,
+    why: GatewayError,
+) -> Result<Cached, GatewayError> {
+    if single_owner(app) {
+        tracing::warn!(appid = %app.appid, "this platform's access_token has one owner in the fleet: not fetched without the fleet lock");
+        return Err(why);
+    }
+    tracing::warn!(appid = %app.appid, "fetching the access_token without the fleet lock");
+    fetch(from, app, None).await
+}
+
 /// Takes the fleet's token from the store, or fetches it under the fleet-wide lock, or waits for
 /// the replica that holds the lock.
 async fn fetch_for_fleet(from: Sources<'_>, app: &WeChatApp) -> Result<Cached, GatewayError> {
     let store = from.sessions;
     let lock = format!("access_token:{}", app.appid);
     let give_up = Instant::now() + LOCK_TTL;
+    let store_down = |error: crate::session::StoreError| {
+        tracing::warn!(%error, "session store unavailable for the shared access_token");
+        GatewayError::SessionStoreUnavailable
+    };
     loop {
         match store.shared_access_token(&app.appid).await {
             Ok(Some((token, ttl))) if ttl > POLL => {
@@ -139,10 +166,7 @@ async fn fetch_for_fleet(from: Sources<'_>, app: &WeChatApp) -> Result<Cached, G
                 })
             }
             Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "session store unavailable; fetching the access_token alone");
-                return fetch(from, app, None).await;
-            }
+            Err(error) => return fetch_alone(from, app, store_down(error)).await,
         }
         match store.try_lock(&lock, LOCK_TTL).await {
             Ok(true) => {
@@ -161,11 +185,13 @@ async fn fetch_for_fleet(from: Sources<'_>, app: &WeChatApp) -> Result<Cached, G
                 return fetched;
             }
             Ok(false) if Instant::now() < give_up => tokio::time::sleep(POLL).await,
-            Ok(false) => return fetch(from, app, None).await,
-            Err(error) => {
-                tracing::warn!(%error, "session store unavailable; fetching the access_token alone");
-                return fetch(from, app, None).await;
+            Ok(false) => {
+                let busy = GatewayError::WeChatUnavailable {
+                    retry_after_secs: 1,
+                };
+                return fetch_alone(from, app, busy).await;
             }
+            Err(error) => return fetch_alone(from, app, store_down(error)).await,
         }
     }
 }
@@ -176,7 +202,7 @@ async fn fetch(
     app: &WeChatApp,
     holding_lock: Option<&str>,
 ) -> Result<Cached, GatewayError> {
-    let fetched = from.wechat.stable_token(app).await?;
+    let fetched = from.wechat.access_token(app).await?;
     let lifetime = Duration::from_secs(fetched.expires_in).saturating_sub(MARGIN);
     let lifetime = lifetime.max(Duration::from_secs(1));
     if holding_lock.is_some() {

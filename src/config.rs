@@ -304,8 +304,31 @@ pub struct WeChatApp {
     pub api_base: reqwest::Url,
     /// An Alipay app's keys (its `secret` is empty: Alipay signs instead).
     pub alipay: Option<AlipayConfig>,
+    /// A Baidu app's second API host and whether logins fetch the unionid there.
+    pub baidu: Option<BaiduConfig>,
     /// Its message push, when configured.
     pub push: Option<PushConfig>,
+}
+
+impl WeChatApp {
+    /// Where the app's access_token and the server APIs behind it live: the API base, but for
+    /// Baidu, whose logins are on `spapi.baidu.com` and the rest on `openapi.baidu.com`.
+    pub fn server_api_base(&self) -> &reqwest::Url {
+        self.baidu
+            .as_ref()
+            .map_or(&self.api_base, |baidu| &baidu.openapi_base)
+    }
+}
+
+/// What a Baidu app has beyond its login: `shared/platforms.md` section 4.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaiduConfig {
+    /// `openapi_base`: the host of Baidu's access_token and getunionid
+    /// (`https://openapi.baidu.com`).
+    pub openapi_base: reqwest::Url,
+    /// `fetch_unionid`: each login also asks getunionid (an access_token and one more call),
+    /// and fails when Baidu does not answer it.
+    pub fetch_unionid: bool,
 }
 
 /// An Alipay app's keys: the files are loaded with the running state, like the JWT keys.

@@ -93,9 +93,13 @@ enum Command {
     Run,
     /// Validate the config and print it resolved, with secrets redacted.
     Check,
-    /// Serve a fake WeChat API for offline development (`push`: send a message push instead).
+    /// Serve a fake WeChat API for offline development, speaking QQ's, Douyin's, Baidu's,
+    /// Kuaishou's and Alipay's APIs too (`push`: send a message push instead).
     #[cfg(feature = "dev-tools")]
-    #[command(args_conflicts_with_subcommands = true)]
+    #[command(
+        args_conflicts_with_subcommands = true,
+        visible_alias = "mock-platforms"
+    )]
     MockWechat {
         /// What else the mock does.
         #[command(subcommand)]

@@ -91,8 +91,7 @@ impl WeChatClient {
             .build()
             .map_err(|error| format!("cannot build the WeChat HTTP client: {error}"))?;
         let mut breakers: Vec<(String, breaker::Breaker)> = Vec::new();
-        for app in &config.apps {
-            let host = host_of(&app.api_base);
+        for host in api_hosts(config) {
             if !breakers.iter().any(|(known, _)| *known == host) {
                 let breaker = breaker::Breaker::new(config.breaker_threshold, config.breaker_open);
                 breakers.push((host, breaker));
@@ -110,13 +109,7 @@ impl WeChatClient {
     /// Whether this client can serve `config` as it is (same API base and timeouts), keeping its
     /// breaker and connections across a config reload.
     pub(crate) fn serves(&self, config: &WeChatConfig, previous: &WeChatConfig) -> bool {
-        let bases = |config: &WeChatConfig| -> Vec<String> {
-            config
-                .apps
-                .iter()
-                .map(|app| host_of(&app.api_base))
-                .collect()
-        };
+        let bases = |config: &WeChatConfig| -> Vec<String> { api_hosts(config).collect() };
         // Alipay's keys are read again at every reload: a client holding them is not kept.
         let no_alipay = |config: &WeChatConfig| config.apps.iter().all(|app| app.alipay.is_none());
         no_alipay(config)
@@ -297,6 +290,14 @@ impl WeChatClient {
             )
             .body(body)
     }
+}
+
+/// Every API host the apps call (Baidu's two among them), each once per app.
+fn api_hosts(config: &WeChatConfig) -> impl Iterator<Item = String> + '_ {
+    config
+        .apps
+        .iter()
+        .flat_map(|app| [host_of(&app.api_base), host_of(app.server_api_base())])
 }
 
 /// The breaker key of an API base: `host:port`.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::validate::required;
-use super::{AlipayConfig, ConfigError, Secret, WeChatApp};
+use super::{AlipayConfig, BaiduConfig, ConfigError, Secret, WeChatApp};
 use crate::identity::Platform;
 
 /// One `[apps.NAME]` table as written.
@@ -18,8 +18,13 @@ pub(crate) struct RawPlatformApp {
     pub(crate) private_key_file: Option<String>,
     pub(crate) alipay_public_key_file: Option<String>,
     pub(crate) aes_key: Option<String>,
+    pub(crate) openapi_base: Option<String>,
+    pub(crate) fetch_unionid: Option<bool>,
     pub(crate) push: Option<super::push::RawPush>,
 }
+
+/// Baidu's second host: its access_token and getunionid.
+pub(crate) const BAIDU_OPENAPI_BASE: &str = "https://openapi.baidu.com";
 
 /// The official API host of each platform, to which its documented paths are appended.
 pub(crate) fn default_api_base(platform: Platform) -> &'static str {
@@ -142,6 +147,26 @@ impl RawPlatformApp {
                 (Secret::new(required(&field("secret"), &self.secret)?), None)
             }
         };
+        let baidu = match platform {
+            Platform::Baidu => Some(BaiduConfig {
+                openapi_base: super::validate::api_base(
+                    &field("openapi_base"),
+                    Some(self.openapi_base.as_deref().unwrap_or(BAIDU_OPENAPI_BASE)),
+                )?,
+                fetch_unionid: self.fetch_unionid.unwrap_or(false),
+            }),
+            _ => {
+                for (key, set) in [
+                    ("openapi_base", self.openapi_base.is_some()),
+                    ("fetch_unionid", self.fetch_unionid.is_some()),
+                ] {
+                    if set {
+                        return Err(ConfigError::new(field(key), "is for Baidu apps only"));
+                    }
+                }
+                None
+            }
+        };
         Ok(WeChatApp {
             name: name.to_string(),
             appid: required(&field("appid"), &self.appid)?,
@@ -149,6 +174,7 @@ impl RawPlatformApp {
             platform,
             api_base,
             alipay,
+            baidu,
             push: match (&self.push, platform) {
                 (Some(push), Platform::WeChat) => Some(push.validate(&field("push"), name)?),
                 (Some(_), _) => {
@@ -176,6 +202,7 @@ mod tests {
         let config = load(
             "[apps.qq]\nplatform = \"qq\"\nappid = \"1112\"\nsecret = \"q\"\n\
              [apps.dy]\nplatform = \"douyin\"\nappid = \"tt1\"\nsecret = \"d\"\n\
+             [apps.bd]\nplatform = \"baidu\"\nappid = \"bk\"\nsecret = \"b\"\nfetch_unionid = true\n\
              [apps.wx2]\nplatform = \"wechat\"\nappid = \"wx2\"\nsecret = \"w\"\napi_base = \"https://api2.weixin.qq.com\"\n",
         )
         .unwrap();
@@ -189,6 +216,15 @@ mod tests {
             "https://developer.toutiao.com/"
         );
         assert_eq!(app("wx2").api_base.as_str(), "https://api2.weixin.qq.com/");
+        assert_eq!(app("qq").server_api_base(), &app("qq").api_base);
+        assert_eq!(
+            app("bd").server_api_base().as_str(),
+            "https://openapi.baidu.com/"
+        );
+        assert_eq!(
+            app("bd").baidu.as_ref().map(|b| b.fetch_unionid),
+            Some(true)
+        );
         assert_eq!(app("default").platform, Platform::WeChat);
         let shown = config.to_redacted_toml();
         assert!(
@@ -220,6 +256,8 @@ mod tests {
             ("[apps.default]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"", "apps.default"),
             ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"\napi_base = \"ftp://h\"", "apps.a.api_base"),
             ("[wechat.apps.a]\nappid = \"y\"\nsecret = \"s\"\n[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"", "apps.a"),
+            ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"\nfetch_unionid = true", "apps.a.fetch_unionid"),
+            ("[apps.a]\nplatform = \"baidu\"\nappid = \"x\"\nsecret = \"s\"\nopenapi_base = \"ftp://h\"", "apps.a.openapi_base"),
             ("[apps.a]\nplatform = \"qq\"\nappid = \"x\"\nsecret = \"s\"\n[apps.a.push]\ntoken = \"t\"\nmode = \"plain\"\nupstream = \"http://b\"", "apps.a.push"),
         ];
         for (extra, key) in cases {

@@ -69,6 +69,10 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
                         entry.insert("secret".into(), text(REDACTED));
                     }
                 }
+                if let Some(baidu) = &app.baidu {
+                    entry.insert("openapi_base".into(), text(&baidu.openapi_base));
+                    entry.insert("fetch_unionid".into(), Value::Boolean(baidu.fetch_unionid));
+                }
                 if let Some(push) = &app.push {
                     entry.insert("push".into(), push_table(push));
                 }

@@ -265,6 +265,7 @@ impl super::raw::RawWeChat {
             platform: crate::identity::Platform::WeChat,
             api_base: api_base.clone(),
             alipay: None,
+            baidu: None,
             push: self
                 .push
                 .as_ref()
@@ -288,6 +289,7 @@ impl super::raw::RawWeChat {
                 platform: crate::identity::Platform::WeChat,
                 api_base: api_base.clone(),
                 alipay: None,
+                baidu: None,
                 push: app
                     .push
                     .as_ref()

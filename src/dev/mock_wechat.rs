@@ -3,7 +3,8 @@
 //! JSON answered as `text/plain`, errors with HTTP 200, single-use codes, appid/secret checks,
 //! 43002 for the wrong method, 41001 without an access_token, 40001 with one that is not current.
 //! `/sns/jscode2session` is here; the APIs behind an access_token are in `access_token.rs` and
-//! `api.rs`.
+//! `api.rs`; the other platforms' in `douyin.rs`, `oauth_form.rs` (Baidu, Kuaishou) and
+//! `alipay.rs`. The APIs of `api.rs` answer any platform's current token.
 //!
 //! Codes: any printable code logs a user in once; the part before the first `.` names the user, so
 //! `alice.1` and `alice.2` are two logins of the same user (openid `oMock_alice`, unionid
@@ -52,6 +53,8 @@ pub const BAIDU_SAMPLE_SESSION_KEY: &str = "1df09d0a1677dd72b8325aec59576e0c";
 
 /// How long `mock-slow` makes the caller wait.
 const SLOW_ANSWER: Duration = Duration::from_secs(10);
+/// What `mock-garbage` answers: a proxy's error page, not JSON.
+const GARBAGE: &str = "<html>502 Bad Gateway</html>";
 
 /// The fake WeChat API; clone it to keep a handle on its counters while it serves.
 #[derive(Clone, Default)]
@@ -67,6 +70,11 @@ struct MockState {
     calls: AtomicUsize,
     issued_session_keys: Mutex<Vec<String>>,
     stable_token_calls: AtomicUsize,
+    /// QQ getToken and Baidu access_token calls.
+    get_token_calls: AtomicUsize,
+    baidu_token_calls: AtomicUsize,
+    /// QQ tokens replaced by a newer getToken, still valid for their last minutes.
+    replaced_tokens: Mutex<Vec<(String, access_token::IssuedToken)>>,
     phone_calls: AtomicUsize,
     /// Each app's one valid access_token (by appid), made on its first stable_token call after a
     /// rotation.
@@ -153,10 +161,13 @@ impl MockWeChat {
         match path {
             "/sns/jscode2session" => self.code2session(query).await,
             "/cgi-bin/stable_token" => self.stable_token(&body),
+            "/api/getToken" => self.qq_get_token(query),
+            "/oauth/2.0/token" => self.baidu_token(&body),
+            "/rest/2.0/smartapp/getunionid" => self.baidu_unionid(query, &body),
             "/api/apps/v2/jscode2session" => self.douyin_code2session(&body).await,
-            "/oauth/jscode2sessionkey" => self.baidu_code2session(&body),
-            "/oauth2/mp/code2session" => self.kuaishou_code2session(&body),
-            "/gateway.do" => self.alipay_gateway(query, &body),
+            "/oauth/jscode2sessionkey" => self.baidu_code2session(&body).await,
+            "/oauth2/mp/code2session" => self.kuaishou_code2session(&body).await,
+            "/gateway.do" => self.alipay_gateway(query, &body).await,
             _ => {
                 if path == "/wxa/business/getuserphonenumber" {
                     self.inner.phone_calls.fetch_add(1, Ordering::SeqCst);
@@ -205,7 +216,7 @@ impl MockWeChat {
             "mock-ratelimit" => return error(45011, "api minute-quota reach limit"),
             // The errmsg WeChat's answers carry for 40226 in the field.
             "mock-blocked" => return error(40226, "code blocked"),
-            "mock-garbage" => return reply(StatusCode::OK, "<html>502 Bad Gateway</html>".into()),
+            "mock-garbage" => return reply(StatusCode::OK, GARBAGE.into()),
             "mock-slow" => tokio::time::sleep(SLOW_ANSWER).await,
             _ => {}
         }

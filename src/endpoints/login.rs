@@ -96,9 +96,20 @@ where
 /// The login itself: code2session, the session stored, the token issued; the answer's JSON body.
 async fn complete(state: &AppState, app: &WeChatApp, code: &str) -> LoginOutcome {
     let wechat = state.wechat.code2session(app, code).await?;
+    let unionid = match &app.baidu {
+        Some(baidu) if baidu.fetch_unionid => {
+            let token = state
+                .access_tokens
+                .get(state.access_token_sources(), app)
+                .await?;
+            let unionid = state.wechat.baidu_unionid(app, &token, &wechat.openid);
+            Some(unionid.await?)
+        }
+        _ => wechat.unionid,
+    };
     let identity = Identity {
         openid: wechat.openid,
-        unionid: wechat.unionid,
+        unionid,
         appid: Some(app.appid.clone()),
         platform: app.platform,
     };

@@ -4,6 +4,10 @@
 //! caller (and for the fleet through the session store); when WeChat calls it stale, it is
 //! fetched again once and the call sent again, if its body was kept
 //! (`wechat_api.max_retry_body_bytes`). APIs that hand out a token are refused.
+//!
+//! QQ and Baidu apps are served the same way, on their platform's server API host (QQ's
+//! `api.q.qq.com`, Baidu's `openapi_base`) with their own token; neither documents which answer
+//! means a stale token, so their calls are not sent again.
 
 use std::net::SocketAddr;
 
@@ -43,9 +47,12 @@ pub(crate) async fn handle(
         .wechat
         .app_named(app_name)
         .ok_or(GatewayError::UnknownApp)?;
-    if app.platform != Platform::WeChat {
+    if !matches!(
+        app.platform,
+        Platform::WeChat | Platform::Qq | Platform::Baidu
+    ) {
         return Err(GatewayError::PlatformNotSupported(
-            "this listener serves WeChat apps (its access_token comes from WeChat's stable_token)",
+            "this listener serves WeChat, QQ and Baidu apps, whose access_tokens the gateway keeps",
         ));
     }
     if path.is_empty() {
@@ -61,7 +68,7 @@ pub(crate) async fn handle(
         return Err(GatewayError::MethodNotAllowed { allow: "GET, POST" });
     }
     let call = ApiRequest {
-        api_base: &app.api_base,
+        api_base: app.server_api_base(),
         method: &method,
         path,
         query: uri.query().unwrap_or_default(),
@@ -72,15 +79,15 @@ pub(crate) async fn handle(
     send(state, app, &call, body).await
 }
 
-/// `cgi-bin/token`, `cgi-bin/stable_token`, and any API whose name is a token (`..._token`):
-/// each would hand a token to the caller.
+/// `cgi-bin/token`, `cgi-bin/stable_token`, QQ's `api/getToken`, Baidu's `oauth/2.0/token`, and
+/// any API whose name ends in `token`: each would hand a token to the caller.
 fn hands_out_a_token(path: &str) -> bool {
     let last = path
         .rsplit('/')
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    last == "token" || last.ends_with("_token")
+    last.ends_with("token")
 }
 
 /// A request body as it goes to WeChat: kept whole (it can be sent twice), or streamed once.
@@ -142,9 +149,10 @@ async fn send(
     };
     let answer = state.wechat.forward(call, first, &token).await;
     let answer = count(state, app, call, answer)?;
-    let stale = answer
-        .errcode
-        .is_some_and(|code| STALE_TOKEN.contains(&code));
+    let stale = app.platform == Platform::WeChat
+        && answer
+            .errcode
+            .is_some_and(|code| STALE_TOKEN.contains(&code));
     let Some(kept) = kept.filter(|_| stale) else {
         return Ok(answer.response);
     };
@@ -185,6 +193,8 @@ mod tests {
             "cgi-bin/component/api_component_token",
             "sns/oauth2/access_token",
             "CGI-BIN/TOKEN",
+            "api/getToken",
+            "oauth/2.0/token",
         ] {
             assert!(hands_out_a_token(path), "{path}");
         }

@@ -1,14 +1,15 @@
-//! The WeChat APIs behind an access_token: `cgi-bin/stable_token` (the normal mode, which hands
-//! every replica the same token instead of knocking the others out),
-//! `wxa/business/getuserphonenumber` and `wxa/checksession`. The access_token rides in the URL: the same no-URL logging
-//! rules as code2session apply.
+//! Access tokens and the WeChat APIs behind one: `cgi-bin/stable_token` (the normal mode, which
+//! hands every replica the same token instead of knocking the others out), QQ's `api/getToken`
+//! (each fetch replaces the previous token: `shared/platforms.md` section 1), Baidu's (in
+//! `baidu.rs`), `wxa/business/getuserphonenumber` and `wxa/checksession`. The access_token rides
+//! in the URL: the same no-URL logging rules as code2session apply.
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{api_url, WeChatClient};
-use crate::config::{Secret, WeChatApp};
+use crate::config::{Platform, Secret, WeChatApp};
 use crate::http::error::GatewayError;
 
 /// A fetched access_token and its lifetime.
@@ -40,8 +41,22 @@ struct Answer {
 pub(crate) const STALE_TOKEN: [i64; 3] = [40001, 40014, 42001];
 
 impl WeChatClient {
-    /// Fetches the app's access_token in normal (not forced) mode.
-    pub(crate) async fn stable_token(&self, app: &WeChatApp) -> Result<AccessToken, GatewayError> {
+    /// Fetches the app's access_token the way its platform hands them out.
+    pub(crate) async fn access_token(&self, app: &WeChatApp) -> Result<AccessToken, GatewayError> {
+        match app.platform {
+            Platform::WeChat => self.stable_token(app).await,
+            Platform::Qq => self.qq_token(app).await,
+            Platform::Baidu => self.baidu_token(app).await,
+            Platform::Douyin | Platform::Kuaishou | Platform::Alipay => {
+                Err(GatewayError::PlatformNotSupported(
+                    "the gateway keeps access_tokens for WeChat, QQ and Baidu apps only",
+                ))
+            }
+        }
+    }
+
+    /// Fetches a WeChat app's access_token in normal (not forced) mode.
+    async fn stable_token(&self, app: &WeChatApp) -> Result<AccessToken, GatewayError> {
         let body = serde_json::json!({
             "grant_type": "client_credential",
             "appid": app.appid,
@@ -50,19 +65,25 @@ impl WeChatClient {
         });
         let url = api_url(&app.api_base, "/cgi-bin/stable_token");
         let request = || self.post_json(url.clone(), &body);
-        self.call(
-            "stable_token",
-            &app.api_base,
-            request,
-            |answer: Answer| match (answer.errcode, answer.access_token, answer.expires_in) {
-                (0, Some(token), Some(expires_in)) if !token.is_empty() => Ok(AccessToken {
-                    token: Secret::new(token),
-                    expires_in,
-                }),
-                (0, _, _) => Err(GatewayError::WeChatBadAnswer),
-                (code, _, _) => Err(refused("stable_token", code, &answer.errmsg)),
-            },
-        )
+        self.call("stable_token", &app.api_base, request, |answer: Answer| {
+            token_from("stable_token", answer, &[])
+        })
+        .await
+    }
+
+    /// Fetches a QQ app's access_token: `GET /api/getToken`. Every fetch replaces the app's
+    /// previous token (both work for 5 minutes), which is why the fleet has one owner.
+    async fn qq_token(&self, app: &WeChatApp) -> Result<AccessToken, GatewayError> {
+        let mut url = api_url(&app.api_base, "/api/getToken");
+        url.query_pairs_mut()
+            .append_pair("grant_type", "client_credential")
+            .append_pair("appid", &app.appid)
+            .append_pair("secret", app.secret.expose());
+        let request = || self.http.get(url.clone());
+        // 40001: the AppSecret is wrong; 40002: grant_type; 40013: the AppID.
+        self.call("qq_get_token", &app.api_base, request, |answer: Answer| {
+            token_from("qq_get_token", answer, &[40001, 40002, 40013])
+        })
         .await
     }
 
@@ -142,6 +163,26 @@ fn session_signature(session_key: &Secret) -> Result<String, GatewayError> {
         .map_err(|_| GatewayError::Internal("HMAC refused a key"))?;
     let digest = mac.finalize().into_bytes();
     Ok(digest.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// The token of an access_token answer (WeChat's and QQ's share a shape), or its errcode mapped;
+/// `operator_codes` are the platform's own codes for wrong credentials.
+fn token_from(
+    api: &str,
+    answer: Answer,
+    operator_codes: &[i64],
+) -> Result<AccessToken, GatewayError> {
+    match (answer.errcode, answer.access_token, answer.expires_in) {
+        (0, Some(token), Some(expires_in)) if !token.is_empty() => Ok(AccessToken {
+            token: Secret::new(token),
+            expires_in,
+        }),
+        (0, _, _) => Err(GatewayError::WeChatBadAnswer),
+        (code, _, _) if operator_codes.contains(&code) => {
+            Err(super::config_rejected(api, code, &answer.errmsg))
+        }
+        (code, _, _) => Err(refused(api, code, &answer.errmsg)),
+    }
 }
 
 /// Maps an errcode of the access_token APIs.

@@ -4,12 +4,15 @@
 //! error `{"error", "error_description"}` (possibly with HTTP 400). User data: AES-192-CBC with the
 //! 24-byte session_key and the client's iv, PKCS#7 over 32-byte blocks, and the plaintext framed
 //! as 16 random bytes + 4-byte big-endian length + the JSON + the AppKey, which must be the app's.
+//! On the second host (`openapi_base`): the access_token (`POST /oauth/2.0/token`, OAuth client
+//! credentials, form-encoded) and the unionid (`POST /rest/2.0/smartapp/getunionid`).
 
 use aes::cipher::{BlockDecryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::access_token::AccessToken;
 use super::{api_url, Code2Session, WeChatClient};
 use crate::config::{Secret, WeChatApp};
 use crate::http::error::GatewayError;
@@ -43,6 +46,87 @@ impl WeChatClient {
         let request = || self.post_form(&url, &pairs);
         self.call("baidu_code2session", &app.api_base, request, interpret)
             .await
+    }
+}
+
+/// Baidu's access_token answer, or its OAuth error.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+    error: Option<String>,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// getunionid's answer: `errno` 0 and `data.unionid`, or `errno` 1 and `errmsg`.
+#[derive(Deserialize)]
+struct UnionidAnswer {
+    #[serde(default)]
+    errno: i64,
+    #[serde(default)]
+    errmsg: String,
+    data: Option<UnionidData>,
+}
+
+#[derive(Deserialize)]
+struct UnionidData {
+    #[serde(default)]
+    unionid: String,
+}
+
+impl WeChatClient {
+    /// Fetches a Baidu app's access_token (scope `smartapp_snsapi_base`).
+    pub(super) async fn baidu_token(&self, app: &WeChatApp) -> Result<AccessToken, GatewayError> {
+        let base = app.server_api_base();
+        let url = api_url(base, "/oauth/2.0/token");
+        let pairs = [
+            ("grant_type", "client_credentials"),
+            ("client_id", &app.appid),
+            ("client_secret", app.secret.expose()),
+            ("scope", "smartapp_snsapi_base"),
+        ];
+        let request = || self.post_form(&url, &pairs);
+        self.call("baidu_token", base, request, |answer: TokenAnswer| {
+            match (answer.error, answer.access_token, answer.expires_in) {
+                (None, Some(token), Some(expires_in)) if !token.is_empty() => Ok(AccessToken {
+                    token: Secret::new(token),
+                    expires_in,
+                }),
+                (None, _, _) => Err(GatewayError::WeChatBadAnswer),
+                (Some(error), _, _) => {
+                    tracing::error!(error, description = %answer.error_description, "Baidu refused the gateway's access_token request (AppKey or AppSecret); an operator must act");
+                    Err(GatewayError::WeChatConfigRejected(0))
+                }
+            }
+        })
+        .await
+    }
+
+    /// The unionid of the Baidu user `openid` (the same for every app of the developer).
+    pub(crate) async fn baidu_unionid(
+        &self,
+        app: &WeChatApp,
+        access_token: &Secret,
+        openid: &str,
+    ) -> Result<String, GatewayError> {
+        let base = app.server_api_base();
+        let mut url = api_url(base, "/rest/2.0/smartapp/getunionid");
+        url.query_pairs_mut()
+            .append_pair("access_token", access_token.expose());
+        let pairs = [("openid", openid)];
+        let request = || self.post_form(&url, &pairs);
+        self.call("baidu_getunionid", base, request, |answer: UnionidAnswer| {
+            match (answer.errno, answer.data) {
+                (0, Some(data)) if !data.unionid.is_empty() => Ok(data.unionid),
+                (0, _) => Err(GatewayError::WeChatBadAnswer),
+                (errno, _) => {
+                    tracing::error!(errno, errmsg = %answer.errmsg, "Baidu's getunionid refused; logins fail while [apps.NAME] fetch_unionid is on");
+                    Err(GatewayError::WeChatOther(errno))
+                }
+            }
+        })
+        .await
     }
 }
 

@@ -42,6 +42,21 @@ pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes-long";
 /// The issuer of the default harness.
 pub const ISSUER: &str = "wxgate-test";
 
+/// (name, platform, appid, secret) of one app of each platform but WeChat, for
+/// `Setup.platform_apps`.
+pub const ONE_APP_PER_PLATFORM: [(&str, &str, &str, &str); 5] = [
+    ("qqshop", "qq", "1112223334", "qq-app-secret"),
+    (
+        "dyshop",
+        "douyin",
+        "tt0123456789abcdef",
+        "douyin-app-secret",
+    ),
+    ("bdshop", "baidu", "baidu-app-key-0123", "baidu-app-secret"),
+    ("ksshop", "kuaishou", "ks0123456789", "kuaishou-app-secret"),
+    ("alishop", "alipay", "2021000000000001", ""),
+];
+
 /// What to change from the default test configuration.
 pub struct Setup {
     /// The whole `[jwt]` section.
@@ -50,7 +65,7 @@ pub struct Setup {
     pub server: String,
     /// Extra lines for `[wechat]`.
     pub wechat: String,
-    /// Override `wechat.api_base` (default: the mock).
+    /// Override `wechat.api_base` and every `[apps.NAME]`'s (default: the mock).
     pub api_base: Option<String>,
     /// The AppSecret the gateway is configured with (the mock always expects `APP_SECRET`).
     pub app_secret: String,
@@ -63,6 +78,8 @@ pub struct Setup {
     /// Mini-programs of other platforms, `[apps.NAME]`: (name, platform, appid, secret), their
     /// `api_base` the mock, which knows their credentials.
     pub platform_apps: Vec<(&'static str, &'static str, &'static str, &'static str)>,
+    /// More lines for some of those `[apps.NAME]` tables: (name, lines).
+    pub platform_app_lines: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Setup {
@@ -79,6 +96,7 @@ impl Default for Setup {
             sections: String::new(),
             apps: Vec::new(),
             platform_apps: Vec::new(),
+            platform_app_lines: Vec::new(),
         }
     }
 }
@@ -141,6 +159,10 @@ impl Harness {
         let wechat_listener = bind().await;
         let wechat_addr = wechat_listener.local_addr().unwrap();
         let alipay_keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/alipay");
+        let api_base = setup
+            .api_base
+            .clone()
+            .unwrap_or_else(|| format!("http://{wechat_addr}"));
         let platform_apps: String = setup
             .platform_apps
             .iter()
@@ -158,12 +180,20 @@ impl Harness {
                          alipay_public_key_file = \"{alipay_keys}/alipay_public.pem\"\n\
                          aes_key = \"{ALIPAY_AES_KEY}\"\n"
                     )
+                } else if *platform == "baidu" {
+                    format!("secret = \"{secret}\"\nopenapi_base = \"{api_base}\"\n")
                 } else {
                     format!("secret = \"{secret}\"\n")
                 };
+                let lines = setup
+                    .platform_app_lines
+                    .iter()
+                    .filter(|(app, _)| app == name)
+                    .map(|(_, lines)| format!("{lines}\n"))
+                    .collect::<String>();
                 format!(
                     "[apps.{name}]\nplatform = \"{platform}\"\nappid = \"{appid}\"\n\
-                     {credentials}api_base = \"http://{wechat_addr}\"\n"
+                     {credentials}api_base = \"{api_base}\"\n{lines}"
                 )
             })
             .collect();
@@ -178,9 +208,6 @@ impl Harness {
 
         let (slow_addr, _) = slow_upstream(Duration::from_secs(5)).await;
         let closed_addr = closed_port().await;
-        let api_base = setup
-            .api_base
-            .unwrap_or_else(|| format!("http://{wechat_addr}"));
         let text = format!(
             r#"
 [server]

@@ -107,10 +107,15 @@ fn help_lists_every_subcommand() {
         "/metrics",
         "/readyz",
         "SIGHUP",
+        "mock-platforms",
     ];
     for expected in SUBCOMMANDS.iter().chain(&more) {
         assert!(stdout.contains(expected), "{expected} in {stdout}");
     }
+    // The clearer name of mock-wechat works as well.
+    let alias = wxgate(&["mock-platforms", "--help"]).output().unwrap();
+    assert!(alias.status.success());
+    assert!(String::from_utf8_lossy(&alias.stdout).contains("Kuaishou"));
 }
 
 fn sigterm(child: &Child) {

@@ -30,6 +30,8 @@ mod nginx;
 mod openapi;
 mod paths;
 mod phone;
+mod platform_errors;
+mod platform_tokens;
 mod platforms;
 mod proxy;
 mod push;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::ws::ws_echo_upstream;
-use crate::common::{external, Harness, Setup, APPID, ISSUER, JWT_SECRET};
+use crate::common::{external, Harness, Setup, APPID, ISSUER, JWT_SECRET, ONE_APP_PER_PLATFORM};
 
 /// Whether Node.js (18 or later, for `node --test`) is installed.
 fn node_available() -> bool {
@@ -38,18 +38,7 @@ async fn the_node_client_suite_passes_against_a_running_gateway() {
     let gateway = gateway_with("").await;
     let short_ttl = gateway_with("ttl_secs = 2\nleeway_secs = 0").await;
     let platforms = Harness::start_with(Setup {
-        platform_apps: vec![
-            ("qqshop", "qq", "1112223334", "qq-app-secret"),
-            (
-                "dyshop",
-                "douyin",
-                "tt0123456789abcdef",
-                "douyin-app-secret",
-            ),
-            ("bdshop", "baidu", "baidu-app-key-0123", "baidu-app-secret"),
-            ("ksshop", "kuaishou", "ks0123456789", "kuaishou-app-secret"),
-            ("alishop", "alipay", "2021000000000001", ""),
-        ],
+        platform_apps: ONE_APP_PER_PLATFORM.to_vec(),
         ..Setup::default()
     })
     .await;

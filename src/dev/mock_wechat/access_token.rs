@@ -1,6 +1,7 @@
 //! The mock's access_token and the APIs that check it: `POST /cgi-bin/stable_token` (an app gets
 //! the same token on every call until it expires or is rotated, with the lifetime it has left, as
-//! WeChat's normal mode does; each app its own), `POST /wxa/business/getuserphonenumber` (single-use
+//! WeChat's normal mode does; each app its own), QQ's `GET /api/getToken` (every call a new token;
+//! the previous one works 5 more minutes), `POST /wxa/business/getuserphonenumber` (single-use
 //! codes; the watermark names the app the token is for) and `GET /wxa/checksession`.
 
 use std::sync::atomic::Ordering;
@@ -19,6 +20,8 @@ pub const MOCK_PHONE: &str = "13800138000";
 
 /// WeChat's access_token lifetime.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(7200);
+/// How long a QQ token replaced by a newer one keeps working.
+const QQ_OVERLAP: Duration = Duration::from_secs(300);
 
 /// An access_token the mock handed out, and when it stops working.
 pub(super) struct IssuedToken {
@@ -32,6 +35,16 @@ impl MockWeChat {
         self.inner.stable_token_calls.load(Ordering::SeqCst)
     }
 
+    /// How many QQ getToken calls it has answered.
+    pub fn get_token_calls(&self) -> usize {
+        self.inner.get_token_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many Baidu access_token calls it has answered.
+    pub fn baidu_token_calls(&self) -> usize {
+        self.inner.baidu_token_calls.load(Ordering::SeqCst)
+    }
+
     /// How many getuserphonenumber calls it has answered.
     pub fn phone_calls(&self) -> usize {
         self.inner.phone_calls.load(Ordering::SeqCst)
@@ -42,6 +55,9 @@ impl MockWeChat {
     pub fn rotate_access_token(&self) {
         if let Ok(mut current) = self.inner.access_tokens.lock() {
             current.clear();
+        }
+        if let Ok(mut replaced) = self.inner.replaced_tokens.lock() {
+            replaced.clear();
         }
     }
 
@@ -67,19 +83,22 @@ impl MockWeChat {
         if let Some(answer) = self.check_credentials(&field("appid"), &field("secret")) {
             return answer;
         }
-        let lifetime = self
-            .inner
-            .access_token_lifetime
-            .lock()
-            .ok()
-            .and_then(|lifetime| *lifetime)
-            .unwrap_or(DEFAULT_LIFETIME);
-        let Ok(mut current) = self.inner.access_tokens.lock() else {
-            return error(-1, "system error");
-        };
+        match self.current_token(&field("appid")) {
+            Some((token, expires_in)) => {
+                let answer = serde_json::json!({ "access_token": token, "expires_in": expires_in });
+                reply(StatusCode::OK, answer.to_string())
+            }
+            None => error(-1, "system error"),
+        }
+    }
+
+    /// The app's current token and its remaining seconds, a new one if it has none that lives.
+    pub(super) fn current_token(&self, appid: &str) -> Option<(String, u64)> {
+        let lifetime = self.token_lifetime();
+        let mut current = self.inner.access_tokens.lock().ok()?;
         let now = Instant::now();
         let issued = current
-            .entry(field("appid"))
+            .entry(appid.to_string())
             .and_modify(|issued| {
                 if issued.expires_at <= now {
                     *issued = self.new_token(lifetime);
@@ -87,7 +106,52 @@ impl MockWeChat {
             })
             .or_insert_with(|| self.new_token(lifetime));
         let expires_in = issued.expires_at.saturating_duration_since(now).as_secs();
-        let answer = serde_json::json!({ "access_token": issued.token, "expires_in": expires_in });
+        Some((issued.token.clone(), expires_in))
+    }
+
+    fn token_lifetime(&self) -> Duration {
+        self.inner
+            .access_token_lifetime
+            .lock()
+            .ok()
+            .and_then(|lifetime| *lifetime)
+            .unwrap_or(DEFAULT_LIFETIME)
+    }
+
+    /// Answers QQ's getToken (`grant_type`, `appid`, `secret` in the query): a new token every
+    /// time; the one it replaces keeps working for 5 minutes.
+    pub(super) fn qq_get_token(&self, query: &str) -> http::Response<Body> {
+        self.inner.get_token_calls.fetch_add(1, Ordering::SeqCst);
+        let param = |name: &str| query_param(query, name);
+        if param("grant_type") != "client_credential" {
+            return error(40002, "grant_type must be client_credential");
+        }
+        if !self.knows(&param("appid"), &param("secret")) {
+            let known = self
+                .inner
+                .credentials
+                .iter()
+                .any(|(id, _)| *id == param("appid"));
+            return if known {
+                error(40001, "invalid appsecret")
+            } else {
+                error(40013, "invalid appid")
+            };
+        }
+        let lifetime = self.token_lifetime();
+        let (Ok(mut current), Ok(mut replaced)) = (
+            self.inner.access_tokens.lock(),
+            self.inner.replaced_tokens.lock(),
+        ) else {
+            return error(-1, "system error");
+        };
+        let fresh = self.new_token(lifetime);
+        let answer =
+            serde_json::json!({ "access_token": fresh.token, "expires_in": lifetime.as_secs() });
+        if let Some(mut previous) = current.insert(param("appid"), fresh) {
+            previous.expires_at = previous.expires_at.min(Instant::now() + QQ_OVERLAP);
+            replaced.push((param("appid"), previous));
+        }
         reply(StatusCode::OK, answer.to_string())
     }
 
@@ -110,20 +174,26 @@ impl MockWeChat {
             return Err((41001, "access_token missing"));
         }
         let now = Instant::now();
-        self.inner
+        let live = |(appid, issued): (&String, &IssuedToken)| {
+            (issued.token == token && now < issued.expires_at).then(|| appid.clone())
+        };
+        let current = self
+            .inner
             .access_tokens
             .lock()
             .ok()
-            .and_then(|tokens| {
+            .and_then(|tokens| tokens.iter().find_map(live));
+        let replaced = || {
+            self.inner.replaced_tokens.lock().ok().and_then(|tokens| {
                 tokens
                     .iter()
-                    .find(|(_, issued)| issued.token == token && now < issued.expires_at)
-                    .map(|(appid, _)| appid.clone())
+                    .find_map(|(appid, issued)| live((appid, issued)))
             })
-            .ok_or((
-                40001,
-                "invalid credential, access_token is invalid or not latest",
-            ))
+        };
+        current.or_else(replaced).ok_or((
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        ))
     }
 
     /// Answers getuserphonenumber of app `appid` for the body `{"code": "..."}`. Each code works

@@ -3,7 +3,8 @@
 //! (Alipay's) private key, over the exact node text, as Alipay does. Codes: any code logs its user
 //! in once (`open_id` `oMock_<user>`, `user_id` 2088...; then `isv.code-invalid`);
 //! `mock-invalid` -> `isv.code-invalid`; `mock-busy` -> 20000 (unsigned); `mock-tampered` -> a
-//! signed answer altered after signing (what a gateway must refuse).
+//! signed answer altered after signing (what a gateway must refuse); `mock-garbage` -> not JSON;
+//! `mock-slow` -> the answer after 10 seconds.
 
 use std::collections::BTreeMap;
 
@@ -65,7 +66,7 @@ impl MockWeChat {
     }
 
     /// Answers `POST /gateway.do`.
-    pub(super) fn alipay_gateway(&self, query: &str, body: &[u8]) -> http::Response<Body> {
+    pub(super) async fn alipay_gateway(&self, query: &str, body: &[u8]) -> http::Response<Body> {
         self.inner
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -74,6 +75,10 @@ impl MockWeChat {
                 query: query.to_string(),
                 body: String::from_utf8_lossy(body).into_owned(),
             });
+        }
+        if form_urlencoded::parse(body).any(|(name, value)| name == "code" && value == "mock-slow")
+        {
+            tokio::time::sleep(super::SLOW_ANSWER).await;
         }
         let Ok(keys) = self.inner.alipay.lock() else {
             return answer("{}".into());
@@ -114,6 +119,7 @@ impl MockWeChat {
             "mock-busy" => {
                 return answer(r#"{"error_response":{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}}"#.into())
             }
+            "mock-garbage" => return answer(super::GARBAGE.into()),
             _ => {}
         }
         match self.log_in(&code) {

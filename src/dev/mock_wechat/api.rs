@@ -12,13 +12,16 @@ use super::{error, reply, MockWeChat};
 use crate::http::error::{full_body, Body};
 
 /// Every path the mock serves, with the method WeChat requires for it (43002 for another).
-const PATHS: [(&str, Method); 12] = [
+const PATHS: [(&str, Method); 15] = [
     ("/gateway.do", Method::POST),
     ("/sns/jscode2session", Method::GET),
     ("/api/apps/v2/jscode2session", Method::POST),
     ("/oauth/jscode2sessionkey", Method::POST),
     ("/oauth2/mp/code2session", Method::POST),
     ("/cgi-bin/stable_token", Method::POST),
+    ("/api/getToken", Method::GET),
+    ("/oauth/2.0/token", Method::POST),
+    ("/rest/2.0/smartapp/getunionid", Method::POST),
     ("/wxa/business/getuserphonenumber", Method::POST),
     ("/wxa/checksession", Method::GET),
     ("/cgi-bin/message/subscribe/send", Method::POST),

@@ -43,7 +43,7 @@ impl MockWeChat {
             "" => return envelope(40014, "bad params", None),
             "mock-invalid" => return envelope(40018, "bad code", None),
             "mock-busy" => return envelope(-1, "system error", None),
-            "mock-garbage" => return reply(StatusCode::OK, "<html>502 Bad Gateway</html>".into()),
+            "mock-garbage" => return reply(StatusCode::OK, super::GARBAGE.into()),
             "mock-slow" => tokio::time::sleep(SLOW_ANSWER).await,
             _ => {}
         }
