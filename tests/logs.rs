@@ -34,6 +34,8 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
 
     let gateway = Harness::start_with(Setup {
         sections: "[wechat_api]\nlisten = \"127.0.0.1:0\"\n".into(),
+        platform_apps: common::ONE_APP_PER_PLATFORM.to_vec(),
+        platform_app_lines: vec![("bdshop", "fetch_unionid = true")],
         ..Setup::default()
     })
     .await;
@@ -71,6 +73,20 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
         }
         let answer = common::request(api, "POST", target, &[], body).await;
         assert_eq!(answer.json()["errcode"], 0, "{}", answer.text());
+    }
+    // Every platform's login (secrets in URLs and form bodies, Alipay's signed requests and its
+    // user tokens, Baidu's getunionid with its access_token), and QQ's and Baidu's server APIs.
+    let json = [("Content-Type", "application/json")];
+    for (app, ..) in common::ONE_APP_PER_PLATFORM {
+        let code = format!(r#"{{"code":"{app}user.1"}}"#);
+        let path = format!("/login/{app}");
+        let answer = common::request(gateway.addr, "POST", &path, &json, code.as_bytes()).await;
+        assert_eq!(answer.status, 200, "{app}: {}", answer.text());
+    }
+    for app in ["qqshop", "bdshop"] {
+        let target = format!("/{app}/wxa/msg_sec_check");
+        let answer = common::request(api, "POST", &target, &[], body).await;
+        assert_eq!(answer.json()["errcode"], 0, "{app}: {}", answer.text());
     }
     let image = br#"{"scene":"a=1"}"#;
     let answer = common::request(api, "POST", "/default/wxa/getwxacodeunlimit", &[], image).await;
@@ -149,9 +165,18 @@ async fn no_secret_session_key_or_token_is_logged_at_any_level() {
         "query-secret".to_string(),
         "caller-query-token".to_string(),
         "mock-access-token".to_string(),
+        "mock-alipay-user-token".to_string(),
+        "mock-alipay-refresh-token".to_string(),
+        common::ALIPAY_AES_KEY.to_string(),
         token.clone(),
         token.split('.').nth(2).unwrap().to_string(),
     ];
+    secrets.extend(
+        common::ONE_APP_PER_PLATFORM
+            .iter()
+            .map(|(.., secret)| secret.to_string())
+            .filter(|secret| !secret.is_empty()),
+    );
     secrets.extend(gateway.wechat.issued_session_keys());
     secrets.extend(misconfigured.wechat.issued_session_keys());
     assert!(!gateway.wechat.issued_session_keys().is_empty());
