@@ -286,6 +286,17 @@ BREAKAGES = [
      [("src/wechat/alipay/phone.rs", "if !verified(&keys.verifying, &signed, &answer.sign) {",
        "if false && !verified(&keys.verifying, &signed, &answer.sign) {")],
      [("integration", "platforms::alipay_phone_numbers_are_verified_then_decrypted")]),
+    ("platform tokens: a QQ token fetched alone when the store is down",
+     [("src/access_token.rs", "    matches!(app.platform, Platform::Qq | Platform::Baidu)", "    false")],
+     [("integration", "platform_tokens::a_qq_token_has_one_owner_in_the_fleet_and_none_without_the_store")]),
+    ("platform tokens: QQ's getToken passed through the listener",
+     [("src/endpoints/wechat_api.rs", "    last.ends_with(\"token\")",
+       "    last == \"token\" || last.ends_with(\"_token\")")],
+     [("integration", "platform_tokens::qq_and_baidu_server_apis_get_their_own_platforms_token"),
+      ("lib", "endpoints::wechat_api::tests::token_handing_apis_are_recognized")]),
+    ("platform tokens: a Baidu login issued without the unionid it was configured to fetch",
+     [("src/endpoints/login.rs", "Some(baidu) if baidu.fetch_unionid =>", "Some(baidu) if baidu.fetch_unionid && false =>")],
+     [("integration", "platform_tokens::baidu_logins_fetch_the_unionid_when_configured")]),
 ]
 
 
