@@ -155,6 +155,7 @@ fn header_rewriting(c: &mut Criterion) {
     let peer = headers::PeerAddress::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)));
     let host = HeaderValue::from_static("api.example.com");
     let request_id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+    let names = headers::IdentityNames::default();
     c.bench_function("headers/rewrite_request", |b| {
         b.iter_batched_ref(
             || template.clone(),
@@ -165,7 +166,12 @@ fn header_rewriting(c: &mut Criterion) {
                     proto: "https",
                     host: Some(host.clone()),
                     from_proxy: None,
-                    identity: Some(&who),
+                    names: &names,
+                    identity: Some(headers::ForwardedIdentity {
+                        headers: &who,
+                        app: None,
+                        assertion: None,
+                    }),
                     request_id: &request_id,
                 };
                 headers::set_gateway_owned(map, removed, owned);

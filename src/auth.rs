@@ -8,8 +8,9 @@ use http::header::{HeaderMap, AUTHORIZATION};
 use crate::config::StoreErrorPolicy;
 use crate::config::{AuthMode, RouteConfig};
 use crate::http::error::GatewayError;
+use crate::http::headers::ForwardedIdentity;
 use crate::state::AppState;
-use crate::token::VerifiedToken;
+use crate::token::{AssertionOf, VerifiedToken};
 
 pub use crate::identity::Identity;
 
@@ -71,6 +72,39 @@ pub(crate) async fn authorize(
             .check_route(route, &verified.identity.openid, &state.metrics)?;
     }
     Ok(Some(verified))
+}
+
+/// What upstreams are told of a passed request's caller (forwarded requests and forward-auth
+/// answers alike): the token's identity, the app's name when `[identity.headers] app` names a
+/// header for it, and, with `[identity] assertion`, the signed assertion for `audience` (the
+/// route's).
+pub(crate) fn forwarded_identity<'a>(
+    state: &'a AppState,
+    verified: &'a VerifiedToken,
+    audience: &str,
+) -> Result<ForwardedIdentity<'a>, GatewayError> {
+    let config = &state.config.identity;
+    let wanted = config.assertion || config.app_header.is_some();
+    let app = wanted
+        .then(|| state.app_name(verified.identity.appid.as_deref()))
+        .flatten();
+    let assertion = match config.assertion {
+        true => Some(state.keys.assertion(
+            verified,
+            AssertionOf {
+                identity: &verified.identity,
+                app: app.and_then(|name| name.to_str().ok()),
+                audience,
+                ttl_secs: config.assertion_ttl.as_secs(),
+            },
+        )?),
+        false => None,
+    };
+    Ok(ForwardedIdentity {
+        headers: verified.identity_headers(),
+        app: app.filter(|_| config.app_header.is_some()),
+        assertion,
+    })
 }
 
 /// The caller and the (bounded) body of a POST to one of the gateway's own authenticated

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use crate::identity::Platform;
 
 mod apps;
+mod identity;
 mod jwt;
 mod ops;
 mod push;
@@ -23,6 +24,7 @@ mod session;
 mod validate;
 mod wechat_api;
 
+pub use identity::IdentityConfig;
 pub use jwt::{JwtConfig, JwtKeyInfo, KeySource};
 pub use ops::{parse_filter, LogFormat};
 /// The mock pushes messages encrypted with the key the gateway decodes.
@@ -123,6 +125,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// `[wechat_api]`: the backends' listener for WeChat's server APIs.
     pub wechat_api: WeChatApiConfig,
+    /// `[identity]`: the identity headers' names and the signed assertion.
+    pub identity: IdentityConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
     pub routes: Vec<RouteConfig>,
     /// The file the config was read from, which a reload reads again; `None` when built from text.

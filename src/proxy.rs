@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HOST, UPGRADE};
+use http::header::{AUTHORIZATION, HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -108,14 +108,24 @@ where
                 (Some(host), true) => parts.headers.insert(HOST, host.clone()),
                 _ => parts.headers.insert(HOST, upstream.host_header.clone()),
             };
+            if !route.config.forward_authorization {
+                parts.headers.remove(AUTHORIZATION);
+            }
+            let identity = match &verified {
+                Some(verified) => Some(auth::forwarded_identity(
+                    state,
+                    verified,
+                    &route.config.audience,
+                )?),
+                None => None,
+            };
             let owned = headers::GatewayOwned {
                 client: &client.address,
                 proto: client.proto,
                 host: client_host,
                 from_proxy,
-                identity: verified
-                    .as_ref()
-                    .map(|verified| verified.identity_headers()),
+                names: &state.identity_names,
+                identity,
                 request_id: request_id.header_value(),
             };
             headers::set_gateway_owned(&mut parts.headers, hop_by_hop_removed, owned);

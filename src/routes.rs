@@ -141,6 +141,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             apps: None,
             rate_limit: None,
+            audience: prefix.to_string(),
+            forward_authorization: true,
         }
     }
 

@@ -15,6 +15,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use crate::access_token::AccessTokens;
 use crate::config::Config;
 use crate::config::ConfigError;
+use crate::http::headers::IdentityNames;
 use crate::http::websocket::DrainGuard;
 use crate::metrics::Metrics;
 use crate::rate_limit::Limits;
@@ -26,6 +27,7 @@ use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
 use crate::wechat::alipay::AlipayKeys;
 use crate::wechat::WeChatClient;
+use http::HeaderValue;
 
 /// Everything a request needs, built from one config and shared by every connection.
 #[derive(Debug)]
@@ -43,6 +45,10 @@ pub(crate) struct AppState {
     pub(crate) logins: Arc<LoginFlights>,
     /// `server.endpoint_max_in_flight`, kept across reloads that leave it unchanged.
     pub(crate) endpoint_limit: EndpointLimit,
+    /// The names identity headers go upstream under (`[identity]`).
+    pub(crate) identity_names: IdentityNames,
+    /// Each app's name as a header value, by appid (`X-App`, the assertion's `app`).
+    app_names: HashMap<String, HeaderValue>,
     relays: DrainGuard,
 }
 
@@ -113,10 +119,31 @@ impl AppState {
                 config.server.endpoint_max_in_flight,
                 previous.map(|running| &running.endpoint_limit),
             ),
+            identity_names: IdentityNames::new(
+                config.identity.openid_header.clone(),
+                config.identity.unionid_header.clone(),
+                config.identity.app_header.clone(),
+                config.identity.assertion_header.clone(),
+            ),
+            app_names: config
+                .wechat
+                .apps
+                .iter()
+                .filter_map(|app| {
+                    let name = HeaderValue::from_str(&app.name).ok()?;
+                    Some((app.appid.clone(), name))
+                })
+                .collect(),
             metrics,
             config,
             relays,
         })
+    }
+
+    /// The name of the app `appid` (tokens naming none are `[wechat]`'s: "default").
+    pub(crate) fn app_name(&self, appid: Option<&str>) -> Option<&HeaderValue> {
+        let appid = appid.unwrap_or(&self.config.wechat.default_app().appid);
+        self.app_names.get(appid)
     }
 
     /// Where the access_tokens come from: this state's store and WeChat client.

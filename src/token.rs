@@ -6,7 +6,8 @@
 //! algorithm and HS/RS key confusion are refused), `exp` is present and not
 //! passed, `nbf` (if present) has passed, `iss` equals the configured issuer, `aud` matches when an
 //! audience is configured, and `sub` (the openid) is present. Leeway applies to the time checks.
-//! A header with `crit` extensions or encryption parameters (`enc`, `zip`) is refused; `jku`,
+//! A header with `crit` extensions or encryption parameters (`enc`, `zip`) is refused, and so is
+//! one typed other than `JWT` (an identity assertion, `token/assertion.rs`, is no client token); `jku`,
 //! `x5u`, `jwk` and `x5c` are never looked at: keys come from the config only.
 //! Nothing else is required, so tokens minted by a user's own tooling with the same key work.
 
@@ -23,10 +24,13 @@ use crate::http::error::GatewayError;
 use crate::http::headers::IdentityHeaders;
 use crate::identity::{Identity, Platform};
 
+mod assertion;
 mod cache;
 mod keys;
 mod load;
 mod memo;
+pub(crate) use assertion::AssertionOf;
+pub use assertion::ASSERTION_TYPE;
 pub(crate) use keys::LoadedKey;
 #[cfg(any(test, feature = "dev-tools"))]
 pub(crate) use keys::{KeyMaterial, KeySpec};
@@ -162,6 +166,8 @@ pub struct VerifiedToken {
     revocation_ids: Vec<String>,
     /// The revocations this token is known not to be among (see `session::RevocationEpoch`).
     not_revoked_at: NotRevokedMemo,
+    /// The identity assertions minted for it, by audience.
+    assertions: assertion::AssertionSlots,
 }
 
 impl VerifiedToken {
@@ -202,6 +208,7 @@ impl VerifiedToken {
             iat: self.iat,
             revocation_ids: self.revocation_ids.clone(),
             not_revoked_at: self.not_revoked_at.clone(),
+            assertions: assertion::AssertionSlots::default(),
         }
     }
 }
@@ -371,6 +378,15 @@ impl TokenKeys {
                 "encrypted tokens are not supported",
             ));
         }
+        // An identity assertion (or any other typed JWT) signed with the same key is not a
+        // client token.
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(GatewayError::InvalidToken("not a client token"));
+        }
         let key = match header.kid.as_deref() {
             Some(kid) => self
                 .verifying
@@ -428,6 +444,7 @@ impl TokenKeys {
             identity: Arc::new(identity),
             identity_headers,
             not_revoked_at: NotRevokedMemo::default(),
+            assertions: assertion::AssertionSlots::default(),
             sid: claims.sid,
             jti: claims.jti,
             exp: claims.exp,

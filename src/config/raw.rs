@@ -59,6 +59,7 @@ pub(crate) struct RawConfig {
     pub(crate) admin: RawAdmin,
     pub(crate) reload: RawReload,
     pub(crate) wechat_api: super::wechat_api::RawWeChatApi,
+    pub(crate) identity: super::identity::RawIdentity,
     pub(crate) apps: std::collections::BTreeMap<String, super::apps::RawPlatformApp>,
     pub(crate) routes: Vec<RawRoute>,
 }
@@ -235,6 +236,8 @@ pub(crate) struct RawRoute {
     pub(crate) ca_file: Option<String>,
     pub(crate) apps: Option<StringList>,
     pub(crate) rate_limit: Option<RawRateLimit>,
+    pub(crate) audience: Option<String>,
+    pub(crate) forward_authorization: Option<Flex<bool>>,
 }
 
 /// Parses the TOML text, applies the environment overlay, and deserializes the result.

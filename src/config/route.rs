@@ -76,6 +76,10 @@ pub struct RouteConfig {
     pub apps: Option<Vec<String>>,
     /// Requests per openid on this route (authenticated requests only); `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// The `aud` of the identity assertions forwarded on this route (`audience`; the prefix).
+    pub audience: String,
+    /// Whether the client's `Authorization` header goes upstream (`forward_authorization`).
+    pub forward_authorization: bool,
 }
 
 impl RawRoute {
@@ -121,7 +125,6 @@ impl RawRoute {
             upstream.ca_file = Some(PathBuf::from(file));
         }
         Ok(RouteConfig {
-            prefix,
             upstream,
             auth,
             strip_prefix: raw::number(&format!("{key}.strip_prefix"), &self.strip_prefix, false)?,
@@ -146,6 +149,22 @@ impl RawRoute {
                 Some(limit) => limit.validate(&format!("{key}.rate_limit"))?,
                 None => None,
             },
+            audience: match self.audience.as_deref().map(str::trim) {
+                Some("") => {
+                    return Err(ConfigError::new(
+                        format!("{key}.audience"),
+                        "must not be empty; leave it out for the route's prefix",
+                    ))
+                }
+                Some(audience) => audience.to_string(),
+                None => prefix.clone(),
+            },
+            forward_authorization: raw::number(
+                &format!("{key}.forward_authorization"),
+                &self.forward_authorization,
+                true,
+            )?,
+            prefix,
         })
     }
 }

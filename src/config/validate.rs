@@ -204,6 +204,7 @@ impl RawConfig {
         let admin = self.admin.validate(&server)?;
         let reload = self.reload.validate()?;
         let wechat_api = self.wechat_api.validate(&server, &admin)?;
+        let identity = self.identity.validate()?;
         let mut routes: Vec<super::RouteConfig> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let route = route.validate(&format!("routes[{index}]"), upstream.timeout, &wechat)?;
@@ -249,6 +250,7 @@ impl RawConfig {
             admin,
             reload,
             wechat_api,
+            identity,
             routes,
             source: None,
         })

@@ -90,7 +90,13 @@ pub(crate) async fn handle<B>(
     let response_headers = response.headers_mut();
     response_headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(verified) = &verified {
-        headers::set_identity(response_headers, verified.identity_headers());
+        // The assertion's audience: the judged route's, or the endpoint's own path when no route
+        // covers the original request.
+        let audience = route.map_or(config.forward_auth.path.as_str(), |route| {
+            route.audience.as_str()
+        });
+        let identity = auth::forwarded_identity(state, verified, audience)?;
+        headers::set_identity(response_headers, &state.identity_names, identity);
     }
     Ok((response, verified.map(|verified| verified.identity.clone())))
 }

@@ -24,6 +24,8 @@ pub const X_UNIONID: HeaderName = HeaderName::from_static("x-unionid");
 /// The header naming the user's platform (`wechat`, `qq`, `douyin`, `baidu`, `kuaishou`,
 /// `alipay`): ids are per platform.
 pub const X_PLATFORM: HeaderName = HeaderName::from_static("x-platform");
+/// The default header carrying the signed identity assertion (`[identity] assertion_header`).
+pub const X_WXGATE_ASSERTION: HeaderName = HeaderName::from_static("x-wxgate-assertion");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -55,13 +57,15 @@ const HOP_BY_HOP_NAMES: [&str; HOP_BY_HOP_COUNT] = [
     "upgrade",
 ];
 
-/// Headers whose value upstreams trust because the gateway sets them: identity, forwarding
-/// information and path overrides. Compared after folding `_` to `-`, because some servers (CGI,
-/// WSGI, PHP) read `X_OpenId` and `X-OpenId` as the same variable.
-const GATEWAY_OWNED: [&str; 14] = [
+/// Headers whose value upstreams trust because the gateway sets them: identity (under its default
+/// names, whatever `[identity.headers]` says), forwarding information and path overrides.
+/// Compared after folding `_` to `-`, because some servers (CGI, WSGI, PHP) read `X_OpenId` and
+/// `X-OpenId` as the same variable.
+const GATEWAY_OWNED: [&str; 15] = [
     "x-openid",
     "x-unionid",
     "x-platform",
+    "x-wxgate-assertion",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -140,14 +144,96 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
 
 /// Whether a header name is one only the gateway may set, in any case or `_` spelling.
 pub(crate) fn is_gateway_owned(name: &HeaderName) -> bool {
+    GATEWAY_OWNED.iter().any(|owned| spells(owned, name))
+}
+
+/// Whether `name` is `folded` (lower case, `-`) in some case or `_` spelling.
+fn spells(folded: &str, name: &HeaderName) -> bool {
     let name = name.as_str();
-    GATEWAY_OWNED.iter().any(|owned| {
-        owned.len() == name.len()
-            && owned
-                .bytes()
-                .zip(name.bytes())
-                .all(|(want, got)| want == if got == b'_' { b'-' } else { got })
-    })
+    folded.len() == name.len()
+        && folded
+            .bytes()
+            .zip(name.bytes())
+            .all(|(want, got)| want == if got == b'_' { b'-' } else { got })
+}
+
+/// Headers an `[identity]` name may not take besides the hop-by-hop ones: their meaning is
+/// HTTP's.
+const REQUEST_HEADERS: [&str; 7] = [
+    "host",
+    "authorization",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "cookie",
+    "expect",
+];
+
+/// Whether `folded` (a header name in lower case, `_` as `-`) is one whose meaning HTTP or the
+/// gateway fixes: hop-by-hop, forwarding, a request header, `X-Platform` or the request id. The
+/// default identity names are not: they are what `[identity]` renames.
+pub(crate) fn reserved_for_the_gateway(folded: &str) -> bool {
+    const IDENTITY_DEFAULTS: [&str; 3] = ["x-openid", "x-unionid", "x-wxgate-assertion"];
+    HOP_BY_HOP_NAMES.contains(&folded)
+        || REQUEST_HEADERS.contains(&folded)
+        || (GATEWAY_OWNED.contains(&folded) && !IDENTITY_DEFAULTS.contains(&folded))
+}
+
+/// The identity header names of the running config (`[identity]`), and those of them that
+/// clients' copies must be stripped of besides [`GATEWAY_OWNED`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityNames {
+    openid: HeaderName,
+    unionid: HeaderName,
+    app: Option<HeaderName>,
+    assertion: HeaderName,
+    /// Configured names not in [`GATEWAY_OWNED`], folded; empty with the defaults, so that the
+    /// default configuration's requests pay nothing for configurable names.
+    also_owned: Vec<String>,
+}
+
+impl IdentityNames {
+    /// The names the gateway sets the openid, unionid, app name (if any) and assertion under.
+    pub fn new(
+        openid: HeaderName,
+        unionid: HeaderName,
+        app: Option<HeaderName>,
+        assertion: HeaderName,
+    ) -> Self {
+        let mut also_owned: Vec<String> = Vec::new();
+        for name in [
+            Some(&openid),
+            Some(&unionid),
+            app.as_ref(),
+            Some(&assertion),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let folded = name.as_str().replace('_', "-");
+            if !GATEWAY_OWNED.contains(&folded.as_str()) && !also_owned.contains(&folded) {
+                also_owned.push(folded);
+            }
+        }
+        IdentityNames {
+            openid,
+            unionid,
+            app,
+            assertion,
+            also_owned,
+        }
+    }
+
+    /// Whether clients' copies of `name` are stripped because the config names it.
+    fn owns(&self, name: &HeaderName) -> bool {
+        self.also_owned.iter().any(|owned| spells(owned, name))
+    }
+}
+
+impl Default for IdentityNames {
+    fn default() -> Self {
+        IdentityNames::new(X_OPENID, X_UNIONID, None, X_WXGATE_ASSERTION)
+    }
 }
 
 /// What the gateway writes on a request it forwards: where the request came from, who sent it
@@ -162,16 +248,29 @@ pub struct GatewayOwned<'a> {
     pub host: Option<HeaderValue>,
     /// What a trusted proxy in front said about the original request, when the peer is one.
     pub from_proxy: Option<ProxyForwarding>,
+    /// The names identity headers are set under.
+    pub names: &'a IdentityNames,
     /// Who the verified token says the caller is; `None`: no identity is forwarded.
-    pub identity: Option<&'a IdentityHeaders>,
+    pub identity: Option<ForwardedIdentity<'a>>,
     /// The request's id (X-Request-Id).
     pub request_id: &'a HeaderValue,
+}
+
+/// The identity as one forwarded request (or forward-auth answer) carries it.
+#[derive(Debug)]
+pub struct ForwardedIdentity<'a> {
+    /// The token's identity as header values.
+    pub headers: &'a IdentityHeaders,
+    /// The app's name, when `[identity.headers] app` names a header for it.
+    pub app: Option<&'a HeaderValue>,
+    /// The signed assertion of it, when `[identity] assertion` is on.
+    pub assertion: Option<HeaderValue>,
 }
 
 /// The one rewrite of the headers only the gateway may set, after hop-by-hop removal: every
 /// client copy of them goes (any case, `_` spellings), then the gateway's own are set.
 pub fn set_gateway_owned(headers: &mut HeaderMap, _: HopByHopRemoved, owned: GatewayOwned<'_>) {
-    remove_gateway_owned(headers);
+    remove_gateway_owned(headers, owned.names);
     set_forwarding(
         headers,
         owned.client,
@@ -180,21 +279,18 @@ pub fn set_gateway_owned(headers: &mut HeaderMap, _: HopByHopRemoved, owned: Gat
         owned.from_proxy,
     );
     if let Some(identity) = owned.identity {
-        set_identity(headers, identity);
+        set_identity(headers, owned.names, identity);
     }
     headers.insert(X_REQUEST_ID, owned.request_id.clone());
 }
 
-/// Removes every client-supplied gateway-owned header.
-fn remove_gateway_owned(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_gateway_owned) {
+/// Removes every client-supplied gateway-owned header, the configured identity names included.
+fn remove_gateway_owned(headers: &mut HeaderMap, names: &IdentityNames) {
+    let owned = |name: &HeaderName| is_gateway_owned(name) || names.owns(name);
+    if !headers.keys().any(owned) {
         return;
     }
-    let owned: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_gateway_owned(name))
-        .cloned()
-        .collect();
+    let owned: Vec<HeaderName> = headers.keys().filter(|name| owned(name)).cloned().collect();
     for name in owned {
         headers.remove(name);
     }
@@ -227,14 +323,25 @@ impl IdentityHeaders {
     }
 }
 
-/// Adds the authenticated identity (to a forwarded request through [`set_gateway_owned`]; to a
-/// forward-auth answer, which starts with no header, directly).
-pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
-    headers.insert(X_OPENID, identity.openid.clone());
-    if let Some(unionid) = &identity.unionid {
-        headers.insert(X_UNIONID, unionid.clone());
+/// Adds the authenticated identity under the configured names (to a forwarded request through
+/// [`set_gateway_owned`]; to a forward-auth answer, which starts with no header, directly).
+pub fn set_identity(
+    headers: &mut HeaderMap,
+    names: &IdentityNames,
+    identity: ForwardedIdentity<'_>,
+) {
+    let who = identity.headers;
+    headers.insert(names.openid.clone(), who.openid.clone());
+    if let Some(unionid) = &who.unionid {
+        headers.insert(names.unionid.clone(), unionid.clone());
     }
-    headers.insert(X_PLATFORM, identity.platform.clone());
+    headers.insert(X_PLATFORM, who.platform.clone());
+    if let (Some(name), Some(app)) = (&names.app, identity.app) {
+        headers.insert(name.clone(), app.clone());
+    }
+    if let Some(assertion) = identity.assertion {
+        headers.insert(names.assertion.clone(), assertion);
+    }
 }
 
 /// What a trusted proxy in front of the gateway said about the original request, read after the
@@ -380,9 +487,61 @@ pub(crate) mod tests {
             ("x_forwarded_host", "evil.example"),
             ("accept", "*/*"),
         ]);
-        remove_gateway_owned(&mut map);
+        remove_gateway_owned(&mut map, &IdentityNames::default());
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("accept"));
+    }
+
+    #[test]
+    fn configured_names_are_set_and_their_client_copies_stripped() {
+        let names = IdentityNames::new(
+            HeaderName::from_static("x-user"),
+            X_UNIONID,
+            Some(HeaderName::from_static("x-app")),
+            HeaderName::from_static("x-assert"),
+        );
+        let mut map = headers(&[
+            ("X_User", "evil"),
+            ("x-app", "evil"),
+            ("X-Assert", "evil"),
+            ("x-openid", "evil"),
+            ("X_Wxgate_Assertion", "evil"),
+            ("x-userx", "kept"),
+        ]);
+        remove_gateway_owned(&mut map, &names);
+        assert_eq!(map.len(), 1, "{map:?}");
+        let identity = Identity {
+            openid: "o-real".into(),
+            unionid: Some("u-real".into()),
+            appid: None,
+            platform: crate::identity::Platform::WeChat,
+        };
+        let app = HeaderValue::from_static("shop");
+        let who = IdentityHeaders::of(&identity).unwrap();
+        let forwarded = ForwardedIdentity {
+            headers: &who,
+            app: Some(&app),
+            assertion: Some(HeaderValue::from_static("a.b.c")),
+        };
+        set_identity(&mut map, &names, forwarded);
+        assert_eq!(map["x-user"], "o-real");
+        assert_eq!(map["x-unionid"], "u-real");
+        assert_eq!(map["x-app"], "shop");
+        assert_eq!(map["x-assert"], "a.b.c");
+        assert!(!map.contains_key("x-openid"));
+        assert_eq!(IdentityNames::default().also_owned, Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_whose_meaning_is_fixed_are_reserved() {
+        for name in HOP_BY_HOP_NAMES.iter().chain(&REQUEST_HEADERS) {
+            assert!(reserved_for_the_gateway(name), "{name}");
+        }
+        for name in GATEWAY_OWNED {
+            let identity = ["x-openid", "x-unionid", "x-wxgate-assertion"].contains(&name);
+            assert_eq!(reserved_for_the_gateway(name), !identity, "{name}");
+        }
+        assert!(!reserved_for_the_gateway("x-app"));
     }
 
     #[test]
@@ -430,14 +589,21 @@ pub(crate) mod tests {
             ("x-unionid", "evil"),
             ("x_platform", "qq"),
         ]);
-        remove_gateway_owned(&mut map);
+        let names = IdentityNames::default();
+        remove_gateway_owned(&mut map, &names);
         let identity = Identity {
             openid: "o-real".into(),
             unionid: None,
             appid: None,
             platform: crate::identity::Platform::WeChat,
         };
-        set_identity(&mut map, &IdentityHeaders::of(&identity).unwrap());
+        let who = IdentityHeaders::of(&identity).unwrap();
+        let forwarded = ForwardedIdentity {
+            headers: &who,
+            app: None,
+            assertion: None,
+        };
+        set_identity(&mut map, &names, forwarded);
         assert_eq!(map.get_all(X_OPENID).iter().count(), 1);
         assert_eq!(map[X_OPENID], "o-real");
         assert!(!map.contains_key(X_UNIONID));

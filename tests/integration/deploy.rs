@@ -53,9 +53,11 @@ fn named<'a>(items: &'a Yaml, name: &str) -> &'a Yaml {
         .unwrap_or_else(|| panic!("nothing named {name} in {items:?}"))
 }
 
-/// The identity header names wxgate sets, as an ingress must copy them.
+/// The identity header names wxgate sets, as an ingress must copy them: the identity, the
+/// platform and the signed assertion.
 fn identity_headers() -> BTreeSet<String> {
-    [wxgate::headers::X_OPENID, wxgate::headers::X_UNIONID]
+    use wxgate::headers::{X_OPENID, X_PLATFORM, X_UNIONID, X_WXGATE_ASSERTION};
+    [X_OPENID, X_UNIONID, X_PLATFORM, X_WXGATE_ASSERTION]
         .iter()
         .map(|name| name.as_str().to_string())
         .collect()

@@ -1,6 +1,7 @@
 //! `docs/*.md` checked like the README: the shell examples of docs/wechat.md run as written (but
 //! for the address) with bash and a real curl against a gateway with the `[wechat_api]`
-//! listener, and every metric and config table the page names exists.
+//! listener, and every metric and config table the page names exists; docs/platforms.md's config
+//! loads; docs/identity.md's config runs a gateway whose assertions its Python snippet verifies.
 
 use std::process::Command;
 
@@ -96,4 +97,68 @@ fn the_platforms_page_config_loads() {
         let host = format!("`{}`", app.api_base.as_str().trim_end_matches('/'));
         assert!(PLATFORMS.contains(&host), "{name}: {host}");
     }
+}
+
+const IDENTITY: &str = include_str!("../../docs/identity.md");
+
+/// The first block of `language` on `page`.
+fn first_block<'a>(page: &'a str, language: &str) -> &'a str {
+    let block = page
+        .split_once(&format!("```{language}\n"))
+        .unwrap_or_else(|| panic!("a {language} block"))
+        .1;
+    block.split_once("```").expect("the block ends").0
+}
+
+/// Catches docs/identity.md drifting: its config example runs a gateway, and its Python snippet,
+/// as written (but for the gateway's address), verifies the assertion a backend receives.
+#[tokio::test]
+async fn the_identity_page_works_as_written() {
+    if !external::python_modules("jwt, cryptography", "pip install 'pyjwt[crypto]'") {
+        return;
+    }
+    let example = first_block(IDENTITY, "toml");
+    let (identity, route) = example.split_once("[[routes]]").expect("a route");
+    let route = route.replace("http://127.0.0.1:3000", "http://{echo}");
+    let dir = crate::common::scratch_dir("docs-identity");
+    let key = dir.join("es256.pem");
+    std::fs::write(&key, crate::common::tokens::ec_key()).unwrap();
+    let gateway = Harness::start_with(Setup {
+        jwt: format!(
+            "[jwt]\nalgorithm = \"ES256\"\nprivate_key_file = \"{}\"\nissuer = \"wxgate\"\n",
+            key.display()
+        ),
+        sections: identity.to_string(),
+        extra_routes: format!("[[routes]]{route}"),
+        ..Setup::default()
+    })
+    .await;
+    let token = gateway.login("ida").await;
+    let answer = gateway.get_with_token("/api/orders/7", &token, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(answer.upstream_header("authorization").is_empty());
+    assert_eq!(answer.upstream_header("x-app"), ["default"]);
+    let assertion = answer.upstream_header("x-wxgate-assertion")[0].clone();
+
+    let snippet = first_block(IDENTITY, "python").replace(
+        "https://gateway.example",
+        &format!("http://{}", gateway.addr),
+    );
+    let script = format!(
+        "{snippet}\nimport sys\nfor presented in sys.argv[1:]:\n    try:\n        \
+         print(identity(presented)[\"sub\"])\n    except Exception as error:\n        \
+         print(\"REJECTED\", type(error).__name__)\n"
+    );
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", &script, &assertion, &token])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["oMock_ida", "REJECTED InvalidTokenError"],
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

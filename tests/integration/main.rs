@@ -7,6 +7,7 @@
 mod common;
 
 mod apps;
+mod assertions;
 mod body_limits;
 mod cli;
 mod concurrency;

@@ -109,6 +109,7 @@ async fn nginx_auth_request_lets_wxgate_decide_and_hands_over_x_openid() {
     let Some(binary) = nginx_binary() else { return };
     let gateway = Harness::start_with(Setup {
         server: "trusted_proxies = [\"127.0.0.1/32\"]".into(),
+        sections: "[identity]\nassertion = true\n".into(),
         ..Setup::default()
     })
     .await;
@@ -138,12 +139,23 @@ async fn nginx_auth_request_lets_wxgate_decide_and_hands_over_x_openid() {
     assert_eq!(allowed.status, 200, "{}", allowed.text());
     assert_eq!(allowed.upstream_header("x-openid"), ["oMock_henry"]);
     assert_eq!(allowed.upstream_header("x-unionid"), ["uMock_henry"]);
+    assert_eq!(allowed.upstream_header("x-platform"), ["wechat"]);
     assert_eq!(allowed.upstream_uri(), "/api/orders?page=2");
+    // The signed assertion too, for the route nginx's request falls under.
+    let assertion = allowed.upstream_header("x-wxgate-assertion");
+    assert_eq!(assertion.len(), 1, "{}", allowed.text());
+    let claims = crate::common::tokens::payload(&assertion[0]);
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str()),
+        (Some("oMock_henry"), Some("/api"))
+    );
 
     // A public path passes without a token, and without identity.
-    let public = through_nginx(&nginx, "/public/catalog", &[]).await;
+    let forged_assertion = [("X-Wxgate-Assertion", "forged")];
+    let public = through_nginx(&nginx, "/public/catalog", &forged_assertion).await;
     assert_eq!(public.status, 200, "{}", public.text());
     assert!(public.upstream_header("x-openid").is_empty());
+    assert!(public.upstream_header("x-wxgate-assertion").is_empty());
 
     // A path that only looks public once the client's own headers are believed stays protected.
     let smuggled = [

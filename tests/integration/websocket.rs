@@ -32,7 +32,7 @@ async fn gateway_with_ws(
 }
 
 /// Opens a WebSocket through the gateway with extra request headers.
-async fn connect(
+pub(crate) async fn connect(
     gateway: &Harness,
     path: &str,
     headers: &[(&str, &str)],

@@ -88,7 +88,8 @@ proptest! {
             proto: "https",
             host: None,
             from_proxy: None,
-            identity: Some(&identity),
+            names: &IdentityNames::default(),
+            identity: Some(ForwardedIdentity { headers: &identity, app: None, assertion: None }),
             request_id: &request_id,
         };
         set_gateway_owned(&mut map, removed, owned);

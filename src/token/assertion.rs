@@ -1,0 +1,159 @@
+//! Signed identity assertions (`[identity] assertion`): a short-lived JWT of who the caller is,
+//! for one route's backends (`aud`), signed with the gateway's signing key under its kid and typed
+//! `wxgate-assertion+jwt`, so that a backend can verify the identity instead of trusting a header
+//! because only the gateway can reach it. A client token is never accepted as an assertion (its
+//! `typ` is `JWT`), nor an assertion as a client token (`TokenKeys::verify` refuses any other
+//! `typ`).
+//!
+//! Signing costs far more than forwarding a request, so an assertion is minted once per token,
+//! route audience and worker thread (each thread has its own copy of a cached token) and reused
+//! until shortly before it expires.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use http::HeaderValue;
+use serde::Serialize;
+
+use super::{unix_now, TokenKeys, VerifiedToken};
+use crate::http::error::GatewayError;
+use crate::identity::Identity;
+
+/// The `typ` header of every assertion.
+pub const ASSERTION_TYPE: &str = "wxgate-assertion+jwt";
+
+/// A token's assertions kept per audience beyond this are dropped, oldest first: a token used on
+/// more routes than this mints again.
+const SLOTS: usize = 16;
+
+/// Renewed this long before expiry at most (a quarter of the lifetime for short ones), so that a
+/// backend never receives an assertion about to expire in transit.
+const RENEW_BEFORE_SECS: u64 = 10;
+
+/// What an assertion says, besides the audience and times.
+pub(crate) struct AssertionOf<'a> {
+    /// The caller.
+    pub(crate) identity: &'a Identity,
+    /// The name of the caller's app (`[wechat]` is "default").
+    pub(crate) app: Option<&'a str>,
+    /// The route's audience.
+    pub(crate) audience: &'a str,
+    /// How long it is valid, at most.
+    pub(crate) ttl_secs: u64,
+}
+
+#[derive(Serialize)]
+struct AssertionClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unionid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    appid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<&'a str>,
+    platform: &'static str,
+}
+
+impl TokenKeys {
+    /// The assertion of `verified`'s identity for `of.audience`: the one this copy of the token
+    /// minted before while it is fresh, or a new one. Never valid past the token's own `exp`.
+    pub(crate) fn assertion(
+        &self,
+        verified: &VerifiedToken,
+        of: AssertionOf<'_>,
+    ) -> Result<HeaderValue, GatewayError> {
+        let now = unix_now();
+        verified.assertions.get_or_mint(of.audience, now, || {
+            let exp = now.saturating_add(of.ttl_secs).min(verified.exp);
+            let claims = AssertionClaims {
+                iss: &self.issuer,
+                sub: &of.identity.openid,
+                aud: of.audience,
+                iat: now,
+                exp,
+                unionid: of.identity.unionid.as_deref(),
+                appid: of.identity.appid.as_deref(),
+                app: of.app,
+                platform: of.identity.platform.name(),
+            };
+            let mut header = self.header.clone();
+            header.typ = Some(ASSERTION_TYPE.to_string());
+            let signed = jsonwebtoken::encode(&header, &claims, &self.encoding)
+                .map_err(|_| GatewayError::Internal("the assertion could not be signed"))?;
+            let value = HeaderValue::try_from(signed)
+                .map_err(|_| GatewayError::Internal("an assertion is not a header value"))?;
+            let renew_at = exp.saturating_sub(RENEW_BEFORE_SECS.min(exp.saturating_sub(now) / 4));
+            Ok((value, renew_at))
+        })
+    }
+}
+
+/// One minted assertion.
+struct Slot {
+    audience: String,
+    value: HeaderValue,
+    /// Unix seconds from which a new one is minted.
+    renew_at: u64,
+}
+
+/// The assertions a (per-thread copy of a) verified token minted, by audience.
+#[derive(Default)]
+pub(crate) struct AssertionSlots(Mutex<Vec<Slot>>);
+
+impl AssertionSlots {
+    /// The fresh assertion for `audience`, or the one `mint` makes (with when to renew it).
+    fn get_or_mint(
+        &self,
+        audience: &str,
+        now: u64,
+        mint: impl FnOnce() -> Result<(HeaderValue, u64), GatewayError>,
+    ) -> Result<HeaderValue, GatewayError> {
+        // A poisoned lock only means a panic elsewhere mid-update: the slots are still whole.
+        let mut slots = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slot) = slots.iter().find(|slot| slot.audience == audience) {
+            if now < slot.renew_at {
+                return Ok(slot.value.clone());
+            }
+        }
+        let (value, renew_at) = mint()?;
+        slots.retain(|slot| slot.audience != audience);
+        if slots.len() >= SLOTS {
+            slots.remove(0);
+        }
+        slots.push(Slot {
+            audience: audience.to_string(),
+            value: value.clone(),
+            renew_at,
+        });
+        Ok(value)
+    }
+}
+
+/// A copy starts empty: it is bookkeeping, made again by whoever holds the copy.
+impl Clone for AssertionSlots {
+    fn clone(&self) -> Self {
+        AssertionSlots::default()
+    }
+}
+
+/// Assertions are bookkeeping, not part of what a token says.
+impl PartialEq for AssertionSlots {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AssertionSlots {}
+
+impl fmt::Debug for AssertionSlots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AssertionSlots")
+    }
+}
