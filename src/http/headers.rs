@@ -13,9 +13,12 @@ use http::header::{
 };
 
 use crate::http::request_id::X_REQUEST_ID;
-use crate::identity::Identity;
 
+mod identity;
 pub(crate) mod request_head;
+
+pub(crate) use identity::reserved_for_the_gateway;
+pub use identity::{set_identity, ForwardedIdentity, IdentityHeaders, IdentityNames};
 
 /// The header carrying the authenticated user's openid to upstreams.
 pub const X_OPENID: HeaderName = HeaderName::from_static("x-openid");
@@ -157,85 +160,6 @@ fn spells(folded: &str, name: &HeaderName) -> bool {
             .all(|(want, got)| want == if got == b'_' { b'-' } else { got })
 }
 
-/// Headers an `[identity]` name may not take besides the hop-by-hop ones: their meaning is
-/// HTTP's.
-const REQUEST_HEADERS: [&str; 7] = [
-    "host",
-    "authorization",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "cookie",
-    "expect",
-];
-
-/// Whether `folded` (a header name in lower case, `_` as `-`) is one whose meaning HTTP or the
-/// gateway fixes: hop-by-hop, forwarding, a request header, `X-Platform` or the request id. The
-/// default identity names are not: they are what `[identity]` renames.
-pub(crate) fn reserved_for_the_gateway(folded: &str) -> bool {
-    const IDENTITY_DEFAULTS: [&str; 3] = ["x-openid", "x-unionid", "x-wxgate-assertion"];
-    HOP_BY_HOP_NAMES.contains(&folded)
-        || REQUEST_HEADERS.contains(&folded)
-        || (GATEWAY_OWNED.contains(&folded) && !IDENTITY_DEFAULTS.contains(&folded))
-}
-
-/// The identity header names of the running config (`[identity]`), and those of them that
-/// clients' copies must be stripped of besides [`GATEWAY_OWNED`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityNames {
-    openid: HeaderName,
-    unionid: HeaderName,
-    app: Option<HeaderName>,
-    assertion: HeaderName,
-    /// Configured names not in [`GATEWAY_OWNED`], folded; empty with the defaults, so that the
-    /// default configuration's requests pay nothing for configurable names.
-    also_owned: Vec<String>,
-}
-
-impl IdentityNames {
-    /// The names the gateway sets the openid, unionid, app name (if any) and assertion under.
-    pub fn new(
-        openid: HeaderName,
-        unionid: HeaderName,
-        app: Option<HeaderName>,
-        assertion: HeaderName,
-    ) -> Self {
-        let mut also_owned: Vec<String> = Vec::new();
-        for name in [
-            Some(&openid),
-            Some(&unionid),
-            app.as_ref(),
-            Some(&assertion),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let folded = name.as_str().replace('_', "-");
-            if !GATEWAY_OWNED.contains(&folded.as_str()) && !also_owned.contains(&folded) {
-                also_owned.push(folded);
-            }
-        }
-        IdentityNames {
-            openid,
-            unionid,
-            app,
-            assertion,
-            also_owned,
-        }
-    }
-
-    /// Whether clients' copies of `name` are stripped because the config names it.
-    fn owns(&self, name: &HeaderName) -> bool {
-        self.also_owned.iter().any(|owned| spells(owned, name))
-    }
-}
-
-impl Default for IdentityNames {
-    fn default() -> Self {
-        IdentityNames::new(X_OPENID, X_UNIONID, None, X_WXGATE_ASSERTION)
-    }
-}
-
 /// What the gateway writes on a request it forwards: where the request came from, who sent it
 /// and its id.
 #[derive(Debug)]
@@ -254,17 +178,6 @@ pub struct GatewayOwned<'a> {
     pub identity: Option<ForwardedIdentity<'a>>,
     /// The request's id (X-Request-Id).
     pub request_id: &'a HeaderValue,
-}
-
-/// The identity as one forwarded request (or forward-auth answer) carries it.
-#[derive(Debug)]
-pub struct ForwardedIdentity<'a> {
-    /// The token's identity as header values.
-    pub headers: &'a IdentityHeaders,
-    /// The app's name, when `[identity.headers] app` names a header for it.
-    pub app: Option<&'a HeaderValue>,
-    /// The signed assertion of it, when `[identity] assertion` is on.
-    pub assertion: Option<HeaderValue>,
 }
 
 /// The one rewrite of the headers only the gateway may set, after hop-by-hop removal: every
@@ -293,54 +206,6 @@ fn remove_gateway_owned(headers: &mut HeaderMap, names: &IdentityNames) {
     let owned: Vec<HeaderName> = headers.keys().filter(|name| owned(name)).cloned().collect();
     for name in owned {
         headers.remove(name);
-    }
-}
-
-/// An identity as the headers that forward it, made once per verified token rather than once
-/// per request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityHeaders {
-    openid: HeaderValue,
-    unionid: Option<HeaderValue>,
-    platform: HeaderValue,
-}
-
-impl IdentityHeaders {
-    /// The header values of `identity`; `None` when one cannot be a header value (such a token is
-    /// refused: forwarding it without its identity would fail open).
-    pub fn of(identity: &Identity) -> Option<Self> {
-        let openid = HeaderValue::from_str(&identity.openid).ok()?;
-        let unionid = match &identity.unionid {
-            Some(unionid) => Some(HeaderValue::from_str(unionid).ok()?),
-            None => None,
-        };
-        let platform = HeaderValue::from_static(identity.platform.name());
-        Some(IdentityHeaders {
-            openid,
-            unionid,
-            platform,
-        })
-    }
-}
-
-/// Adds the authenticated identity under the configured names (to a forwarded request through
-/// [`set_gateway_owned`]; to a forward-auth answer, which starts with no header, directly).
-pub fn set_identity(
-    headers: &mut HeaderMap,
-    names: &IdentityNames,
-    identity: ForwardedIdentity<'_>,
-) {
-    let who = identity.headers;
-    headers.insert(names.openid.clone(), who.openid.clone());
-    if let Some(unionid) = &who.unionid {
-        headers.insert(names.unionid.clone(), unionid.clone());
-    }
-    headers.insert(X_PLATFORM, who.platform.clone());
-    if let (Some(name), Some(app)) = (&names.app, identity.app) {
-        headers.insert(name.clone(), app.clone());
-    }
-    if let Some(assertion) = identity.assertion {
-        headers.insert(names.assertion.clone(), assertion);
     }
 }
 
@@ -493,58 +358,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn configured_names_are_set_and_their_client_copies_stripped() {
-        let names = IdentityNames::new(
-            HeaderName::from_static("x-user"),
-            X_UNIONID,
-            Some(HeaderName::from_static("x-app")),
-            HeaderName::from_static("x-assert"),
-        );
-        let mut map = headers(&[
-            ("X_User", "evil"),
-            ("x-app", "evil"),
-            ("X-Assert", "evil"),
-            ("x-openid", "evil"),
-            ("X_Wxgate_Assertion", "evil"),
-            ("x-userx", "kept"),
-        ]);
-        remove_gateway_owned(&mut map, &names);
-        assert_eq!(map.len(), 1, "{map:?}");
-        let identity = Identity {
-            openid: "o-real".into(),
-            unionid: Some("u-real".into()),
-            appid: None,
-            platform: crate::identity::Platform::WeChat,
-        };
-        let app = HeaderValue::from_static("shop");
-        let who = IdentityHeaders::of(&identity).unwrap();
-        let forwarded = ForwardedIdentity {
-            headers: &who,
-            app: Some(&app),
-            assertion: Some(HeaderValue::from_static("a.b.c")),
-        };
-        set_identity(&mut map, &names, forwarded);
-        assert_eq!(map["x-user"], "o-real");
-        assert_eq!(map["x-unionid"], "u-real");
-        assert_eq!(map["x-app"], "shop");
-        assert_eq!(map["x-assert"], "a.b.c");
-        assert!(!map.contains_key("x-openid"));
-        assert_eq!(IdentityNames::default().also_owned, Vec::<String>::new());
-    }
-
-    #[test]
-    fn names_whose_meaning_is_fixed_are_reserved() {
-        for name in HOP_BY_HOP_NAMES.iter().chain(&REQUEST_HEADERS) {
-            assert!(reserved_for_the_gateway(name), "{name}");
-        }
-        for name in GATEWAY_OWNED {
-            let identity = ["x-openid", "x-unionid", "x-wxgate-assertion"].contains(&name);
-            assert_eq!(reserved_for_the_gateway(name), !identity, "{name}");
-        }
-        assert!(!reserved_for_the_gateway("x-app"));
-    }
-
-    #[test]
     fn hop_by_hop_names_match_their_text() {
         for (name, text) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_NAMES) {
             assert_eq!(name.as_str(), text);
@@ -580,41 +393,6 @@ pub(crate) mod tests {
         remove_hop_by_hop(&mut map);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("accept"));
-    }
-
-    #[test]
-    fn identity_is_set_after_stripping() {
-        let mut map = headers(&[
-            ("x-openid", "evil"),
-            ("x-unionid", "evil"),
-            ("x_platform", "qq"),
-        ]);
-        let names = IdentityNames::default();
-        remove_gateway_owned(&mut map, &names);
-        let identity = Identity {
-            openid: "o-real".into(),
-            unionid: None,
-            appid: None,
-            platform: crate::identity::Platform::WeChat,
-        };
-        let who = IdentityHeaders::of(&identity).unwrap();
-        let forwarded = ForwardedIdentity {
-            headers: &who,
-            app: None,
-            assertion: None,
-        };
-        set_identity(&mut map, &names, forwarded);
-        assert_eq!(map.get_all(X_OPENID).iter().count(), 1);
-        assert_eq!(map[X_OPENID], "o-real");
-        assert!(!map.contains_key(X_UNIONID));
-        assert_eq!(
-            map.get_all(X_PLATFORM).iter().collect::<Vec<_>>(),
-            ["wechat"]
-        );
-        assert!(
-            !map.contains_key("x_platform"),
-            "a client's X_Platform spelling is stripped"
-        );
     }
 
     #[test]

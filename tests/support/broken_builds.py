@@ -297,6 +297,23 @@ BREAKAGES = [
     ("platform tokens: a Baidu login issued without the unionid it was configured to fetch",
      [("src/endpoints/login.rs", "Some(baidu) if baidu.fetch_unionid =>", "Some(baidu) if baidu.fetch_unionid && false =>")],
      [("integration", "platform_tokens::baidu_logins_fetch_the_unionid_when_configured")]),
+    ("identity: an assertion accepted as a client token",
+     [("src/token.rs", '.is_some_and(|typ| !typ.eq_ignore_ascii_case("JWT"))', ".is_some_and(|_| false)")],
+     [("integration", "assertions::every_forwarded_request_carries_an_assertion_for_its_route")]),
+    ("identity: client copies of configured header names kept",
+     [("src/http/headers.rs", "is_gateway_owned(name) || names.owns(name)", "is_gateway_owned(name)")],
+     [("integration", "assertions::configured_header_names_are_set_and_client_copies_stripped"),
+      ("lib", "headers::identity::tests::configured_names_are_set_and_their_client_copies_stripped")]),
+    ("identity: the client's token forwarded despite forward_authorization = false",
+     [("src/proxy.rs", "                parts.headers.remove(AUTHORIZATION);\n", "")],
+     [("integration", "assertions::the_clients_token_is_kept_from_upstreams_that_ask_for_it"),
+      ("integration", "assertions::a_websocket_upgrade_keeps_the_token_from_the_upstream_too")]),
+    ("identity: an assertion outliving the client token",
+     [("src/token/assertion.rs", "now.saturating_add(of.ttl_secs).min(verified.exp)", "now.saturating_add(of.ttl_secs)")],
+     [("integration", "assertions::an_assertion_never_outlives_the_client_token")]),
+    ("identity: an assertion signed anew for every request",
+     [("src/token/assertion.rs", "if now < slot.renew_at {", "if now < slot.renew_at && false {")],
+     [("integration", "assertions::every_forwarded_request_carries_an_assertion_for_its_route")]),
 ]
 
 

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::identity::Platform;
+use crate::identity::{Identity, Platform};
 
 /// A client's spelling of a gateway-owned header: any letter case, any `-` written as `_`.
 fn owned_spelling() -> impl Strategy<Value = String> {
