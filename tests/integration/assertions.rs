@@ -76,7 +76,9 @@ async fn every_forwarded_request_carries_an_assertion_for_its_route() {
     assert_eq!(lifetime, 60);
     assert!(claims["exp"].as_u64().unwrap() <= payload(&token)["exp"].as_u64().unwrap());
 
-    // Minted once per token and route, not per request.
+    // Minted once per token and route, not per request: a second later, the same one (`iat`
+    // would have moved).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let second = gateway.get_with_token("/api/y", &token, &[]).await;
     assert_eq!(
         second.upstream_header("x-wxgate-assertion"),
