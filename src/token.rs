@@ -166,8 +166,9 @@ pub struct VerifiedToken {
     revocation_ids: Vec<String>,
     /// The revocations this token is known not to be among (see `session::RevocationEpoch`).
     not_revoked_at: NotRevokedMemo,
-    /// The identity assertions minted for it, by audience.
-    assertions: assertion::AssertionSlots,
+    /// The identity assertions minted for it, by audience; shared by the per-thread copies, so
+    /// that each is minted once.
+    assertions: Arc<assertion::AssertionSlots>,
 }
 
 impl VerifiedToken {
@@ -208,7 +209,7 @@ impl VerifiedToken {
             iat: self.iat,
             revocation_ids: self.revocation_ids.clone(),
             not_revoked_at: self.not_revoked_at.clone(),
-            assertions: assertion::AssertionSlots::default(),
+            assertions: self.assertions.clone(),
         }
     }
 }
@@ -444,7 +445,7 @@ impl TokenKeys {
             identity: Arc::new(identity),
             identity_headers,
             not_revoked_at: NotRevokedMemo::default(),
-            assertions: assertion::AssertionSlots::default(),
+            assertions: Arc::default(),
             sid: claims.sid,
             jti: claims.jti,
             exp: claims.exp,

@@ -5,9 +5,9 @@
 //! `typ` is `JWT`), nor an assertion as a client token (`TokenKeys::verify` refuses any other
 //! `typ`).
 //!
-//! Signing costs far more than forwarding a request, so an assertion is minted once per token,
-//! route audience and worker thread (each thread has its own copy of a cached token) and reused
-//! until shortly before it expires.
+//! Signing costs far more than forwarding a request, so an assertion is minted once per token and
+//! route audience (the worker threads' copies of a cached token share their assertions) and
+//! reused until shortly before it expires.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -100,7 +100,9 @@ struct Slot {
     renew_at: u64,
 }
 
-/// The assertions a (per-thread copy of a) verified token minted, by audience.
+/// The assertions minted for a verified token, by audience. Locked for the lookup (and, rarely,
+/// the signing): one token's requests on several threads wait for one signature rather than
+/// making one each.
 #[derive(Default)]
 pub(crate) struct AssertionSlots(Mutex<Vec<Slot>>);
 
@@ -133,13 +135,6 @@ impl AssertionSlots {
             renew_at,
         });
         Ok(value)
-    }
-}
-
-/// A copy starts empty: it is bookkeeping, made again by whoever holds the copy.
-impl Clone for AssertionSlots {
-    fn clone(&self) -> Self {
-        AssertionSlots::default()
     }
 }
 

@@ -107,3 +107,16 @@ pub fn jwt_section(algorithm: &str, path: &std::path::Path, extra: &str) -> Stri
         path.display()
     )
 }
+
+/// A `[jwt]` section that signs with a fresh ES256 key (written to a scratch file) for `issuer`,
+/// and the key's PEM.
+pub fn es256_jwt_section(issuer: &str) -> (String, String) {
+    let pem = ec_key();
+    let path = super::scratch_dir("es256-key").join("es256.pem");
+    std::fs::write(&path, &pem).unwrap();
+    let section = format!(
+        "[jwt]\nalgorithm = \"ES256\"\nprivate_key_file = \"{}\"\nissuer = \"{issuer}\"\n",
+        path.display()
+    );
+    (section, pem)
+}

@@ -6,7 +6,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::common::tokens::{ec_key, now, payload};
+use crate::common::tokens::{now, payload};
 use crate::common::{external, Harness, Setup, APPID, ISSUER, JWT_SECRET};
 
 const ASSERTION_TYPE: &str = "wxgate-assertion+jwt";
@@ -229,14 +229,9 @@ async fn es256_assertions_verify_with_pyjwt_against_the_jwks() {
     if !external::python_modules("jwt, cryptography", "pip install 'pyjwt[crypto]'") {
         return;
     }
-    let dir = crate::common::scratch_dir("assertion-es256");
-    let key = dir.join("es256.pem");
-    std::fs::write(&key, ec_key()).unwrap();
+    let (jwt, _) = crate::common::tokens::es256_jwt_section(ISSUER);
     let gateway = Harness::start_with(Setup {
-        jwt: format!(
-            "[jwt]\nalgorithm = \"ES256\"\nprivate_key_file = \"{}\"\nissuer = \"{ISSUER}\"\n",
-            key.display()
-        ),
+        jwt,
         sections: "[identity]\nassertion = true\n".into(),
         ..Setup::default()
     })

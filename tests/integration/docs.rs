@@ -120,14 +120,9 @@ async fn the_identity_page_works_as_written() {
     let example = first_block(IDENTITY, "toml");
     let (identity, route) = example.split_once("[[routes]]").expect("a route");
     let route = route.replace("http://127.0.0.1:3000", "http://{echo}");
-    let dir = crate::common::scratch_dir("docs-identity");
-    let key = dir.join("es256.pem");
-    std::fs::write(&key, crate::common::tokens::ec_key()).unwrap();
+    let (jwt, _) = crate::common::tokens::es256_jwt_section("wxgate");
     let gateway = Harness::start_with(Setup {
-        jwt: format!(
-            "[jwt]\nalgorithm = \"ES256\"\nprivate_key_file = \"{}\"\nissuer = \"wxgate\"\n",
-            key.display()
-        ),
+        jwt,
         sections: identity.to_string(),
         extra_routes: format!("[[routes]]{route}"),
         ..Setup::default()

@@ -8,6 +8,7 @@ mod common;
 
 mod apps;
 mod assertions;
+mod backend_verify;
 mod body_limits;
 mod cli;
 mod concurrency;
