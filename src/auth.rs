@@ -84,25 +84,26 @@ pub(crate) fn forwarded_identity<'a>(
     audience: &str,
 ) -> Result<ForwardedIdentity<'a>, GatewayError> {
     let config = &state.config.identity;
-    let wanted = config.assertion || config.app_header.is_some();
-    let app = wanted
-        .then(|| state.app_name(verified.identity.appid.as_deref()))
-        .flatten();
+    let appid = verified.identity.appid.as_deref();
     let assertion = match config.assertion {
-        true => Some(state.keys.assertion(
-            verified,
-            AssertionOf {
+        true => {
+            let app = || Some(state.app_name(appid)?.to_str().ok()?.to_string());
+            let of = AssertionOf {
                 identity: &verified.identity,
-                app: app.and_then(|name| name.to_str().ok()),
+                app: &app,
                 audience,
                 ttl_secs: config.assertion_ttl.as_secs(),
-            },
-        )?),
+            };
+            Some(state.keys.assertion(verified, of)?)
+        }
         false => None,
     };
     Ok(ForwardedIdentity {
         headers: verified.identity_headers(),
-        app: app.filter(|_| config.app_header.is_some()),
+        app: config
+            .app_header
+            .as_ref()
+            .and_then(|_| state.app_name(appid)),
         assertion,
     })
 }

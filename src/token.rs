@@ -166,9 +166,8 @@ pub struct VerifiedToken {
     revocation_ids: Vec<String>,
     /// The revocations this token is known not to be among (see `session::RevocationEpoch`).
     not_revoked_at: NotRevokedMemo,
-    /// The identity assertions minted for it, by audience; shared by the per-thread copies, so
-    /// that each is minted once.
-    assertions: Arc<assertion::AssertionSlots>,
+    /// The identity assertions minted for it, by audience (each once, whatever thread asks).
+    assertions: assertion::Assertions,
 }
 
 impl VerifiedToken {
@@ -445,7 +444,7 @@ impl TokenKeys {
             identity: Arc::new(identity),
             identity_headers,
             not_revoked_at: NotRevokedMemo::default(),
-            assertions: Arc::default(),
+            assertions: assertion::Assertions::default(),
             sid: claims.sid,
             jti: claims.jti,
             exp: claims.exp,

@@ -7,10 +7,12 @@
 //!
 //! Signing costs far more than forwarding a request, so an assertion is minted once per token and
 //! route audience (the worker threads' copies of a cached token share their assertions) and
-//! reused until shortly before it expires.
+//! reused until shortly before it expires. Each thread's copy of the token also keeps the
+//! assertions it used in memory of its own, so that a request reads no line another core writes
+//! (bench/RESULTS.md, "Identity assertions").
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 use serde::Serialize;
@@ -34,8 +36,8 @@ const RENEW_BEFORE_SECS: u64 = 10;
 pub(crate) struct AssertionOf<'a> {
     /// The caller.
     pub(crate) identity: &'a Identity,
-    /// The name of the caller's app (`[wechat]` is "default").
-    pub(crate) app: Option<&'a str>,
+    /// The name of the caller's app (`[wechat]` is "default"), looked up when one is minted.
+    pub(crate) app: &'a dyn Fn() -> Option<String>,
     /// The route's audience.
     pub(crate) audience: &'a str,
     /// How long it is valid, at most.
@@ -69,6 +71,7 @@ impl TokenKeys {
         let now = unix_now();
         verified.assertions.get_or_mint(of.audience, now, || {
             let exp = now.saturating_add(of.ttl_secs).min(verified.exp);
+            let app = (of.app)();
             let claims = AssertionClaims {
                 iss: &self.issuer,
                 sub: &of.identity.openid,
@@ -77,7 +80,7 @@ impl TokenKeys {
                 exp,
                 unionid: of.identity.unionid.as_deref(),
                 appid: of.identity.appid.as_deref(),
-                app: of.app,
+                app: app.as_deref(),
                 platform: of.identity.platform.name(),
             };
             let mut header = self.header.clone();
@@ -100,55 +103,106 @@ struct Slot {
     renew_at: u64,
 }
 
-/// The assertions minted for a verified token, by audience. Locked for the lookup (and, rarely,
-/// the signing): one token's requests on several threads wait for one signature rather than
-/// making one each.
+/// The assertions of one copy of a verified token: its own, read by one thread, backed by those
+/// every copy shares, where each is minted once (locked while it is signed: one token's requests
+/// on several threads wait for one signature rather than making one each).
 #[derive(Default)]
-pub(crate) struct AssertionSlots(Mutex<Vec<Slot>>);
+pub(crate) struct Assertions {
+    own: Slots,
+    shared: Arc<Slots>,
+}
 
-impl AssertionSlots {
-    /// The fresh assertion for `audience`, or the one `mint` makes (with when to renew it).
+impl Assertions {
+    /// The fresh assertion for `audience`: this copy's, the shared one, or the one `mint` makes
+    /// (with when to renew it).
     fn get_or_mint(
         &self,
         audience: &str,
         now: u64,
         mint: impl FnOnce() -> Result<(HeaderValue, u64), GatewayError>,
     ) -> Result<HeaderValue, GatewayError> {
-        // A poisoned lock only means a panic elsewhere mid-update: the slots are still whole.
-        let mut slots = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(slot) = slots.iter().find(|slot| slot.audience == audience) {
-            if now < slot.renew_at {
-                return Ok(slot.value.clone());
+        if let Some((value, _)) = self.own.fresh(audience, now) {
+            return Ok(value);
+        }
+        let (value, renew_at) = {
+            let mut shared = self.shared.lock();
+            match fresh(&shared, audience, now) {
+                Some(fresh) => fresh,
+                None => {
+                    let (value, renew_at) = mint()?;
+                    put(&mut shared, audience, value.clone(), renew_at);
+                    (value, renew_at)
+                }
             }
+        };
+        // A copy of the bytes of its own: a clone of the shared value would count its references
+        // in memory every thread writes.
+        let own = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| GatewayError::Internal("an assertion is not a header value"))?;
+        put(&mut self.own.lock(), audience, own.clone(), renew_at);
+        Ok(own)
+    }
+}
+
+/// A new copy: none of its own yet, the shared ones shared.
+impl Clone for Assertions {
+    fn clone(&self) -> Self {
+        Assertions {
+            own: Slots::default(),
+            shared: self.shared.clone(),
         }
-        let (value, renew_at) = mint()?;
-        slots.retain(|slot| slot.audience != audience);
-        if slots.len() >= SLOTS {
-            slots.remove(0);
-        }
-        slots.push(Slot {
-            audience: audience.to_string(),
-            value: value.clone(),
-            renew_at,
-        });
-        Ok(value)
     }
 }
 
 /// Assertions are bookkeeping, not part of what a token says.
-impl PartialEq for AssertionSlots {
+impl PartialEq for Assertions {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for AssertionSlots {}
+impl Eq for Assertions {}
 
-impl fmt::Debug for AssertionSlots {
+impl fmt::Debug for Assertions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AssertionSlots")
+        f.write_str("Assertions")
     }
+}
+
+/// Minted assertions by audience, at most [`SLOTS`].
+#[derive(Default)]
+struct Slots(Mutex<Vec<Slot>>);
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        // A poisoned lock only means a panic elsewhere mid-update: the slots are still whole.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fresh(&self, audience: &str, now: u64) -> Option<(HeaderValue, u64)> {
+        fresh(&self.lock(), audience, now)
+    }
+}
+
+/// The assertion for `audience` in `slots` and when to renew it, while it is fresh.
+fn fresh(slots: &[Slot], audience: &str, now: u64) -> Option<(HeaderValue, u64)> {
+    slots
+        .iter()
+        .find(|slot| slot.audience == audience && now < slot.renew_at)
+        .map(|slot| (slot.value.clone(), slot.renew_at))
+}
+
+/// Keeps `value` for `audience`, in place of an older one; the oldest goes beyond [`SLOTS`].
+fn put(slots: &mut Vec<Slot>, audience: &str, value: HeaderValue, renew_at: u64) {
+    slots.retain(|slot| slot.audience != audience);
+    if slots.len() >= SLOTS {
+        slots.remove(0);
+    }
+    slots.push(Slot {
+        audience: audience.to_string(),
+        value,
+        renew_at,
+    });
 }
