@@ -52,6 +52,8 @@ impl IdentityNames {
         app: Option<HeaderName>,
         assertion: HeaderName,
     ) -> Self {
+        let (openid, unionid, assertion) =
+            (interned(openid), interned(unionid), interned(assertion));
         let mut also_owned: Vec<String> = Vec::new();
         for name in [
             Some(&openid),
@@ -80,6 +82,16 @@ impl IdentityNames {
     pub(super) fn owns(&self, name: &HeaderName) -> bool {
         self.also_owned.iter().any(|owned| spells(owned, name))
     }
+}
+
+/// The default name's constant when `name` is one: a name parsed from the config file is held
+/// in shared memory whose reference count every request on every core would touch when the name
+/// is inserted; a constant's is never counted.
+fn interned(name: HeaderName) -> HeaderName {
+    [X_OPENID, X_UNIONID, X_WXGATE_ASSERTION]
+        .into_iter()
+        .find(|known| *known == name)
+        .unwrap_or(name)
 }
 
 impl Default for IdentityNames {
@@ -191,6 +203,36 @@ mod tests {
         assert_eq!(map["x-assert"], "a.b.c");
         assert!(!map.contains_key("x-openid"));
         assert_eq!(IdentityNames::default().also_owned, Vec::<String>::new());
+    }
+
+    #[test]
+    fn default_names_read_from_a_file_are_the_constants() {
+        let parsed = [
+            HeaderName::from_bytes(b"X-OpenId").unwrap(),
+            HeaderName::from_bytes(b"x-unionid").unwrap(),
+            HeaderName::from_bytes(b"X-Wxgate-Assertion").unwrap(),
+        ];
+        // Where the parsed names' text lives (the heap): the names kept must live elsewhere.
+        let heap: Vec<usize> = parsed
+            .iter()
+            .map(|name| name.as_str().as_ptr() as usize)
+            .collect();
+        let [openid, unionid, assertion] = parsed;
+        let names = IdentityNames::new(openid, unionid, None, assertion);
+        for (name, heap) in [&names.openid, &names.unionid, &names.assertion]
+            .into_iter()
+            .zip(heap)
+        {
+            assert_ne!(name.as_str().as_ptr() as usize, heap, "{name}");
+        }
+        assert_eq!(names, IdentityNames::default());
+        let custom = IdentityNames::new(
+            HeaderName::from_bytes(b"x-user").unwrap(),
+            X_UNIONID,
+            None,
+            X_WXGATE_ASSERTION,
+        );
+        assert_eq!(custom.openid, "x-user");
     }
 
     #[test]
