@@ -21,6 +21,7 @@ mod render;
 mod route;
 mod server;
 mod session;
+mod upstream_group;
 mod validate;
 mod wechat_api;
 
@@ -31,8 +32,9 @@ pub use ops::{parse_filter, LogFormat};
 #[cfg(feature = "dev-tools")]
 pub(crate) use push::aes_key_bytes;
 pub use push::{PushConfig, PushFormat, PushMode};
-pub use route::{AuthMode, RateLimit, RouteConfig, UpstreamUrl};
+pub use route::{AuthMode, RateLimit, RouteConfig};
 pub use server::{CertificateFiles, TlsConfig};
+pub use upstream_group::{Balance, UpstreamGroupConfig, UpstreamHealth};
 pub use wechat_api::WeChatApiConfig;
 
 /// The default `session.ttl_secs`: how long a session_key is kept when the config says nothing.

@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::per_thread::{FastMap, OwnerId, Stamped};
@@ -68,6 +68,21 @@ impl RouteHandles {
     }
 }
 
+/// One upstream instance's metrics, resolved once per state (handles, not label lookups).
+#[derive(Debug)]
+pub(crate) struct InstanceMetrics {
+    /// 1 while the instance takes requests, 0 while it is taken out.
+    pub(crate) healthy: IntGauge,
+    /// Requests it answered (counted for groups of more than one instance).
+    pub(crate) answered: IntCounter,
+    /// Requests no connection to it could be made for.
+    pub(crate) connect_failed: IntCounter,
+    /// Requests whose exchange failed after they were sent.
+    pub(crate) failed: IntCounter,
+    /// Requests it did not answer within the route's timeout.
+    pub(crate) timed_out: IntCounter,
+}
+
 /// Every metric the gateway exports.
 pub(crate) struct Metrics {
     /// Tells registries apart in the threads' [`RouteHandles`].
@@ -88,6 +103,8 @@ pub(crate) struct Metrics {
     pub(crate) session_store_errors: IntCounter,
     rate_limited: IntCounterVec,
     config_reloads: IntCounterVec,
+    upstream_instance_healthy: IntGaugeVec,
+    upstream_instance_requests: IntCounterVec,
     wechat_api_calls: IntCounterVec,
     wechat_api_retries: IntCounterVec,
     /// The WeChat API paths counted so far under their own label (at most
@@ -204,6 +221,20 @@ impl Metrics {
                 "Config reloads, by result (applied or refused).",
                 &["result"],
             ),
+            upstream_instance_healthy: {
+                let opts = Opts::new(
+                    "wxgate_upstream_instance_healthy",
+                    "1 while an upstream instance takes requests, 0 while it is taken out, by route and instance.",
+                );
+                let vec = IntGaugeVec::new(opts, &["route", "instance"]).expect("valid metric");
+                registry.register(Box::new(vec.clone())).expect("unique");
+                vec
+            },
+            upstream_instance_requests: counters(
+                "wxgate_upstream_instance_requests_total",
+                "Requests sent to an upstream instance, by route, instance and outcome (answered: routes with several instances only; connect_failed, failed, timed_out).",
+                &["route", "instance", "outcome"],
+            ),
             wechat_api_calls: counters(
                 "wxgate_wechat_api_calls_total",
                 "Backend calls through the [wechat_api] listener, by app, WeChat path (the first 100 seen; then other) and errcode (0: success, none: not JSON or not read).",
@@ -255,6 +286,23 @@ impl Metrics {
                 }
             }
         });
+    }
+
+    /// The metrics of a route's upstream instance (`instance`: its host and port).
+    pub(crate) fn upstream_instance(&self, route: &str, instance: &str) -> InstanceMetrics {
+        let requests = |outcome| {
+            self.upstream_instance_requests
+                .with_label_values(&[route, instance, outcome])
+        };
+        InstanceMetrics {
+            healthy: self
+                .upstream_instance_healthy
+                .with_label_values(&[route, instance]),
+            answered: requests("answered"),
+            connect_failed: requests("connect_failed"),
+            failed: requests("failed"),
+            timed_out: requests("timed_out"),
+        }
     }
 
     /// Counts a login by outcome and WeChat errcode.

@@ -5,12 +5,13 @@
 use std::borrow::Cow;
 use std::error::Error as _;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST, UPGRADE};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::auth::{self, Identity};
@@ -21,6 +22,7 @@ use crate::http::websocket;
 use crate::routes::Route;
 use crate::state::AppState;
 use crate::upstream::deadline;
+use crate::upstream::group::{Choice, Outcome};
 use crate::upstream::UpstreamError;
 
 use crate::client::ClientConnection;
@@ -48,11 +50,13 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let upstream = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
+        let group = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         let upgrade = websocket::requested_protocol(request.headers())
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let limit = state.config.server.max_body_bytes;
         let verified;
+        let first;
+        let choice;
         // The request taken apart and rewritten in a block of its own, which ends before the
         // upstream is waited for: the parts and what was read from them end with it, and take no
         // room in this future (boxed per request) while the upstream answers.
@@ -104,9 +108,31 @@ where
                 parts.uri = upstream_uri(route, path, query.as_deref())?;
             }
             parts.version = Version::HTTP_11;
-            match (&client_host, route.config.preserve_host) {
-                (Some(host), true) => parts.headers.insert(HOST, host.clone()),
-                _ => parts.headers.insert(HOST, upstream.host_header.clone()),
+            let openid = verified
+                .as_ref()
+                .map(|verified| verified.identity.openid.as_str());
+            first = group.pick(openid, None).ok_or_else(|| {
+                tracing::warn!(route = %route.config.prefix, "every upstream instance is out");
+                GatewayError::UpstreamUnreachable
+            })?;
+            let host_is_instance = match (&client_host, route.config.preserve_host) {
+                (Some(host), true) => {
+                    parts.headers.insert(HOST, host.clone());
+                    false
+                }
+                _ => {
+                    let host = group.instances()[first].upstream.host_header.clone();
+                    parts.headers.insert(HOST, host);
+                    true
+                }
+            };
+            // Sent elsewhere when its instance cannot be reached: only what may be sent twice
+            // (RFC 9110's idempotent methods) or carries no body.
+            choice = Choice {
+                openid,
+                may_retry: matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+                    || http_body::Body::is_end_stream(&body),
+                host_is_instance,
             };
             if !route.config.forward_authorization {
                 parts.headers.remove(AUTHORIZATION);
@@ -146,18 +172,33 @@ where
         let started = std::time::Instant::now();
         // No deadline for a timeout too long to be one (the config allows any).
         let due = tokio::time::Instant::from_std(started).checked_add(route.config.timeout);
+        // Which instance was tried last (a `Send` cell: the future moves between threads).
+        let chosen = AtomicUsize::new(first);
         let answer = deadline::within(
             &client.upstream_timer,
             due,
-            state.upstreams.send(upstream, upstream_request),
+            state
+                .upstreams
+                .send_to(group, first, upstream_request, choice, &chosen),
         )
         .await;
         state
             .metrics
             .observe_upstream(&route.config.prefix, started.elapsed());
         let mut response = match answer {
-            Err(deadline::TimedOut) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(error)) => return Err(upstream_error(&error, limit)),
+            Err(deadline::TimedOut) => {
+                group.failed(chosen.load(Ordering::Relaxed), Outcome::TimedOut);
+                return Err(GatewayError::UpstreamTimeout);
+            }
+            Ok(Err(error)) => {
+                let answer = upstream_error(&error, limit);
+                // Connect failures were recorded as they happened; a client's broken body is
+                // not the instance's failure.
+                if matches!(answer, GatewayError::UpstreamFailed) {
+                    group.failed(chosen.load(Ordering::Relaxed), Outcome::Failed);
+                }
+                return Err(answer);
+            }
             Ok(Ok(response)) => response,
         };
         // Only a switch to the WebSocket protocol the client asked for is relayed: any other 101
@@ -213,8 +254,8 @@ fn upstream_error(error: &UpstreamError, limit: u64) -> GatewayError {
             tracing::warn!("upstream.max_in_flight reached; request refused");
             GatewayError::UpstreamBusy
         }
-        UpstreamError::Connect(reason) => {
-            tracing::warn!(error = %reason, "upstream unreachable");
+        UpstreamError::Connect(unsent) => {
+            tracing::warn!(error = %unsent.reason, "upstream unreachable");
             GatewayError::UpstreamUnreachable
         }
         UpstreamError::Exchange(error) => {

@@ -4,19 +4,22 @@
 //! matching prefix wins. `;parameters` on a path segment are ignored when matching, so `/api;x/y`
 //! is judged by the `/api` rule, the same way a Java upstream would route it.
 
+use std::sync::Arc;
+
 use crate::config::{ConfigError, RouteConfig};
-use crate::upstream::Upstream;
+use crate::metrics::Metrics;
+use crate::upstream::group::UpstreamGroup;
 
 pub use crate::config::{AuthMode, RateLimit};
 
-/// A route of the running state: the route as configured, and the upstream it reaches with its
-/// connection pool and TLS settings loaded.
+/// A route of the running state: the route as configured, and the upstream instances it reaches
+/// with their connection pools, TLS settings and health.
 #[derive(Debug)]
 pub struct Route {
     /// The route as configured.
     pub config: RouteConfig,
-    /// The configured upstream, ready to connect to; `None` when the route has none.
-    pub(crate) upstream: Option<Upstream>,
+    /// The configured upstream instances, ready to connect to; `None` when the route has none.
+    pub(crate) upstream: Option<Arc<UpstreamGroup>>,
 }
 
 impl Route {
@@ -88,11 +91,14 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The routes of a config, each upstream given its connection pool and TLS settings (see
-    /// `upstream::connectors`), ordered so that the first match is the longest prefix.
-    /// Errors name the key whose file could not be used (`routes[N].ca_file`).
-    pub fn new(configs: &[RouteConfig]) -> Result<Self, ConfigError> {
-        let upstreams = crate::upstream::connectors(configs)?;
+    /// The routes of a config, each upstream instance given its connection pool, TLS settings
+    /// and metrics (see `upstream::groups`), ordered so that the first match is the longest
+    /// prefix. Errors name the key whose file could not be used (`routes[N].ca_file`).
+    pub(crate) fn with_metrics(
+        configs: &[RouteConfig],
+        metrics: &Metrics,
+    ) -> Result<Self, ConfigError> {
+        let upstreams = crate::upstream::groups(configs, metrics)?;
         let mut routes: Vec<Route> = configs
             .iter()
             .zip(upstreams)
@@ -103,6 +109,22 @@ impl RouteTable {
             .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix_segments().count()));
         Ok(RouteTable { routes })
+    }
+
+    /// The routes of a config (see [`RouteTable::with_metrics`]), their instances' metrics in a
+    /// registry of their own: for tools and benchmarks that serve nothing.
+    pub fn new(configs: &[RouteConfig]) -> Result<Self, ConfigError> {
+        RouteTable::with_metrics(configs, &Metrics::new())
+    }
+
+    /// Starts the active health checks of the routes' upstream groups that have them (each
+    /// ends with its group).
+    pub(crate) fn start_health_checks(&self) {
+        for route in &self.routes {
+            if let Some(group) = &route.upstream {
+                crate::upstream::health::spawn(group);
+            }
+        }
     }
 
     /// The route for a normalized path, if any.
@@ -119,7 +141,7 @@ mod tests {
 
     use http::uri::{Authority, Scheme};
 
-    use crate::config::UpstreamUrl;
+    use crate::config::{Balance, UpstreamGroupConfig, UpstreamHealth};
 
     fn route_config(
         prefix: &str,
@@ -129,11 +151,13 @@ mod tests {
     ) -> RouteConfig {
         RouteConfig {
             prefix: prefix.to_string(),
-            upstream: Some(UpstreamUrl {
+            upstream: Some(UpstreamGroupConfig {
                 scheme: Scheme::HTTP,
-                authority: Authority::from_static("127.0.0.1:1"),
+                instances: vec![Authority::from_static("127.0.0.1:1")],
                 base_path: base_path.to_string(),
                 ca_file: None,
+                balance: Balance::RoundRobin,
+                health: UpstreamHealth::default(),
             }),
             auth,
             strip_prefix,

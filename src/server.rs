@@ -55,7 +55,8 @@ impl From<TcpListener> for Listeners {
 /// listener's certificates) exactly as a start or a reload does, without serving. Answers the
 /// JWT key ids, configured or derived from the keys, the signing key's first.
 pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
-    let loaded = Loaded::from(config)?;
+    // The routes' instance metrics go to a registry of their own: nothing is served.
+    let loaded = Loaded::from(config, &crate::metrics::Metrics::new())?;
     Ok(loaded.keys.kids().map(str::to_string).collect())
 }
 
@@ -93,6 +94,7 @@ pub async fn run(
         .check_at_start()
         .await
         .map_err(std::io::Error::other)?;
+    state.routes.start_health_checks();
     let current = Arc::new(ArcSwap::from_pointee(state));
     let shared = Arc::new(connection::Listener::new(
         &current.load().config,

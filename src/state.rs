@@ -67,11 +67,6 @@ impl AppState {
     /// and the rate-limit buckets are too while their settings are unchanged. Routes get new
     /// connection pools either way.
     pub(crate) fn build(config: Config, origin: Origin<'_>) -> Result<Self, String> {
-        let Loaded {
-            keys,
-            routes,
-            alipay,
-        } = Loaded::from(&config).map_err(|error| error.to_string())?;
         let previous = match &origin {
             Origin::Start(_) => None,
             Origin::Reload(running) => Some(*running),
@@ -80,6 +75,11 @@ impl AppState {
             || Arc::new(Metrics::new()),
             |running| running.metrics.clone(),
         );
+        let Loaded {
+            keys,
+            routes,
+            alipay,
+        } = Loaded::from(&config, &metrics).map_err(|error| error.to_string())?;
         let wechat = match previous {
             Some(running)
                 if running
@@ -204,7 +204,7 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// Loads what `config` names; the TLS listener's certificates are read and checked too
     /// (`server.tls`), though the listener loads them itself when it starts.
-    pub(crate) fn from(config: &Config) -> Result<Loaded, ConfigError> {
+    pub(crate) fn from(config: &Config, metrics: &Metrics) -> Result<Loaded, ConfigError> {
         if let Some(tls) = &config.server.tls {
             crate::tls::CertResolver::load(tls.certificates.clone())
                 .map_err(|message| ConfigError::new("server.tls", message))?;
@@ -225,7 +225,7 @@ impl Loaded {
         }
         Ok(Loaded {
             keys: TokenKeys::load(&config.jwt)?,
-            routes: RouteTable::new(&config.routes)?,
+            routes: RouteTable::with_metrics(&config.routes, metrics)?,
             alipay,
         })
     }
@@ -254,7 +254,9 @@ mod tests {
         let pools = |state: &AppState| {
             ["/a", "/b", "/c"].map(|path| {
                 let route = state.routes.find(path).unwrap();
-                route.upstream.as_ref().unwrap().pool()
+                route.upstream.as_ref().unwrap().instances()[0]
+                    .upstream
+                    .pool()
             })
         };
         let [a, b, c] = pools(&first);
@@ -308,7 +310,9 @@ mod tests {
         for (jwt, extra, key) in cases {
             let config = Config::from_toml(&config_text(jwt, extra), std::iter::empty())
                 .expect("plain data: nothing read yet");
-            let error = Loaded::from(&config).err().expect("refused when loaded");
+            let error = Loaded::from(&config, &Metrics::new())
+                .err()
+                .expect("refused when loaded");
             assert_eq!(error.key, key, "{jwt} {extra}");
             assert!(!error.to_string().contains("too-short"), "{error}");
             let (relays, _) = tokio::sync::mpsc::channel(1);

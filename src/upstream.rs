@@ -25,11 +25,15 @@ use tokio::net::TcpStream;
 
 use crate::config::{ConfigError, RouteConfig, UpstreamConfig};
 use crate::http::error::{Body, BoxError};
+use crate::metrics::Metrics;
 use crate::per_thread::{FastMap, OwnerId};
 
 pub(crate) mod deadline;
+pub(crate) mod group;
+pub(crate) mod health;
 pub(crate) mod in_flight;
 mod pooled;
+use group::{Instance, UpstreamGroup};
 use in_flight::{InFlight, InFlightCount};
 use pooled::PooledBody;
 
@@ -43,9 +47,9 @@ pub(crate) struct UpstreamClients {
     in_flight: InFlightCount,
 }
 
-/// A route's upstream, ready to connect to: built from its [`crate::config::UpstreamUrl`] with
-/// the TLS settings loaded and the pool of connections it shares with the routes of the same
-/// config that reach the same upstream the same way.
+/// One upstream instance, ready to connect to: an authority of a route's
+/// [`crate::config::UpstreamGroupConfig`] with the TLS settings loaded and the pool of
+/// connections it shares with the routes of the same config that reach it the same way.
 #[derive(Debug)]
 pub(crate) struct Upstream {
     /// Host and port of the upstream service.
@@ -62,12 +66,20 @@ pub(crate) struct Upstream {
 /// Why an upstream exchange failed.
 #[derive(Debug)]
 pub(crate) enum UpstreamError {
-    /// No connection could be made (refused, unresolvable, TLS failure, connect timeout).
-    Connect(String),
+    /// No connection could be made (refused, unresolvable, TLS failure, connect timeout); the
+    /// request, never sent, is handed back.
+    Connect(Box<Unsent>),
     /// The connection failed during the exchange.
     Exchange(hyper::Error),
     /// `upstream.max_in_flight` requests are already in flight; nothing was sent.
     Busy,
+}
+
+/// A request no connection could be made for, and why.
+#[derive(Debug)]
+pub(crate) struct Unsent {
+    pub(crate) reason: String,
+    pub(crate) request: Request<Body>,
 }
 
 impl UpstreamClients {
@@ -118,7 +130,12 @@ impl UpstreamClients {
             }
             // Boxed: connecting (DNS, TLS) takes a large future, and most requests find a
             // connection.
-            let mut sender = Box::pin(self.connect(upstream)).await?;
+            let mut sender = match Box::pin(connect(upstream, self.connect_timeout)).await {
+                Ok(sender) => sender,
+                Err(reason) => {
+                    return Err(UpstreamError::Connect(Box::new(Unsent { reason, request })))
+                }
+            };
             match sender.send_request(request).await {
                 Ok(response) => Ok(self.hand_out(response, sender, key, place)),
                 Err(error) => Err(UpstreamError::Exchange(error)),
@@ -146,42 +163,6 @@ impl UpstreamClients {
                 .boxed_unsync()
         })
     }
-
-    /// A new connection, TLS when the upstream is https, driven by a task on this worker.
-    async fn connect(
-        &self,
-        upstream: &Upstream,
-    ) -> Result<http1::SendRequest<Body>, UpstreamError> {
-        let connecting = async {
-            let host = upstream.authority.host();
-            let default_port = if upstream.tls.is_some() { 443 } else { 80 };
-            let port = upstream.authority.port_u16().unwrap_or(default_port);
-            // An IPv6 literal comes in brackets in an authority, without them everywhere else.
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let tcp = TcpStream::connect((host, port))
-                .await
-                .map_err(|error| UpstreamError::Connect(format!("connect: {error}")))?;
-            // Best effort: a socket refusing NODELAY still works.
-            let _ = tcp.set_nodelay(true);
-            let Some(tls) = upstream.tls.clone() else {
-                return handshake(tcp).await;
-            };
-            let name = ServerName::try_from(host.to_owned())
-                .map_err(|error| UpstreamError::Connect(format!("server name: {error}")))?;
-            let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(|error| UpstreamError::Connect(format!("TLS: {error}")))?;
-            handshake(stream).await
-        };
-        match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(connected) => connected,
-            Err(_) => Err(UpstreamError::Connect(format!(
-                "no connection within {} ms",
-                self.connect_timeout.as_millis()
-            ))),
-        }
-    }
 }
 
 impl Upstream {
@@ -192,20 +173,54 @@ impl Upstream {
     }
 }
 
-/// Which pooled connections may serve a request: the upstream's pool (see [`connectors`]), an
+/// Which pooled connections may serve a request: the upstream's pool (see [`groups`]), an
 /// id never reused, so a reloaded config never shares a pool with the config it replaces, whose
 /// connections were made with its settings.
 pub(crate) type PoolKey = OwnerId;
 
+/// A new connection to `upstream`, TLS when it is https, driven by a task on this thread's
+/// runtime; `Err` says why none could be made within `timeout`.
+pub(crate) async fn connect(
+    upstream: &Upstream,
+    timeout: Duration,
+) -> Result<http1::SendRequest<Body>, String> {
+    let connecting = async {
+        let host = upstream.authority.host();
+        let default_port = if upstream.tls.is_some() { 443 } else { 80 };
+        let port = upstream.authority.port_u16().unwrap_or(default_port);
+        // An IPv6 literal comes in brackets in an authority, without them everywhere else.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|error| format!("connect: {error}"))?;
+        // Best effort: a socket refusing NODELAY still works.
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = upstream.tls.clone() else {
+            return handshake(tcp).await;
+        };
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|error| format!("server name: {error}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|error| format!("TLS: {error}"))?;
+        handshake(stream).await
+    };
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(connected) => connected,
+        Err(_) => Err(format!("no connection within {} ms", timeout.as_millis())),
+    }
+}
+
 /// The HTTP/1.1 handshake on a new connection, whose task runs on this worker.
-async fn handshake<IO>(io: IO) -> Result<http1::SendRequest<Body>, UpstreamError>
+async fn handshake<IO>(io: IO) -> Result<http1::SendRequest<Body>, String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
-        .map_err(|error| UpstreamError::Connect(format!("handshake: {error}")))?;
+        .map_err(|error| format!("handshake: {error}"))?;
     tokio::spawn(async move {
         // Upgrades (WebSocket) take the socket over; other ends are the upstream's or ours.
         if let Err(error) = connection.with_upgrades().await {
@@ -227,50 +242,66 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Strin
     Ok(Arc::new(config))
 }
 
-/// The upstreams of a config's routes, in the same order (`None` for a route without one): TLS
-/// settings loaded once per CA file, and one new pool per scheme, authority (any case) and CA
-/// file. Errors name the route's key.
-pub(crate) fn connectors(routes: &[RouteConfig]) -> Result<Vec<Option<Upstream>>, ConfigError> {
+/// The upstream groups of a config's routes, in the same order (`None` for a route without
+/// one): TLS settings loaded once per CA file, one new pool per scheme, authority (any case) and
+/// CA file, and each instance's metrics. Errors name the route's key.
+pub(crate) fn groups(
+    routes: &[RouteConfig],
+    metrics: &Metrics,
+) -> Result<Vec<Option<Arc<UpstreamGroup>>>, ConfigError> {
     let mut pools = HashMap::new();
     let mut tls_by_ca: HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>> = HashMap::new();
-    let mut connectors = Vec::with_capacity(routes.len());
+    let mut groups = Vec::with_capacity(routes.len());
     for (index, route) in routes.iter().enumerate() {
-        let Some(url) = &route.upstream else {
-            connectors.push(None);
+        let Some(config) = &route.upstream else {
+            groups.push(None);
             continue;
         };
-        let tls = match url.scheme == Scheme::HTTPS {
+        let tls = match config.scheme == Scheme::HTTPS {
             false => None,
-            true => Some(match tls_by_ca.get(&url.ca_file) {
+            true => Some(match tls_by_ca.get(&config.ca_file) {
                 Some(tls) => tls.clone(),
                 None => {
-                    let key = match url.ca_file {
+                    let key = match config.ca_file {
                         Some(_) => format!("routes[{index}].ca_file"),
                         None => format!("routes[{index}].upstream"),
                     };
-                    let tls = tls_config(url.ca_file.as_deref())
+                    let tls = tls_config(config.ca_file.as_deref())
                         .map_err(|message| ConfigError::new(key, message))?;
-                    tls_by_ca.insert(url.ca_file.clone(), tls.clone());
+                    tls_by_ca.insert(config.ca_file.clone(), tls.clone());
                     tls
                 }
             }),
         };
-        let pool_key = (
-            url.scheme.clone(),
-            url.authority.as_str().to_ascii_lowercase(),
-            url.ca_file.clone(),
-        );
-        let pool = *pools.entry(pool_key).or_insert_with(OwnerId::new);
-        let host_header = HeaderValue::from_str(url.authority.as_str())
-            .map_err(|_| ConfigError::new(format!("routes[{index}].upstream"), "no valid host"))?;
-        connectors.push(Some(Upstream {
-            authority: url.authority.clone(),
-            host_header,
-            tls,
-            pool,
-        }));
+        let mut instances = Vec::with_capacity(config.instances.len());
+        for authority in &config.instances {
+            let pool_key = (
+                config.scheme.clone(),
+                authority.as_str().to_ascii_lowercase(),
+                config.ca_file.clone(),
+            );
+            let pool = *pools.entry(pool_key).or_insert_with(OwnerId::new);
+            let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| {
+                ConfigError::new(format!("routes[{index}].upstream"), "no valid host")
+            })?;
+            let upstream = Upstream {
+                authority: authority.clone(),
+                host_header,
+                tls: tls.clone(),
+                pool,
+            };
+            let label = authority.as_str();
+            let instance_metrics = metrics.upstream_instance(&route.prefix, label);
+            instances.push(Instance::new(upstream, label, instance_metrics));
+        }
+        groups.push(Some(Arc::new(UpstreamGroup::new(
+            &route.prefix,
+            instances,
+            config.balance,
+            config.health.clone(),
+        ))));
     }
-    Ok(connectors)
+    Ok(groups)
 }
 
 thread_local! {

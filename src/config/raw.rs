@@ -228,7 +228,9 @@ pub(crate) struct RawLog {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawRoute {
     pub(crate) prefix: Option<String>,
-    pub(crate) upstream: Option<String>,
+    pub(crate) upstream: Option<StringList>,
+    pub(crate) balance: Option<String>,
+    pub(crate) health: Option<super::upstream_group::RawHealth>,
     pub(crate) auth: Option<String>,
     pub(crate) strip_prefix: Option<Flex<bool>>,
     pub(crate) preserve_host: Option<Flex<bool>>,

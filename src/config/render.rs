@@ -175,14 +175,7 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
             let mut entry = Table::new();
             entry.insert("prefix".into(), text(&route.prefix));
             if let Some(upstream) = &route.upstream {
-                let url = format!(
-                    "{}://{}{}",
-                    upstream.scheme, upstream.authority, upstream.base_path
-                );
-                entry.insert("upstream".into(), text(url));
-                if let Some(ca_file) = &upstream.ca_file {
-                    entry.insert("ca_file".into(), text(ca_file.display()));
-                }
+                upstream_group(&mut entry, upstream);
             }
             entry.insert("auth".into(), text(route.auth.as_str()));
             entry.insert("strip_prefix".into(), Value::Boolean(route.strip_prefix));
@@ -383,4 +376,37 @@ fn push_table(push: &super::PushConfig) -> Value {
     entries.insert("timeout_ms".into(), ms(push.timeout));
     entries.insert("max_age_secs".into(), int(push.max_age.as_secs()));
     Value::Table(entries)
+}
+
+/// A route's `upstream` (a URL, or a list for several instances), `ca_file`, `balance` and
+/// `[routes.health]`.
+fn upstream_group(entry: &mut Table, upstream: &crate::config::UpstreamGroupConfig) {
+    let mut urls = upstream.instances.iter().map(|authority| {
+        text(format!(
+            "{}://{authority}{}",
+            upstream.scheme, upstream.base_path
+        ))
+    });
+    let value = match upstream.instances.len() {
+        1 => urls.next().unwrap_or_else(|| text("")),
+        _ => Value::Array(urls.collect()),
+    };
+    entry.insert("upstream".into(), value);
+    if let Some(ca_file) = &upstream.ca_file {
+        entry.insert("ca_file".into(), text(ca_file.display()));
+    }
+    entry.insert("balance".into(), text(upstream.balance.as_str()));
+    let health = &upstream.health;
+    let mut table = Table::new();
+    table.insert(
+        "unhealthy_after".into(),
+        Value::Integer(i64::from(health.unhealthy_after)),
+    );
+    table.insert("retry_after_ms".into(), ms(health.retry_after));
+    if let Some(path) = &health.path {
+        table.insert("path".into(), text(path));
+        table.insert("interval_ms".into(), ms(health.interval));
+        table.insert("timeout_ms".into(), ms(health.timeout));
+    }
+    entry.insert("health".into(), Value::Table(table));
 }

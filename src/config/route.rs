@@ -1,13 +1,11 @@
-//! `[[routes]]`: the prefix, the upstream URL and its CA file, the auth mode, the apps a route
+//! `[[routes]]`: the prefix, the upstream (`upstream_group`), the auth mode, the apps a route
 //! serves and its per-user rate limit, as plain data; each validation error names
 //! `routes[N].key`. The running route table (`routes`) is built from these.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
-
 use super::raw::{self, RawRoute};
+use super::upstream_group::{RawUpstreamKeys, UpstreamGroupConfig};
 use super::validate::{endpoint_path, millis, required};
 use super::{ConfigError, WeChatConfig};
 
@@ -43,27 +41,14 @@ impl AuthMode {
     }
 }
 
-/// A route's `upstream` URL and `ca_file`: where matching requests go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamUrl {
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// Host and port of the upstream service.
-    pub authority: Authority,
-    /// A path prefix to prepend, without a trailing slash; empty for none.
-    pub base_path: String,
-    /// Extra CA certificates trusted for this https upstream, besides the system roots.
-    pub ca_file: Option<PathBuf>,
-}
-
 /// One `[[routes]]` entry, validated.
 #[derive(Clone, Debug)]
 pub struct RouteConfig {
     /// The normalized prefix (no trailing slash, except the root `/`).
     pub prefix: String,
-    /// Where matching requests go; `None` for a rule that only decides forward-auth checks (the
-    /// proxy answers 404 for it).
-    pub upstream: Option<UpstreamUrl>,
+    /// Where matching requests go (one instance or several); `None` for a rule that only
+    /// decides forward-auth checks (the proxy answers 404 for it).
+    pub upstream: Option<UpstreamGroupConfig>,
     /// How the bearer token is treated.
     pub auth: AuthMode,
     /// Remove the prefix from the path before forwarding.
@@ -106,24 +91,13 @@ impl RawRoute {
                 ))
             }
         };
-        let upstream_key = format!("{key}.upstream");
-        let mut upstream = match self.upstream.as_deref() {
-            Some(text) => Some(upstream(&upstream_key, text)?),
-            None => None,
-        };
-        if let Some(file) = &self.ca_file {
-            let ca_key = format!("{key}.ca_file");
-            let Some(upstream) = upstream.as_mut() else {
-                return Err(ConfigError::new(ca_key, "is for a route with an upstream"));
-            };
-            if upstream.scheme != http::uri::Scheme::HTTPS {
-                return Err(ConfigError::new(
-                    ca_key,
-                    "only https upstreams use a CA file",
-                ));
-            }
-            upstream.ca_file = Some(PathBuf::from(file));
+        let upstream = RawUpstreamKeys {
+            upstream: self.upstream.as_ref(),
+            ca_file: self.ca_file.as_deref(),
+            balance: self.balance.as_deref(),
+            health: self.health.as_ref(),
         }
+        .validate(key)?;
         Ok(RouteConfig {
             upstream,
             auth,
@@ -191,38 +165,4 @@ fn route_apps(
             )),
         })
         .collect()
-}
-
-/// A route's `upstream`: `http://host:port[/base/path]`.
-fn upstream(key: &str, text: &str) -> Result<UpstreamUrl, ConfigError> {
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|error| ConfigError::new(key, format!("{text:?} is not a URL: {error}")))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(ConfigError::new(
-            key,
-            format!("{text:?} must start with http:// or https://"),
-        ));
-    }
-    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
-        return Err(ConfigError::new(key, format!("{text:?} has no host")));
-    };
-    if authority.as_str().contains('@') || uri.query().is_some() {
-        return Err(ConfigError::new(
-            key,
-            "must not carry credentials or a query",
-        ));
-    }
-    let base_path = endpoint_path(key, Some(uri.path()), "/")?
-        .trim_end_matches('/')
-        .to_string();
-    if http::HeaderValue::from_str(authority.as_str()).is_err() {
-        return Err(ConfigError::new(key, format!("{text:?} has no valid host")));
-    }
-    Ok(UpstreamUrl {
-        scheme,
-        authority,
-        base_path,
-        ca_file: None,
-    })
 }

@@ -1,9 +1,13 @@
 //! The body type of every response the gateway sends (streamed from an upstream, or built here),
 //! and the helpers that build the gateway's own: a JSON answer, bytes held in memory.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
+use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 
 /// Error type of bodies flowing through the gateway (client, upstream and our own).
@@ -11,6 +15,43 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response the gateway sends, streamed from upstream or built here.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body that holds `guard` until the body is dropped (read to its end, or abandoned): a
+/// request's place among those counted in flight.
+#[derive(Debug)]
+pub(crate) struct GuardedBody<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G> GuardedBody<G> {
+    pub(crate) fn new(body: Body, guard: G) -> Self {
+        GuardedBody {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> http_body::Body for GuardedBody<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// A response with a JSON body; shared by error responses and the gateway's own endpoints.
 pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {

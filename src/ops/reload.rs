@@ -79,6 +79,7 @@ pub(crate) fn apply(current: &ArcSwap<AppState>, source: &Path) -> bool {
                 );
             }
             tracing::info!(routes = state.config.routes.len(), "config reloaded");
+            state.routes.start_health_checks();
             current.store(Arc::new(state));
             true
         }

@@ -25,11 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::http::error::{Body, BoxError};
+use crate::http::body::GuardedBody;
 
 /// Park requests: none, asked by the serving loop, carried out by the wrapper.
 const PARK_NONE: u8 = 0;
@@ -156,40 +155,7 @@ impl Drop for InFlight {
 }
 
 /// A response body that keeps its request counted as in flight until hyper drops it.
-#[derive(Debug)]
-pub(super) struct TrackedBody {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl TrackedBody {
-    pub(super) fn new(body: Body, in_flight: InFlight) -> Self {
-        TrackedBody {
-            body,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl http_body::Body for TrackedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
+pub(super) type TrackedBody = GuardedBody<InFlight>;
 
 /// A client socket that can wait for its next bytes without a buffer: what a parked connection
 /// does until the client sends its next request.

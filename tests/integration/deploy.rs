@@ -232,9 +232,14 @@ fn sidecar_exposes_only_wxgate_and_keeps_the_app_on_localhost() {
     assert!(!config.routes.is_empty());
     for route in &config.routes {
         let upstream = route.upstream.as_ref().expect("sidecar routes proxy");
-        assert_eq!(upstream.authority.host(), "127.0.0.1", "{}", route.prefix);
         assert_eq!(
-            upstream.authority.port_u16(),
+            upstream.instances[0].host(),
+            "127.0.0.1",
+            "{}",
+            route.prefix
+        );
+        assert_eq!(
+            upstream.instances[0].port_u16(),
             Some(app_port),
             "{}",
             route.prefix

@@ -54,6 +54,7 @@ mod token_attacks;
 mod tokens;
 mod trusted_proxies;
 mod tunnels;
+mod upstream_groups;
 mod upstream_pool;
 mod websocket;
 mod wechat_api;
