@@ -66,10 +66,20 @@ pub(crate) async fn authorize(
         }
     }
     ensure_not_revoked(state, &verified).await?;
-    if let Some(route) = route {
-        state
-            .limits
-            .check_route(route, &verified.identity.openid, &state.metrics)?;
+    if let Some(limit) = route.and_then(|route| Some((route, state.limits.route(route)?))) {
+        let (route, limiter) = limit;
+        let openid = &verified.identity.openid;
+        let fleet_key = || format!("route:{}:{openid}", route.prefix);
+        let store = state.sessions.as_ref();
+        limiter
+            .take(
+                openid.clone(),
+                fleet_key,
+                store,
+                &route.prefix,
+                &state.metrics,
+            )
+            .await?;
     }
     Ok(Some(verified))
 }

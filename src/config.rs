@@ -32,7 +32,7 @@ pub use ops::{parse_filter, LogFormat};
 #[cfg(feature = "dev-tools")]
 pub(crate) use push::aes_key_bytes;
 pub use push::{PushConfig, PushFormat, PushMode};
-pub use route::{AuthMode, RateLimit, RouteConfig};
+pub use route::{AuthMode, FleetFallback, LimitScope, RateLimit, RouteConfig};
 pub use server::{CertificateFiles, TlsConfig};
 pub use upstream_group::{Balance, UpstreamGroupConfig, UpstreamHealth};
 pub use wechat_api::WeChatApiConfig;

@@ -1,9 +1,12 @@
 //! Token-bucket rate limits: logins per client IP, refreshes per user, and per openid on routes
 //! that set one.
 //!
-//! Buckets live in this gateway's memory (each replica limits on its own). A bucket left alone
-//! until it would be full again is forgotten, which changes nothing, so the table stays small; it
-//! is also bounded, the least recently used buckets going first.
+//! With `scope = "local"` (the default) buckets live in this gateway's memory: each replica limits
+//! on its own. A bucket left alone until it would be full again is forgotten, which changes
+//! nothing, so the table stays small; it is also bounded, the least recently used buckets going
+//! first. With `scope = "fleet"` every replica counts in the session store's Redis (one script
+//! call per request, GCRA: the same limit as the bucket), and `on_store_error` says whether the
+//! local bucket counts while Redis cannot.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,9 +14,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, FleetFallback, LimitScope, RouteConfig};
 use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::session::SessionStore;
 
 /// Most buckets one limit keeps.
 const MAX_BUCKETS: u64 = 100_000;
@@ -69,8 +73,38 @@ impl<K: Hash + Eq + Send + Sync + 'static> RateLimiter<K> {
         self.limit
     }
 
+    /// Takes one request from `key`'s bucket, in this replica or across the fleet (`fleet_key`
+    /// names the bucket in Redis); a 429 (counted under `label`) when it is empty, 503
+    /// `session_store_unavailable` when Redis cannot count and `on_store_error = "refuse"`.
+    pub(crate) async fn take(
+        &self,
+        key: K,
+        fleet_key: impl FnOnce() -> String,
+        store: &dyn SessionStore,
+        label: &str,
+        metrics: &Metrics,
+    ) -> Result<(), GatewayError> {
+        let checked = match self.limit.scope {
+            LimitScope::Local => self.check(key),
+            LimitScope::Fleet(fallback) => {
+                match store.take_fleet_request(&fleet_key(), self.limit).await {
+                    Ok(checked) => checked,
+                    Err(error) if fallback == FleetFallback::Local => {
+                        tracing::debug!(%error, limit = label, "fleet rate limit counted locally");
+                        self.check(key)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, limit = label, "fleet rate limit cannot count: refused");
+                        return Err(GatewayError::SessionStoreUnavailable);
+                    }
+                }
+            }
+        };
+        refuse_when_empty(checked, label, metrics)
+    }
+
     /// Takes one token from `key`'s bucket; when it is empty, says how long until one is back.
-    pub(crate) fn check(&self, key: K) -> Result<(), Duration> {
+    fn check(&self, key: K) -> Result<(), Duration> {
         let burst = f64::from(self.limit.burst);
         let bucket = self.buckets.get_with(key, || {
             Arc::new(Mutex::new(Bucket {
@@ -138,48 +172,19 @@ impl Limits {
         }
     }
 
-    /// Takes a login from the client IP's bucket.
-    pub(crate) fn check_login(
-        &self,
-        client: IpAddr,
-        metrics: &Metrics,
-    ) -> Result<(), GatewayError> {
-        match &self.login {
-            Some(limiter) => refuse_when_empty(limiter.check(client), "login_ip", metrics),
-            None => Ok(()),
-        }
+    /// Logins per client IP (`[login.rate_limit]`), when limited.
+    pub(crate) fn login(&self) -> Option<&RateLimiter<IpAddr>> {
+        self.login.as_deref()
     }
 
-    /// Takes a refresh from the user's bucket.
-    pub(crate) fn check_refresh(
-        &self,
-        appid: &str,
-        openid: &str,
-        metrics: &Metrics,
-    ) -> Result<(), GatewayError> {
-        match &self.refresh {
-            Some(limiter) => refuse_when_empty(
-                limiter.check((appid.to_string(), openid.to_string())),
-                "refresh_user",
-                metrics,
-            ),
-            None => Ok(()),
-        }
+    /// Refreshes per user (`[login.refresh_rate_limit]`), when limited.
+    pub(crate) fn refresh(&self) -> Option<&RateLimiter<(String, String)>> {
+        self.refresh.as_deref()
     }
 
-    /// Takes a request from the user's bucket on `route`, when the route sets a limit.
-    pub(crate) fn check_route(
-        &self,
-        route: &RouteConfig,
-        openid: &str,
-        metrics: &Metrics,
-    ) -> Result<(), GatewayError> {
-        match self.routes.get(&route.prefix) {
-            Some(limiter) => {
-                refuse_when_empty(limiter.check(openid.to_string()), &route.prefix, metrics)
-            }
-            None => Ok(()),
-        }
+    /// Requests per openid on `route` (its `rate_limit`), when limited.
+    pub(crate) fn route(&self, route: &RouteConfig) -> Option<&RateLimiter<String>> {
+        self.routes.get(&route.prefix).map(Arc::as_ref)
     }
 }
 
@@ -220,6 +225,7 @@ mod tests {
     const LIMIT: RateLimit = RateLimit {
         per_minute: 60,
         burst: 3,
+        scope: LimitScope::Local,
     };
 
     #[test]
@@ -253,6 +259,7 @@ mod tests {
         let limiter = RateLimiter::new(RateLimit {
             per_minute: 1,
             burst: 1,
+            scope: LimitScope::Local,
         });
         assert!(limiter.check("a").is_ok());
         let wait = limiter.check("a").unwrap_err();

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use moka::ops::compute::Op;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Secret, SessionConfig, StoreKind};
+use crate::config::{RateLimit, Secret, SessionConfig, StoreKind};
 
 mod claims;
 mod deny_list;
@@ -119,6 +119,20 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn drop_access_token(&self, appid: &str, stale: &Secret) -> Result<(), StoreError>;
     /// Takes a fleet-wide lock named `name` (true: taken), which expires by itself after `ttl`.
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Takes one request from the fleet-wide limit `key` (`scope = "fleet"`): `Ok(Ok(()))`
+    /// allowed, `Ok(Err(wait))` refused until `wait` has passed. Only a store every replica
+    /// shares can count for the fleet; the others answer an error (the config refuses fleet
+    /// limits without the Redis store).
+    async fn take_fleet_request(
+        &self,
+        key: &str,
+        limit: RateLimit,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        let _ = (key, limit);
+        Err(StoreError(
+            "only the Redis store counts across the fleet".into(),
+        ))
+    }
     /// Releases a lock taken with `try_lock`.
     async fn unlock(&self, name: &str) -> Result<(), StoreError>;
     /// Claims `name` for `ttl` (true: nobody held it), as every gateway sharing the store sees

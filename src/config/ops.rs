@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use super::raw::{self, RawAdmin, RawLog, RawRateLimit, RawReload};
 use super::validate::{millis, positive};
-use super::RateLimit;
-use super::{AdminConfig, ConfigError, LogConfig, ReloadConfig, ServerConfig};
+use super::{
+    AdminConfig, ConfigError, LogConfig, LoginConfig, ReloadConfig, RouteConfig, ServerConfig,
+    SessionConfig, StoreKind,
+};
+use super::{FleetFallback, LimitScope, RateLimit};
 use tracing_subscriber::EnvFilter;
 
 /// Logins per client IP unless configured: a minute's steady rate, and the burst a shared NAT
@@ -15,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 const LOGIN_RATE_LIMIT: RateLimit = RateLimit {
     per_minute: 120,
     burst: 60,
+    scope: LimitScope::Local,
 };
 
 impl RawAdmin {
@@ -92,6 +96,7 @@ pub(super) fn login_rate_limit(
 const REFRESH_RATE_LIMIT: RateLimit = RateLimit {
     per_minute: 10,
     burst: 5,
+    scope: LimitScope::Local,
 };
 
 /// `[login.refresh_rate_limit]`: the default unless configured; `per_minute = 0` turns it off.
@@ -102,6 +107,41 @@ pub(super) fn refresh_rate_limit(
         None => Ok(Some(REFRESH_RATE_LIMIT)),
         Some(raw) => raw.validate("login.refresh_rate_limit"),
     }
+}
+
+/// Fleet-wide limits count in the session store's Redis: refused, naming the key, with any other
+/// store.
+pub(super) fn fleet_limits_need_redis(
+    login: &LoginConfig,
+    routes: &[RouteConfig],
+    session: &SessionConfig,
+) -> Result<(), ConfigError> {
+    if matches!(session.store, StoreKind::Redis(_)) {
+        return Ok(());
+    }
+    let limits = [
+        ("login.rate_limit".to_string(), login.rate_limit),
+        (
+            "login.refresh_rate_limit".to_string(),
+            login.refresh_rate_limit,
+        ),
+    ]
+    .into_iter()
+    .chain(
+        routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| (format!("routes[{index}].rate_limit"), route.rate_limit)),
+    );
+    for (key, limit) in limits {
+        if limit.is_some_and(|limit| matches!(limit.scope, LimitScope::Fleet(_))) {
+            return Err(ConfigError::new(
+                format!("{key}.scope"),
+                "\"fleet\" counts in the session store's Redis: it needs [session] store = \"redis\"",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RawRateLimit {
@@ -119,7 +159,37 @@ impl RawRateLimit {
             return Ok(None);
         }
         let burst = positive(&format!("{key}.burst"), &self.burst, per_minute)?;
-        Ok(Some(RateLimit { per_minute, burst }))
+        let fallback = match self.on_store_error.as_deref() {
+            None | Some("local") => FleetFallback::Local,
+            Some("refuse") => FleetFallback::Refuse,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    format!("{key}.on_store_error"),
+                    format!("{other:?} is not one of \"local\", \"refuse\""),
+                ))
+            }
+        };
+        let scope = match self.scope.as_deref() {
+            None | Some("local") if self.on_store_error.is_some() => {
+                return Err(ConfigError::new(
+                    format!("{key}.on_store_error"),
+                    "is for scope = \"fleet\"",
+                ))
+            }
+            None | Some("local") => LimitScope::Local,
+            Some("fleet") => LimitScope::Fleet(fallback),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    format!("{key}.scope"),
+                    format!("{other:?} is not one of \"local\", \"fleet\""),
+                ))
+            }
+        };
+        Ok(Some(RateLimit {
+            per_minute,
+            burst,
+            scope,
+        }))
     }
 }
 
@@ -145,6 +215,54 @@ mod tests {
 
     fn refused_key(extra: &str) -> String {
         load(extra).expect_err(extra).key
+    }
+
+    #[test]
+    fn fleet_scopes_parse_and_need_the_redis_store() {
+        let redis = "[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\n";
+        let config = load(&format!(
+            "{redis}[login.rate_limit]\nper_minute = 30\nscope = \"fleet\"\n\
+             [[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n\
+             rate_limit = {{ per_minute = 5, scope = \"fleet\", on_store_error = \"refuse\" }}"
+        ))
+        .unwrap();
+        let login = config.login.rate_limit.unwrap();
+        assert_eq!(login.scope, LimitScope::Fleet(FleetFallback::Local));
+        let route = config.routes[0].rate_limit.unwrap();
+        assert_eq!(route.scope, LimitScope::Fleet(FleetFallback::Refuse));
+        assert_eq!(
+            config.login.refresh_rate_limit.unwrap().scope,
+            LimitScope::Local
+        );
+        for (extra, key) in [
+            (
+                "[login.rate_limit]\nper_minute = 30\nscope = \"fleet\"".to_string(),
+                "login.rate_limit.scope",
+            ),
+            (
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n\
+                 rate_limit = { per_minute = 5, scope = \"fleet\" }"
+                    .to_string(),
+                "routes[0].rate_limit.scope",
+            ),
+            (
+                format!("{redis}[login.rate_limit]\nper_minute = 30\nscope = \"global\""),
+                "login.rate_limit.scope",
+            ),
+            (
+                format!("{redis}[login.rate_limit]\nper_minute = 30\non_store_error = \"refuse\""),
+                "login.rate_limit.on_store_error",
+            ),
+            (
+                format!(
+                    "{redis}[login.rate_limit]\nper_minute = 30\nscope = \"fleet\"\n\
+                     on_store_error = \"allow\""
+                ),
+                "login.rate_limit.on_store_error",
+            ),
+        ] {
+            assert_eq!(refused_key(&extra), key, "{extra}");
+        }
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub(crate) struct RawReload {
 pub(crate) struct RawRateLimit {
     pub(crate) per_minute: Option<Flex<u32>>,
     pub(crate) burst: Option<Flex<u32>>,
+    pub(crate) scope: Option<String>,
+    pub(crate) on_store_error: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -204,10 +204,20 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
 /// A rate limit; `per_minute = 0` for none.
 fn rate_limit(limit: Option<super::RateLimit>) -> Value {
     match limit {
-        Some(limit) => table([
-            ("per_minute", int(limit.per_minute)),
-            ("burst", int(limit.burst)),
-        ]),
+        Some(limit) => {
+            let mut entries = Table::new();
+            entries.insert("per_minute".into(), int(limit.per_minute));
+            entries.insert("burst".into(), int(limit.burst));
+            if let super::LimitScope::Fleet(fallback) = limit.scope {
+                let fallback = match fallback {
+                    super::FleetFallback::Local => "local",
+                    super::FleetFallback::Refuse => "refuse",
+                };
+                entries.insert("scope".into(), text("fleet"));
+                entries.insert("on_store_error".into(), text(fallback));
+            }
+            Value::Table(entries)
+        }
         None => table([("per_minute", int(0))]),
     }
 }

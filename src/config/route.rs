@@ -10,13 +10,35 @@ use super::validate::{endpoint_path, millis, required};
 use super::{ConfigError, WeChatConfig};
 
 /// A rate limit as configured (a route's per-user one, and the login and refresh ones): `burst`
-/// requests at once, refilled at `per_minute`. The buckets that enforce it are `rate_limit`'s.
+/// requests at once, refilled at `per_minute`, in each replica or across the fleet. The buckets
+/// that enforce it are `rate_limit`'s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests allowed per minute, sustained.
     pub per_minute: u32,
     /// Requests allowed at once (the bucket's size).
     pub burst: u32,
+    /// Where requests are counted (`scope`).
+    pub scope: LimitScope,
+}
+
+/// Where a rate limit counts (`scope`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitScope {
+    /// In this replica's memory: each replica lets the limit through (the default).
+    Local,
+    /// In the session store's Redis, shared by every replica; `on_store_error` says what
+    /// happens while Redis cannot count.
+    Fleet(FleetFallback),
+}
+
+/// What a fleet-wide limit does while Redis cannot count (`on_store_error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetFallback {
+    /// Counts in this replica's own bucket meanwhile (the default).
+    Local,
+    /// Refuses the request: 503 `session_store_unavailable`.
+    Refuse,
 }
 
 /// How a route treats the bearer token.

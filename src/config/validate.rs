@@ -225,6 +225,7 @@ impl RawConfig {
             }
             routes.push(route);
         }
+        super::ops::fleet_limits_need_redis(&login, &routes, &session)?;
         let websocket = WebSocketConfig {
             token_query_param: self
                 .websocket

@@ -40,7 +40,13 @@ where
     }
     let trusted = &state.config.server.trusted_proxies;
     let client_ip = trusted.client_ip(client.peer.ip(), request.headers());
-    state.limits.check_login(client_ip, &state.metrics)?;
+    if let Some(limiter) = state.limits.login() {
+        let fleet_key = || format!("login:{client_ip}");
+        let store = state.sessions.as_ref();
+        limiter
+            .take(client_ip, fleet_key, store, "login_ip", &state.metrics)
+            .await?;
+    }
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)

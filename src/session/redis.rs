@@ -21,8 +21,10 @@ use redis::AsyncCommands;
 use tokio::sync::OnceCell;
 
 use super::{unix_now, Session, SessionStore, StoreError};
-use crate::config::{RedisConfig, Secret};
+use crate::config::{RateLimit, RedisConfig, Secret};
 use crate::metrics::Metrics;
+
+mod fleet_limit;
 
 /// Sets `last_seen` of a session in place, keeping its expiry; answers the updated JSON or nil.
 const TOUCH: &str = r"
@@ -62,6 +64,7 @@ pub(crate) struct RedisStore {
     touch: redis::Script,
     end: redis::Script,
     delete_if_equal: redis::Script,
+    take_fleet: redis::Script,
     metrics: Arc<Metrics>,
     /// The generation marker last seen in Redis (0 until one has been read).
     generation: AtomicU64,
@@ -95,6 +98,7 @@ impl RedisStore {
             touch: redis::Script::new(TOUCH),
             end: redis::Script::new(END),
             delete_if_equal: redis::Script::new(DELETE_IF_EQUAL),
+            take_fleet: fleet_limit::script(),
             metrics,
             generation: AtomicU64::new(0),
         })
@@ -423,6 +427,14 @@ impl SessionStore for RedisStore {
             })
             .await?;
         Ok(taken.is_some())
+    }
+
+    async fn take_fleet_request(
+        &self,
+        key: &str,
+        limit: RateLimit,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        self.take_from_fleet_bucket(key, limit).await
     }
 
     async fn unlock(&self, name: &str) -> Result<(), StoreError> {

@@ -20,6 +20,7 @@ mod dev_tools;
 mod docs;
 mod durability;
 mod examples;
+mod fleet_limits;
 mod forward_auth;
 mod fuzz_corpus;
 mod jwks;

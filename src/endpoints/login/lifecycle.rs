@@ -28,9 +28,15 @@ pub(crate) async fn refresh<B>(
     let verified = presented(state, &request)?;
     auth::ensure_current_generation(state, &verified).map_err(|_| GatewayError::SessionExpired)?;
     let appid = app_of(state, &verified);
-    state
-        .limits
-        .check_refresh(appid, &verified.identity.openid, &state.metrics)?;
+    if let Some(limiter) = state.limits.refresh() {
+        let openid = &verified.identity.openid;
+        let fleet_key = || format!("refresh:{appid}:{openid}");
+        let user = (appid.to_string(), openid.clone());
+        let store = state.sessions.as_ref();
+        limiter
+            .take(user, fleet_key, store, "refresh_user", &state.metrics)
+            .await?;
+    }
     if state
         .sessions
         .any_revoked(verified.revocation_ids())
