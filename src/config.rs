@@ -17,6 +17,7 @@ mod jwt;
 mod ops;
 mod push;
 mod raw;
+mod redis;
 mod render;
 mod route;
 mod server;
@@ -419,12 +420,43 @@ pub enum StoreKind {
 /// `[session] store = "redis"` settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port/db`; secret, since it may carry a password.
-    pub url: Secret,
+    /// Where Redis is: a URL, or the Sentinels that know the master.
+    pub target: RedisTarget,
+    /// `redis_password`: the password of the Redis servers (not in the URL).
+    pub password: Option<Secret>,
+    /// TLS to Redis (`rediss://`, or `redis_tls` with Sentinels); `None`: plain TCP.
+    pub tls: Option<RedisTls>,
     /// Prefix of every key the gateway writes.
     pub key_prefix: String,
     /// Time allowed for connecting and for each exchange.
     pub timeout: Duration,
+}
+
+/// Where the Redis session store is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RedisTarget {
+    /// `redis_url`: `redis[s]://[:password@]host:port/db`; secret, since it may carry a password.
+    Url(Secret),
+    /// `redis_sentinels`: the master of `redis_sentinel_master` as the Sentinels name it now,
+    /// asked again after a failover.
+    Sentinel {
+        /// The Sentinels, as host and port.
+        sentinels: Vec<(String, u16)>,
+        /// The name the Sentinels monitor the master under.
+        master: String,
+        /// `redis_sentinel_password`: the Sentinels' own password, if they require one.
+        password: Option<Secret>,
+    },
+}
+
+/// TLS to Redis: what to trust and what to present, as files (read when the store is made).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisTls {
+    /// `redis_ca_file`: the CA certificates (PEM) trusted instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `redis_client_cert_file` and `redis_client_key_file`: a client certificate and its key,
+    /// for servers that require one (`tls-auth-clients yes`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[session] on_store_error`.

@@ -335,7 +335,7 @@ fn session_table(session: &super::SessionConfig) -> Value {
     match &session.store {
         super::StoreKind::Redis(redis) => {
             entries.insert("store".into(), text("redis"));
-            entries.insert("redis_url".into(), text(REDACTED));
+            redis_target(&mut entries, redis);
             entries.insert("redis_key_prefix".into(), text(&redis.key_prefix));
             entries.insert("redis_timeout_ms".into(), ms(redis.timeout));
         }
@@ -419,4 +419,41 @@ fn upstream_group(entry: &mut Table, upstream: &crate::config::UpstreamGroupConf
         table.insert("timeout_ms".into(), ms(health.timeout));
     }
     entry.insert("health".into(), Value::Table(table));
+}
+
+/// Where the Redis store is, secrets redacted (the URL whole: it may carry a password).
+fn redis_target(entries: &mut Table, redis: &super::RedisConfig) {
+    match &redis.target {
+        super::RedisTarget::Url(_) => {
+            entries.insert("redis_url".into(), text(REDACTED));
+        }
+        super::RedisTarget::Sentinel {
+            sentinels,
+            master,
+            password,
+        } => {
+            let list = sentinels
+                .iter()
+                .map(|(host, port)| text(format!("{host}:{port}")))
+                .collect();
+            entries.insert("redis_sentinels".into(), Value::Array(list));
+            entries.insert("redis_sentinel_master".into(), text(master));
+            entries.insert("redis_tls".into(), Value::Boolean(redis.tls.is_some()));
+            if password.is_some() {
+                entries.insert("redis_sentinel_password".into(), text(REDACTED));
+            }
+        }
+    }
+    if redis.password.is_some() {
+        entries.insert("redis_password".into(), text(REDACTED));
+    }
+    if let Some(tls) = &redis.tls {
+        if let Some(ca_file) = &tls.ca_file {
+            entries.insert("redis_ca_file".into(), text(ca_file.display()));
+        }
+        if let Some((cert, key)) = &tls.client_cert {
+            entries.insert("redis_client_cert_file".into(), text(cert.display()));
+            entries.insert("redis_client_key_file".into(), text(key.display()));
+        }
+    }
 }

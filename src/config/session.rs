@@ -2,10 +2,10 @@
 //! connection, and the policy when it is down.
 
 use super::raw::RawSession;
-use super::validate::{millis, positive, secs};
+use super::validate::{positive, secs};
 use std::path::PathBuf;
 
-use super::{ConfigError, RedisConfig, Secret, SessionConfig, StoreErrorPolicy, StoreKind};
+use super::{ConfigError, SessionConfig, StoreErrorPolicy, StoreKind};
 
 impl RawSession {
     pub(super) fn validate(&self) -> Result<SessionConfig, ConfigError> {
@@ -13,9 +13,9 @@ impl RawSession {
         let store = match self.store.as_deref().unwrap_or("embedded") {
             "redis" => StoreKind::Redis(self.redis()?),
             local @ ("memory" | "embedded") => {
-                if self.redis_url.is_some() {
+                if let Some(key) = self.redis_key_set() {
                     return Err(ConfigError::new(
-                        "session.redis_url",
+                        format!("session.{key}"),
                         "is only used with store = \"redis\"",
                     ));
                 }
@@ -66,32 +66,5 @@ impl RawSession {
             )),
             Some(path) => Ok(PathBuf::from(path)),
         }
-    }
-
-    fn redis(&self) -> Result<RedisConfig, ConfigError> {
-        let key = "session.redis_url";
-        let url = match self.redis_url.as_deref() {
-            Some(url) if !url.is_empty() => url,
-            _ => return Err(ConfigError::new(key, "is required with store = \"redis\"")),
-        };
-        if !url.starts_with("redis://")
-            && !url.starts_with("redis+unix://")
-            && !url.starts_with("unix://")
-        {
-            return Err(ConfigError::new(key, "must be a redis:// or unix:// URL"));
-        }
-        let config = RedisConfig {
-            url: Secret::new(url),
-            key_prefix: self
-                .redis_key_prefix
-                .clone()
-                .unwrap_or_else(|| "wxgate:".to_string()),
-            timeout: millis("session.redis_timeout_ms", &self.redis_timeout_ms, 1_000)?,
-        };
-        redis::Client::open(config.url.expose())
-            .map(drop)
-            .map_err(|error| format!("is not a usable Redis URL: {}", error.category()))
-            .map_err(|message| ConfigError::new(key, message))?;
-        Ok(config)
     }
 }

@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
-use tokio::sync::OnceCell;
 
 use super::{unix_now, Session, SessionStore, StoreError};
 use crate::config::{RateLimit, RedisConfig, Secret};
 use crate::metrics::Metrics;
 
+mod connector;
 mod fleet_limit;
+use connector::Connector;
 
 /// Sets `last_seen` of a session in place, keeping its expiry; answers the updated JSON or nil.
 const TOUCH: &str = r"
@@ -56,8 +57,7 @@ return 0
 
 /// The session store shared by every replica through one Redis.
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    connector: Connector,
     prefix: String,
     session_ttl: Duration,
     timeout: Duration,
@@ -75,7 +75,7 @@ impl fmt::Debug for RedisStore {
         // Not the client: its connection info would show a password.
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("connected", &self.connection.initialized())
+            .field("connected", &self.connector.connected())
             .finish()
     }
 }
@@ -87,11 +87,8 @@ impl RedisStore {
         session_ttl: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(config.url.expose())
-            .map_err(|error| format!("is not a usable Redis URL: {}", error.category()))?;
         Ok(RedisStore {
-            client,
-            connection: OnceCell::new(),
+            connector: Connector::new(config)?,
             prefix: config.key_prefix.clone(),
             session_ttl,
             timeout: config.timeout,
@@ -200,24 +197,17 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let attempt = async {
-            let connection = self
-                .connection
-                .get_or_try_init(|| {
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.timeout))
-                        .set_response_timeout(Some(self.timeout))
-                        .set_number_of_retries(1);
-                    self.client.get_connection_manager_with_config(config)
-                })
-                .await?
-                .clone();
-            exchange(connection).await
-        };
+        let attempt = async { exchange(self.connector.connection().await?).await };
         let failure = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error)) => StoreError(describe(&error)),
-            Err(_) => StoreError("Redis did not answer in time".into()),
+            Ok(Err(error)) => {
+                self.connector.failed(Some(&error));
+                StoreError(describe(&error))
+            }
+            Err(_) => {
+                self.connector.failed(None);
+                StoreError("Redis did not answer in time".into())
+            }
         };
         self.metrics.session_store_errors.inc();
         Err(failure)

@@ -11,6 +11,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub addr: SocketAddr,
     settings: Vec<String>,
+    /// Serves TLS only (`--tls-port`): readiness is a listening port, not a plain PING.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -21,21 +23,65 @@ impl RedisServer {
 
     /// Starts redis-server with more command-line settings (`--maxmemory-policy`, ...).
     pub async fn start_with(settings: &[&str]) -> Option<RedisServer> {
+        let mut server = RedisServer::start_unspawned().await?;
+        server.settings = settings.iter().map(|setting| setting.to_string()).collect();
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// Starts redis-server serving TLS only on its port, with `cert`/`key`, clients verified
+    /// against `ca` when `require_client_certificate`.
+    pub async fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+        require_client_certificate: bool,
+    ) -> Option<RedisServer> {
+        let mut server = RedisServer::start_unspawned().await?;
+        let port = server.addr.port().to_string();
+        let auth = if require_client_certificate {
+            "yes"
+        } else {
+            "no"
+        };
+        server.settings = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-auth-clients",
+            auth,
+        ]
+        .iter()
+        .map(|setting| setting.to_string())
+        .chain(
+            [
+                ("--tls-cert-file", cert),
+                ("--tls-key-file", key),
+                ("--tls-ca-cert-file", ca),
+            ]
+            .into_iter()
+            .flat_map(|(name, path)| [name.to_string(), path.display().to_string()]),
+        )
+        .collect();
+        server.tls = true;
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// A server on a free port, not started yet (`None` when redis-server is not installed).
+    async fn start_unspawned() -> Option<RedisServer> {
         let installed = super::external::available(
             "redis-server (Debian package redis-server)",
             Command::new("redis-server").arg("--version"),
         );
-        if !installed {
-            return None;
-        }
-        let addr = super::closed_port().await;
-        let mut server = RedisServer {
+        installed.then_some(())?;
+        Some(RedisServer {
             child: None,
-            addr,
-            settings: settings.iter().map(|setting| setting.to_string()).collect(),
-        };
-        server.spawn().await;
-        Some(server)
+            addr: super::closed_port().await,
+            settings: Vec::new(),
+            tls: false,
+        })
     }
 
     /// Starts the process (again, after `stop`: an empty Redis on the same port) and waits
@@ -72,11 +118,14 @@ impl RedisServer {
         format!("redis://{}", self.addr)
     }
 
-    /// Whether the server answers PING.
+    /// Whether the server answers PING (a TLS-only server: whether it listens).
     pub async fn ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(self.addr).await else {
             return false;
         };
+        if self.tls {
+            return true;
+        }
         if stream.write_all(b"PING\r\n").await.is_err() {
             return false;
         }

@@ -157,3 +157,50 @@ async fn the_identity_page_works_as_written() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+const FLEET: &str = include_str!("../../docs/fleet.md");
+
+/// Catches docs/fleet.md drifting: every config block loads, and every metric it names is
+/// exported by a gateway with an upstream group.
+#[tokio::test]
+async fn the_fleet_page_configs_load_and_its_metrics_exist() {
+    let base = "[wechat]\nappid = \"wx1\"\nsecret = \"s\"\n\
+        [jwt]\nsecret = \"a-secret-that-is-at-least-32-bytes-long!\"\n";
+    let blocks: Vec<&str> = FLEET
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| block.split_once("```").expect("the block ends").0)
+        .collect();
+    assert!(blocks.len() >= 4, "{}", blocks.len());
+    for block in blocks {
+        wxgate::config::Config::from_toml(&format!("{base}{block}"), std::iter::empty())
+            .unwrap_or_else(|error| panic!("{error}\n{block}"));
+    }
+    let gateway = Harness::start_with(Setup {
+        extra_routes: "[[routes]]\nprefix = \"/pair\"\nupstream = [\"http://{echo}\", \"http://127.0.0.1:1\"]\nauth = \"none\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let scrape = Scrape::of(gateway.admin_addr).await;
+    let named: Vec<&str> = FLEET
+        .split('`')
+        .filter(|word| word.starts_with("wxgate_"))
+        .map(|word| word.split('{').next().unwrap())
+        .collect();
+    assert!(named.len() >= 4, "{named:?}");
+    for metric in named {
+        // The per-instance series exist from the start; the others once something was counted,
+        // so they are held to the README's metrics table (itself checked against the export).
+        let family = metric.trim_end_matches("_total");
+        match metric.starts_with("wxgate_upstream_instance") {
+            true => assert!(
+                scrape.families.contains_key(family),
+                "{metric} is not exported"
+            ),
+            false => assert!(
+                include_str!("../../README.md").contains(&format!("`{metric}`")),
+                "{metric} is not in the README's metrics table"
+            ),
+        }
+    }
+}

@@ -27,6 +27,7 @@ mod jwks;
 mod keepalive;
 mod lifecycle;
 mod login;
+mod managed_redis;
 mod metrics;
 mod miniprogram;
 mod nginx;
