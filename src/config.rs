@@ -22,6 +22,7 @@ mod render;
 mod route;
 mod server;
 mod session;
+mod telemetry;
 mod upstream_group;
 mod validate;
 mod wechat_api;
@@ -35,6 +36,7 @@ pub(crate) use push::aes_key_bytes;
 pub use push::{PushConfig, PushFormat, PushMode};
 pub use route::{AuthMode, FleetFallback, LimitScope, RateLimit, RouteConfig};
 pub use server::{CertificateFiles, TlsConfig};
+pub use telemetry::TracingConfig;
 pub use upstream_group::{Balance, UpstreamGroupConfig, UpstreamHealth};
 pub use wechat_api::WeChatApiConfig;
 
@@ -130,6 +132,8 @@ pub struct Config {
     pub wechat_api: WeChatApiConfig,
     /// `[identity]`: the identity headers' names and the signed assertion.
     pub identity: IdentityConfig,
+    /// `[tracing]`: OpenTelemetry spans to a collector (off unless `otlp_endpoint` is set).
+    pub tracing: TracingConfig,
     /// `[[routes]]`: what is forwarded where, and how it is authenticated.
     pub routes: Vec<RouteConfig>,
     /// The file the config was read from, which a reload reads again; `None` when built from text.

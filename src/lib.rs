@@ -37,16 +37,16 @@
 //! | HTTP building blocks | `http/` | [`error`] ([`error::GatewayError`]: status, code, the JSON error response) and `body` (the response body type, the bodies the gateway builds); [`path`] normalization; [`headers`] (hop-by-hop removal, gateway-owned headers, `headers/request_head.rs`: heads refused up front, the client's host); [`request_id`]; [`trust`] (`server.trusted_proxies`); `websocket` (WebSocket-only upgrades and the relay) |
 //! | | `identity`, `ascii`, `per_thread` | who a token says the caller is; whole-text byte checks the compiler vectorizes; what the per-thread tables share (owner ids, one fast hasher, entries stamped with their owner) |
 //! | plain data | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`]; `config/route.rs`: `[[routes]]` and rate limits; `config/jwt.rs`: the keys as configured; `config/server.rs`: certificate files |
-//! | | [`tls`], [`logging`], `metrics` | rustls (certificates by SNI with hot reload, upstream client TLS); tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry |
+//! | | [`tls`], [`logging`], `metrics`, `telemetry` | rustls (certificates by SNI with hot reload, upstream client TLS); tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry; OpenTelemetry spans and W3C trace context (`telemetry/export.rs`: OTLP/HTTP to the collector) |
 //! | domain pieces | [`token`] | key loading from `[jwt]` (`token/load.rs`; kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm, the recent-verification cache |
 //! | | [`session`] | the store trait: embedded file (`session/embedded.rs`, its writer thread in `embedded/writer.rs`), memory (`session/deny_list.rs`: refuses rather than evicts) or Redis (`session/redis.rs`); the generation marker |
 //! | | `wechat`, `access_token` | the WeChat API client (one retry, `wechat/breaker.rs`); each app's access_token, cached, single flight, shared by the fleet |
 //! | | [`rate_limit`], `single_flight` | token buckets (logins per IP, refreshes per user, per openid per route); concurrent calls with one key sharing one answer |
-//! | | [`routes`], `upstream` | the running route table built from the configured routes (longest-prefix match, the upstream path); a route's upstream made ready (TLS settings, its pool) and its connections pooled per worker (`upstream/deadline.rs`, `upstream/in_flight.rs`) |
+//! | | [`routes`], `upstream` | the running route table built from the configured routes (longest-prefix match, the upstream path); a route's upstream instances made ready (TLS settings, their pools) and their connections pooled per worker (`upstream/deadline.rs`, `upstream/in_flight.rs`); `upstream/group.rs`: balance and health, `upstream/health.rs`: active checks |
 //! | running state | `state` | everything a request needs, built in one place from a config (`AppState::build`; files read by `Loaded`), carried over on reload |
 //! | policy and the client | [`auth`], `client` | the one authorization step (`authorize`): token, `apps`, revocations, generation, rate limit; the client's connection and a small body read whole |
 //! | endpoints | `endpoints/` | `login` (with `login/lifecycle.rs`: refresh, logout), `decrypt`, `phone`, `jwks`, `forward_auth`; `stack.rs`: the endpoints that wait on WeChat or the store as one tower service, load shed at `server.endpoint_max_in_flight` |
-//! | | `proxy` | request and response rewriting, the streamed body limit (`proxy/client_body.rs`: read timeout, client-fault errors) |
+//! | | `proxy` | request and response rewriting, the streamed body limit (`proxy/client_body.rs`: read timeout, client-fault errors), the exchange with a group's instances or under a trace (`proxy/exchange.rs`) |
 //! | server and operations | [`server`] | accept loop, connection limit, graceful shutdown; `server/workers.rs`, `server/connection.rs`, `server/keepalive.rs`, `server/trim.rs`, `server/dispatch.rs` (path -> endpoint or route, the log line) |
 //! | | `ops/` | `admin` (/metrics, /healthz, /readyz; tower layers: load shed, concurrency limit, timeout), `reload` (SIGHUP and file watch; `reload/restart_only.rs`) |
 //! | | `simple_http` | a plain HTTP/1.1 server for one handler (admin, redirect, dev tools) |
@@ -76,6 +76,7 @@ pub mod session;
 mod simple_http;
 mod single_flight;
 mod state;
+mod telemetry;
 pub mod tls;
 pub mod token;
 mod upstream;

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::error::Error as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,14 +20,17 @@ use crate::http::request_id::RequestId;
 use crate::http::websocket;
 use crate::routes::Route;
 use crate::state::AppState;
+use crate::telemetry;
 use crate::upstream::deadline;
-use crate::upstream::group::{Choice, Outcome};
+use crate::upstream::group::{Outcome, UpstreamGroup};
 use crate::upstream::UpstreamError;
 
 use crate::client::ClientConnection;
 
 mod client_body;
+mod exchange;
 use client_body::{ClientBody, ClientBodyError};
+use exchange::{Exchange, Sending};
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
 /// and the identity that was forwarded, if any. (An `async` block, not an `async fn`, so that the
@@ -50,17 +52,16 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let group = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
+        if route.upstream.is_none() {
+            return Err(GatewayError::NotFound);
+        }
         let upgrade = websocket::requested_protocol(request.headers())
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
-        let limit = state.config.server.max_body_bytes;
         let verified;
-        let first;
-        let choice;
         // The request taken apart and rewritten in a block of its own, which ends before the
         // upstream is waited for: the parts and what was read from them end with it, and take no
         // room in this future (boxed per request) while the upstream answers.
-        let upstream_request = {
+        let (upstream_request, exchange, group) = {
             let (mut parts, body) = request.into_parts();
             let client_host = headers::request_head::client_host(&parts.uri, &parts.headers);
             let hop_by_hop_removed = headers::remove_hop_by_hop(&mut parts.headers);
@@ -83,13 +84,18 @@ where
                 query_token = token;
                 query = (!rest.is_empty()).then_some(Cow::Owned(rest));
             }
-            verified = auth::authorize(
+            let authorizing = auth::authorize(
                 state,
                 &parts.headers,
                 query_token.as_deref(),
                 Some(&route.config),
-            )
-            .await?;
+            );
+            // Traced requests get an `authenticate` span (see `telemetry::traced`).
+            verified =
+                telemetry::traced(state.tracing.is_some(), "authenticate", authorizing).await?;
+            // Looked up after the wait for authorization, not kept across it (room in this future).
+            let limit = state.config.server.max_body_bytes;
+            let group = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
 
             // The declared Content-Length, as hyper read it (it refuses one that is not a number).
             if http_body::Body::size_hint(&body).lower() > limit {
@@ -111,7 +117,7 @@ where
             let openid = verified
                 .as_ref()
                 .map(|verified| verified.identity.openid.as_str());
-            first = group.pick(openid, None).ok_or_else(|| {
+            let first = group.pick(openid, None).ok_or_else(|| {
                 tracing::warn!(route = %route.config.prefix, "every upstream instance is out");
                 GatewayError::UpstreamUnreachable
             })?;
@@ -126,14 +132,8 @@ where
                     true
                 }
             };
-            // Sent elsewhere when its instance cannot be reached: only what may be sent twice
-            // (RFC 9110's idempotent methods) or carries no body.
-            choice = Choice {
-                openid,
-                may_retry: matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-                    || http_body::Body::is_end_stream(&body),
-                host_is_instance,
-            };
+            let may_retry = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+                || http_body::Body::is_end_stream(&body);
             if !route.config.forward_authorization {
                 parts.headers.remove(AUTHORIZATION);
             }
@@ -158,6 +158,21 @@ where
             if let Some((protocol, _)) = &upgrade {
                 websocket::set_upgrade_headers(&mut parts.headers, protocol.clone());
             }
+            // A route with several instances, or a traced request, takes the boxed exchange; the
+            // plain one is inline (see `exchange.rs`).
+            let exchange = match takes_the_plain_exchange(state, group) {
+                true => None,
+                false => Some(Exchange {
+                    clients: &state.upstreams,
+                    group,
+                    first,
+                    may_retry,
+                    host_is_instance,
+                    openid,
+                    timer: &client.upstream_timer,
+                    tracing: state.tracing.as_deref(),
+                }),
+            };
 
             // Without a body (most requests), an empty one: it takes no allocation.
             let body = if http_body::Body::is_end_stream(&body) {
@@ -167,19 +182,24 @@ where
                 let between_frames = state.config.server.body_read_timeout;
                 ClientBody::new(limited, between_frames).boxed_unsync()
             };
-            Request::from_parts(parts, body)
+            (Request::from_parts(parts, body), exchange, group)
         };
         let started = std::time::Instant::now();
-        // No deadline for a timeout too long to be one (the config allows any).
-        let due = tokio::time::Instant::from_std(started).checked_add(route.config.timeout);
-        // Which instance was tried last (a `Send` cell: the future moves between threads).
-        let chosen = AtomicUsize::new(first);
+        // The boxed exchange keeps its own deadline and records its own outcomes.
+        let due = due(started, route);
         let answer = deadline::within(
             &client.upstream_timer,
-            due,
-            state
-                .upstreams
-                .send_to(group, first, upstream_request, choice, &chosen),
+            due.filter(|_| takes_the_plain_exchange(state, group)),
+            match exchange {
+                None => Sending::Plain {
+                    future: state
+                        .upstreams
+                        .send(&group.instances()[0].upstream, upstream_request),
+                },
+                Some(exchange) => Sending::Boxed {
+                    future: Box::pin(exchange.run_until(due, upstream_request)),
+                },
+            },
         )
         .await;
         state
@@ -187,19 +207,28 @@ where
             .observe_upstream(&route.config.prefix, started.elapsed());
         let mut response = match answer {
             Err(deadline::TimedOut) => {
-                group.failed(chosen.load(Ordering::Relaxed), Outcome::TimedOut);
+                record_plain(state, route, Some(Outcome::TimedOut));
                 return Err(GatewayError::UpstreamTimeout);
             }
             Ok(Err(error)) => {
-                let answer = upstream_error(&error, limit);
-                // Connect failures were recorded as they happened; a client's broken body is
-                // not the instance's failure.
-                if matches!(answer, GatewayError::UpstreamFailed) {
-                    group.failed(chosen.load(Ordering::Relaxed), Outcome::Failed);
+                let answer = upstream_error(&error, state.config.server.max_body_bytes);
+                match &error {
+                    UpstreamError::Connect(_) => {
+                        record_plain(state, route, Some(Outcome::ConnectFailed))
+                    }
+                    UpstreamError::Exchange(_)
+                        if matches!(answer, GatewayError::UpstreamFailed) =>
+                    {
+                        record_plain(state, route, Some(Outcome::Failed))
+                    }
+                    _ => {}
                 }
                 return Err(answer);
             }
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                record_plain(state, route, None);
+                response
+            }
         };
         // Only a switch to the WebSocket protocol the client asked for is relayed: any other 101
         // (none asked for, or another protocol such as h2c) would open a tunnel the gateway
@@ -234,6 +263,35 @@ where
     }
 }
 
+/// Whether a request to `group` takes the plain exchange (one instance, tracing off), whose
+/// outcomes the proxy records itself; asked again rather than kept across the upstream's answer,
+/// where it would take room in the proxied request's future.
+fn takes_the_plain_exchange(state: &AppState, group: &UpstreamGroup) -> bool {
+    group.instances().len() == 1 && state.tracing.is_none()
+}
+
+/// Records the plain exchange's outcome (`None`: answered) against the route's one instance,
+/// which is never taken out: the records are its metrics. (The boxed exchange records its own.)
+/// The group is looked up again from the route rather than kept across the upstream's answer,
+/// where it would take room in the proxied request's future.
+fn record_plain(state: &AppState, route: &Route, outcome: Option<Outcome>) {
+    let Some(group) = route.upstream.as_deref() else {
+        return;
+    };
+    if takes_the_plain_exchange(state, group) {
+        match outcome {
+            None => group.answered(0),
+            Some(outcome) => group.failed(0, outcome),
+        }
+    }
+}
+
+/// When the upstream's response head is due for a request sent at `started`; `None` for a
+/// timeout too long to be one (the config allows any).
+fn due(started: std::time::Instant, route: &Route) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::from_std(started).checked_add(route.config.timeout)
+}
+
 /// The request target sent upstream (origin form): the normalized path, as the route maps it, and
 /// the original query.
 fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
@@ -258,20 +316,40 @@ fn upstream_error(error: &UpstreamError, limit: u64) -> GatewayError {
             tracing::warn!(error = %unsent.reason, "upstream unreachable");
             GatewayError::UpstreamUnreachable
         }
-        UpstreamError::Exchange(error) => {
-            let mut source = error.source();
-            while let Some(cause) = source {
-                if cause.downcast_ref::<LengthLimitError>().is_some() {
-                    return GatewayError::PayloadTooLarge { limit };
-                }
-                if let Some(client) = cause.downcast_ref::<ClientBodyError>() {
-                    tracing::debug!(error = %client, "forwarded request body failed");
-                    return client.answer();
-                }
-                source = cause.source();
+        UpstreamError::TimedOut => GatewayError::UpstreamTimeout,
+        UpstreamError::Exchange(error) => match client_fault(error) {
+            Some(ClientFault::TooLarge) => GatewayError::PayloadTooLarge { limit },
+            Some(ClientFault::Body(client)) => {
+                tracing::debug!(error = %client, "forwarded request body failed");
+                client.answer()
             }
-            tracing::warn!(%error, "upstream exchange failed");
-            GatewayError::UpstreamFailed
-        }
+            None => {
+                tracing::warn!(%error, "upstream exchange failed");
+                GatewayError::UpstreamFailed
+            }
+        },
     }
+}
+
+/// How a failed exchange was the client's doing, not the upstream's.
+enum ClientFault<'a> {
+    /// The body went over `server.max_body_bytes` while it streamed.
+    TooLarge,
+    /// The client's body broke off or stalled.
+    Body(&'a ClientBodyError),
+}
+
+/// Whether a failed exchange was the client's doing (its body), from the error's causes.
+fn client_fault(error: &hyper::Error) -> Option<ClientFault<'_>> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<LengthLimitError>().is_some() {
+            return Some(ClientFault::TooLarge);
+        }
+        if let Some(client) = cause.downcast_ref::<ClientBodyError>() {
+            return Some(ClientFault::Body(client));
+        }
+        source = cause.source();
+    }
+    None
 }

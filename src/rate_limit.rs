@@ -9,9 +9,12 @@
 //! local bucket counts while Redis cannot.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, FleetFallback, LimitScope, RouteConfig};
@@ -76,31 +79,35 @@ impl<K: Hash + Eq + Send + Sync + 'static> RateLimiter<K> {
     /// Takes one request from `key`'s bucket, in this replica or across the fleet (`fleet_key`
     /// names the bucket in Redis); a 429 (counted under `label`) when it is empty, 503
     /// `session_store_unavailable` when Redis cannot count and `on_store_error = "refuse"`.
-    pub(crate) async fn take(
-        &self,
+    /// A local limit answers at once; a fleet-wide one after Redis, in a boxed future: callers
+    /// await this inside the proxied request's future, boxed per request and kept small (see
+    /// `dispatch::handle`), which then holds a pointer, not the Redis call.
+    pub(crate) fn take<'a>(
+        &'a self,
         key: K,
         fleet_key: impl FnOnce() -> String,
-        store: &dyn SessionStore,
-        label: &str,
-        metrics: &Metrics,
-    ) -> Result<(), GatewayError> {
-        let checked = match self.limit.scope {
-            LimitScope::Local => self.check(key),
-            LimitScope::Fleet(fallback) => {
-                match store.take_fleet_request(&fleet_key(), self.limit).await {
-                    Ok(checked) => checked,
-                    Err(error) if fallback == FleetFallback::Local => {
-                        tracing::debug!(%error, limit = label, "fleet rate limit counted locally");
-                        self.check(key)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, limit = label, "fleet rate limit cannot count: refused");
-                        return Err(GatewayError::SessionStoreUnavailable);
-                    }
-                }
-            }
+        store: &'a dyn SessionStore,
+        label: &'a str,
+        metrics: &'a Metrics,
+    ) -> Taking<'a> {
+        let LimitScope::Fleet(fallback) = self.limit.scope else {
+            return Taking::Ready(Some(refuse_when_empty(self.check(key), label, metrics)));
         };
-        refuse_when_empty(checked, label, metrics)
+        let fleet_key = fleet_key();
+        Taking::Fleet(Box::pin(async move {
+            let checked = match store.take_fleet_request(&fleet_key, self.limit).await {
+                Ok(checked) => checked,
+                Err(error) if fallback == FleetFallback::Local => {
+                    tracing::debug!(%error, limit = label, "fleet rate limit counted locally");
+                    self.check(key)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, limit = label, "fleet rate limit cannot count: refused");
+                    return Err(GatewayError::SessionStoreUnavailable);
+                }
+            };
+            refuse_when_empty(checked, label, metrics)
+        }))
     }
 
     /// Takes one token from `key`'s bucket; when it is empty, says how long until one is back.
@@ -130,6 +137,25 @@ fn take(bucket: &mut Bucket, limit: RateLimit, now: Instant) -> Result<(), Durat
         Ok(())
     } else {
         Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+    }
+}
+
+/// A rate limit's answer: at once for a local limit, after Redis for a fleet-wide one.
+pub(crate) enum Taking<'a> {
+    /// The local bucket's answer (taken once polled).
+    Ready(Option<Result<(), GatewayError>>),
+    /// Redis's answer, to come.
+    Fleet(Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send + 'a>>),
+}
+
+impl Future for Taking<'_> {
+    type Output = Result<(), GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Taking::Ready(answer) => Poll::Ready(answer.take().unwrap_or(Ok(()))),
+            Taking::Fleet(future) => future.as_mut().poll(context),
+        }
     }
 }
 

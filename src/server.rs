@@ -95,6 +95,7 @@ pub async fn run(
         .await
         .map_err(std::io::Error::other)?;
     state.routes.start_health_checks();
+    let tracing = state.tracing.clone();
     let current = Arc::new(ArcSwap::from_pointee(state));
     let shared = Arc::new(connection::Listener::new(
         &current.load().config,
@@ -192,6 +193,11 @@ pub async fn run(
         Err(_) => tracing::warn!("grace period over; dropping the remaining connections"),
     }
     workers.finish().await;
+    // The spans of the last requests are sent before the process ends (a blocking wait for the
+    // exporter's thread).
+    if let Some(tracing) = tracing {
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    }
     let _ = admin_stop.send(());
     if let Some(admin) = admin {
         let _ = admin.await;

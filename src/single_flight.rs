@@ -13,6 +13,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use opentelemetry::context::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::config::Secret;
@@ -68,12 +69,15 @@ where
                         in_flight: self.in_flight.clone(),
                         key,
                     };
-                    tokio::spawn(async move {
+                    // The caller's trace goes with the work (its spans, when traced).
+                    let trace = opentelemetry::Context::current();
+                    let shared = async move {
                         let value = work.await;
                         // Forget the key first: a later login with this code is a new call.
                         drop(done);
                         let _ = sender.send(Some(value));
-                    });
+                    };
+                    tokio::spawn(shared.with_context(trace));
                     receiver
                 }
             }

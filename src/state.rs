@@ -22,6 +22,7 @@ use crate::rate_limit::Limits;
 use crate::routes::RouteTable;
 use crate::session::SessionStore;
 use crate::single_flight::LoginFlights;
+use crate::telemetry::Tracing;
 use crate::token::TokenKeys;
 use crate::upstream::in_flight::InFlightCount;
 use crate::upstream::UpstreamClients;
@@ -47,6 +48,8 @@ pub(crate) struct AppState {
     pub(crate) endpoint_limit: EndpointLimit,
     /// The names identity headers go upstream under (`[identity]`).
     pub(crate) identity_names: IdentityNames,
+    /// The OpenTelemetry tracer (`[tracing]`), when on; made at start, kept across reloads.
+    pub(crate) tracing: Option<Arc<Tracing>>,
     /// Each app's name as a header value, by appid (`X-App`, the assertion's `app`).
     app_names: HashMap<String, HeaderValue>,
     relays: DrainGuard,
@@ -102,6 +105,10 @@ impl AppState {
         };
         let in_flight =
             previous.map_or_else(InFlightCount::new, |running| running.upstreams.in_flight());
+        let tracing = match previous {
+            Some(running) => running.tracing.clone(),
+            None => Tracing::start(&config.tracing)?,
+        };
         let relays = match origin {
             Origin::Start(relays) => relays,
             Origin::Reload(running) => running.relays.clone(),
@@ -125,6 +132,7 @@ impl AppState {
                 config.identity.app_header.clone(),
                 config.identity.assertion_header.clone(),
             ),
+            tracing,
             app_names: config
                 .wechat
                 .apps

@@ -73,6 +73,9 @@ pub(crate) enum UpstreamError {
     Exchange(hyper::Error),
     /// `upstream.max_in_flight` requests are already in flight; nothing was sent.
     Busy,
+    /// No response head within the route's timeout (an exchange that keeps its own deadline:
+    /// a route with several instances, or a traced request).
+    TimedOut,
 }
 
 /// A request no connection could be made for, and why.

@@ -17,6 +17,8 @@ use serde::Deserialize;
 use crate::config::{Platform, Secret, WeChatApp, WeChatConfig};
 use crate::http::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::telemetry::ChildSpan;
+use opentelemetry::trace::SpanKind;
 
 mod access_token;
 pub(crate) mod alipay;
@@ -214,18 +216,28 @@ impl WeChatClient {
     where
         A: DeserializeOwned,
     {
+        // A span per attempt of a traced request: the API's name, never the URL (it may carry
+        // the AppSecret, the code or an access_token).
+        let span = ChildSpan::start(api, SpanKind::Client);
         let started = Instant::now();
         let fetched = self.fetch(request()).await;
         self.metrics.observe_wechat(api, started.elapsed());
-        let body = fetched.map_err(|failed| (failed.error, failed.before_sending))?;
-        let answer: A = serde_json::from_slice(&body).map_err(|_| {
-            tracing::warn!(api, "a WeChat API answered something that is not JSON");
-            (GatewayError::WeChatBadAnswer, false)
-        })?;
-        interpret(answer).map_err(|error| {
-            let busy = error == GatewayError::WeChatBusy;
-            (error, busy)
-        })
+        let interpreted = fetched
+            .map_err(|failed| (failed.error, failed.before_sending))
+            .and_then(|body| {
+                let answer: A = serde_json::from_slice(&body).map_err(|_| {
+                    tracing::warn!(api, "a WeChat API answered something that is not JSON");
+                    (GatewayError::WeChatBadAnswer, false)
+                })?;
+                interpret(answer).map_err(|error| {
+                    let busy = error == GatewayError::WeChatBusy;
+                    (error, busy)
+                })
+            });
+        if let Err((error, _)) = &interpreted {
+            span.fail(error.code());
+        }
+        interpreted
     }
 
     /// Sends a request and reads the answer body, bounded in size and time.

@@ -60,6 +60,7 @@ pub(crate) struct RawConfig {
     pub(crate) reload: RawReload,
     pub(crate) wechat_api: super::wechat_api::RawWeChatApi,
     pub(crate) identity: super::identity::RawIdentity,
+    pub(crate) tracing: super::telemetry::RawTracing,
     pub(crate) apps: std::collections::BTreeMap<String, super::apps::RawPlatformApp>,
     pub(crate) routes: Vec<RawRoute>,
 }

@@ -205,6 +205,7 @@ impl RawConfig {
         let reload = self.reload.validate()?;
         let wechat_api = self.wechat_api.validate(&server, &admin)?;
         let identity = self.identity.validate()?;
+        let tracing = self.tracing.validate()?;
         let mut routes: Vec<super::RouteConfig> = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let route = route.validate(&format!("routes[{index}]"), upstream.timeout, &wechat)?;
@@ -252,6 +253,7 @@ impl RawConfig {
             reload,
             wechat_api,
             identity,
+            tracing,
             routes,
             source: None,
         })

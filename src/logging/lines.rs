@@ -52,10 +52,17 @@ thread_local! {
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// Runs `future` as request `id`'s: lines logged while it is polled name the request.
-pub(crate) fn in_request<F: Future>(id: RequestId, future: F) -> InRequest<F> {
+/// Runs `future` as request `id`'s: lines logged while it is polled name the request. A traced
+/// request's OpenTelemetry `context` is current while it is polled too: the spans made below it
+/// are its children, and JSON lines carry its trace id.
+pub(crate) fn in_request<F: Future>(
+    id: RequestId,
+    context: Option<opentelemetry::Context>,
+    future: F,
+) -> InRequest<F> {
     InRequest {
         id: Some(id),
+        context,
         future,
     }
 }
@@ -64,6 +71,7 @@ pin_project_lite::pin_project! {
     /// A future whose polls are request `id`'s (see [`in_request`]).
     pub(crate) struct InRequest<F> {
         id: Option<RequestId>,
+        context: Option<opentelemetry::Context>,
         #[pin]
         future: F,
     }
@@ -74,6 +82,10 @@ impl<F: Future> Future for InRequest<F> {
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let _attached = this
+            .context
+            .as_ref()
+            .map(|context| context.clone().attach());
         let entered = Entered(CURRENT_REQUEST.replace(this.id.take()));
         let polled = this.future.poll(context);
         *this.id = CURRENT_REQUEST.replace(entered.leave());
@@ -294,7 +306,13 @@ where
                 return writer.write_str(&line);
             };
             let id = serde_json::to_string(id).map_err(|_| fmt::Error)?;
-            writeln!(writer, r#"{end},"span":{{"id":{id},"name":"request"}}}}"#)
+            match crate::telemetry::current_trace_id() {
+                Some(trace) => writeln!(
+                    writer,
+                    r#"{end},"span":{{"id":{id},"name":"request"}},"trace_id":"{trace}"}}"#
+                ),
+                None => writeln!(writer, r#"{end},"span":{{"id":{id},"name":"request"}}}}"#),
+            }
         })
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct RequestLine<'a> {
     pub(crate) latency: Duration,
     /// Who the request was answered for, if anyone.
     pub(crate) openid: Option<&'a str>,
+    /// The request's trace, when tracing is on (`[tracing]`).
+    pub(crate) trace_id: Option<crate::telemetry::TraceId>,
 }
 
 /// The target the request line is logged under, as filters name it (`wxgate::server::dispatch=warn`
@@ -63,16 +65,29 @@ impl RequestLine<'_> {
         let openid = self.openid.unwrap_or("-");
         let Some(output) = OUTPUT.get() else {
             let latency_ms = latency_ms(self.latency);
-            tracing::info!(
-                target: REQUEST_LINE_TARGET,
-                request_id = self.request_id,
-                method = %self.method,
-                path = ?Quoted(self.path),
-                status = self.status,
-                latency_ms,
-                openid,
-                "request"
-            );
+            match self.trace_id {
+                None => tracing::info!(
+                    target: REQUEST_LINE_TARGET,
+                    request_id = self.request_id,
+                    method = %self.method,
+                    path = ?Quoted(self.path),
+                    status = self.status,
+                    latency_ms,
+                    openid,
+                    "request"
+                ),
+                Some(trace_id) => tracing::info!(
+                    target: REQUEST_LINE_TARGET,
+                    request_id = self.request_id,
+                    method = %self.method,
+                    path = ?Quoted(self.path),
+                    status = self.status,
+                    latency_ms,
+                    openid,
+                    trace_id = %trace_id,
+                    "request"
+                ),
+            }
             return;
         };
         LINE.with_borrow_mut(|line| {
@@ -106,6 +121,9 @@ impl RequestLine<'_> {
         push_latency_ms(line, self.latency)?;
         line.push_str(" openid=");
         push_quoted(line, openid)?;
+        if let Some(trace_id) = self.trace_id {
+            write!(line, " trace_id={trace_id}")?;
+        }
         line.push('\n');
         Ok(())
     }
@@ -134,6 +152,9 @@ impl RequestLine<'_> {
         push_latency_ms(line, self.latency)?;
         line.push_str(r#","openid":"#);
         push_json_string(line, openid)?;
+        if let Some(trace_id) = self.trace_id {
+            write!(line, r#","trace_id":"{trace_id}""#)?;
+        }
         line.push_str(r#","target":""#);
         line.push_str(REQUEST_LINE_TARGET);
         line.push_str("\"}\n");

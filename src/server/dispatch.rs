@@ -21,6 +21,7 @@ use crate::http::request_id::{RequestId, X_REQUEST_ID};
 use crate::proxy;
 use crate::routes::Route;
 use crate::state::AppState;
+use crate::telemetry::{self, TraceId};
 
 /// What a normalized path is for.
 enum Target<'a> {
@@ -104,12 +105,18 @@ pub(super) fn handle<'a>(
             Ok(path) if refused.is_none() => Target::of(state, path),
             _ => Target::Unrouted,
         };
+        // A traced request's span, under the client's `traceparent` (tracing on only).
+        let traced = state
+            .tracing
+            .as_ref()
+            .map(|tracing| tracing.request(&method, target.label(), request.headers()));
         let (answer, logged_path) = match (normalized, refused) {
             (Ok(_), Some(error)) => (Err(error), Cow::Borrowed(uri.path())),
             (Ok(path), None) => {
                 let answer = dispatch(state, &target, &path, &client, &request_id, request);
+                let context = traced.clone();
                 (
-                    crate::logging::in_request(request_id.clone(), answer).await,
+                    crate::logging::in_request(request_id.clone(), context, answer).await,
                     path,
                 )
             }
@@ -126,12 +133,16 @@ pub(super) fn handle<'a>(
             }
         };
         let openid = identity.as_ref().map(|identity| identity.openid.as_str());
+        if let Some(context) = &traced {
+            telemetry::end_request(context, &logged_path, response.status());
+        }
         let answered = Answered {
             label: target.label(),
             request_id: &request_id,
             method: &method,
             path: &logged_path,
             started,
+            trace_id: traced.as_ref().and_then(telemetry::trace_id),
         };
         answered.finish(state, &mut response, openid);
         response
@@ -147,6 +158,8 @@ pub(super) struct Answered<'a> {
     /// The path as logged: normalized, never with its query.
     pub(super) path: &'a str,
     pub(super) started: Instant,
+    /// The request's trace (tracing on), for the request line.
+    pub(super) trace_id: Option<TraceId>,
 }
 
 impl Answered<'_> {
@@ -171,6 +184,7 @@ impl Answered<'_> {
             status: response.status().as_u16(),
             latency: took,
             openid,
+            trace_id: self.trace_id,
         }
         .log();
     }

@@ -62,7 +62,7 @@ async fn answer(
         Ok(_permit) => {
             let timeout = state.config.wechat_api.timeout;
             let call = wechat_api::handle(state, peer, request);
-            let call = crate::logging::in_request(request_id.clone(), call);
+            let call = crate::logging::in_request(request_id.clone(), None, call);
             tokio::time::timeout(timeout, call)
                 .await
                 .unwrap_or(Err(GatewayError::WeChatTimeout))
@@ -76,6 +76,7 @@ async fn answer(
         method: &method,
         path: &path,
         started,
+        trace_id: None,
     };
     answered.finish(state, &mut response, None);
     response

@@ -22,6 +22,9 @@ use redis::AsyncCommands;
 use super::{unix_now, Session, SessionStore, StoreError};
 use crate::config::{RateLimit, RedisConfig, Secret};
 use crate::metrics::Metrics;
+use crate::telemetry::ChildSpan;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 
 mod connector;
 mod fleet_limit;
@@ -197,6 +200,8 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        let span = ChildSpan::start("redis", SpanKind::Client);
+        span.set(KeyValue::new("db.system.name", "redis"));
         let attempt = async { exchange(self.connector.connection().await?).await };
         let failure = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => return Ok(value),
@@ -209,6 +214,7 @@ impl RedisStore {
                 StoreError("Redis did not answer in time".into())
             }
         };
+        span.fail(failure.0.clone());
         self.metrics.session_store_errors.inc();
         Err(failure)
     }

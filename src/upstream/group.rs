@@ -1,7 +1,7 @@
-//! A route's instances (`upstream = [...]`): which one a request goes to (`balance`), which are
-//! healthy (failures in a row take an instance out for `retry_after_ms`; active checks, in
-//! `health.rs`, take it out until a check passes), and sending a request that could not reach
-//! its instance to another one.
+//! A route's instances (`upstream = [...]`): which one a request goes to (`balance`), and which
+//! are healthy (failures in a row take an instance out for `retry_after_ms`; active checks, in
+//! `health.rs`, take it out until a check passes). Sending a request that could not reach its
+//! instance to another one is the proxy's (`proxy/exchange.rs`).
 //!
 //! A route with one instance is a group of one: it is never taken out (there is nowhere else to
 //! go, as nginx does with a one-server upstream), and its requests take no shared counter.
@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::HOST;
-use http::{Request, Response};
+use http::Response;
 use http_body_util::BodyExt;
 
-use super::{Upstream, UpstreamClients, UpstreamError};
+use super::Upstream;
 use crate::config::{Balance, UpstreamHealth};
 use crate::http::body::GuardedBody;
 use crate::http::error::Body;
@@ -65,17 +64,6 @@ pub(crate) struct UpstreamGroup {
     epoch: Instant,
     /// The route's prefix, for logs.
     route: Box<str>,
-}
-
-/// How a request may move to another instance when its own could not be reached.
-pub(crate) struct Choice<'a> {
-    /// The user, for `openid_hash`.
-    pub(crate) openid: Option<&'a str>,
-    /// Whether a request that never reached its instance may go to another (idempotent, or no
-    /// body): it goes once.
-    pub(crate) may_retry: bool,
-    /// Whether the Host header names the instance (and so changes with it).
-    pub(crate) host_is_instance: bool,
 }
 
 impl Instance {
@@ -249,64 +237,32 @@ impl UpstreamGroup {
     }
 }
 
-impl UpstreamClients {
-    /// Sends `request` to instance `first` of `group`; when no connection to it could be made
-    /// and `choice` allows, once more to another instance that takes requests. `chosen` tells
-    /// the caller which instance the request went to last (to record a timeout against it).
-    /// Failures to connect are recorded here; the caller records the other outcomes.
-    pub(crate) async fn send_to(
+impl UpstreamGroup {
+    /// The place of a request to instance `index` among its requests in flight, for
+    /// `least_requests` (`None` for the other ways to balance).
+    pub(crate) fn load(group: &Arc<UpstreamGroup>, index: usize) -> Option<Load> {
+        (group.balance == Balance::LeastRequests).then(|| Load::new(group, index))
+    }
+
+    /// Records the answer of instance `index`; the response body holds `load` (the request's
+    /// place among the instance's requests in flight) until it ends.
+    pub(crate) fn answered_with(
         &self,
-        group: &Arc<UpstreamGroup>,
-        first: usize,
-        mut request: Request<Body>,
-        choice: Choice<'_>,
-        chosen: &AtomicUsize,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let mut index = first;
-        loop {
-            chosen.store(index, Ordering::Relaxed);
-            let load = (group.balance == Balance::LeastRequests).then(|| Load::new(group, index));
-            match self.send(&group.instances[index].upstream, request).await {
-                Ok(response) => {
-                    group.answered(index);
-                    return Ok(match load {
-                        Some(load) => {
-                            response.map(|body| GuardedBody::new(body, load).boxed_unsync())
-                        }
-                        None => response,
-                    });
-                }
-                Err(UpstreamError::Connect(unsent)) => {
-                    group.failed(index, Outcome::ConnectFailed);
-                    let next = match choice.may_retry && index == first {
-                        true => group.pick(choice.openid, Some(index)),
-                        false => None,
-                    };
-                    let Some(next) = next else {
-                        return Err(UpstreamError::Connect(unsent));
-                    };
-                    tracing::debug!(
-                        from = %group.instances[index].label,
-                        to = %group.instances[next].label,
-                        reason = %unsent.reason,
-                        "upstream instance unreachable; sending to another"
-                    );
-                    request = unsent.request;
-                    if choice.host_is_instance {
-                        let host = group.instances[next].upstream.host_header.clone();
-                        request.headers_mut().insert(HOST, host);
-                    }
-                    index = next;
-                }
-                Err(other) => return Err(other),
-            }
+        index: usize,
+        response: Response<Body>,
+        load: Option<Load>,
+    ) -> Response<Body> {
+        self.answered(index);
+        match load {
+            Some(load) => response.map(|body| GuardedBody::new(body, load).boxed_unsync()),
+            None => response,
         }
     }
 }
 
 /// A request's place in its instance's `in_flight` (`least_requests`), given back when the
 /// response body ends or the exchange fails.
-struct Load {
+pub(crate) struct Load {
     group: Arc<UpstreamGroup>,
     index: usize,
 }

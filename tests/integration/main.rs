@@ -54,6 +54,7 @@ mod smuggling;
 mod tls;
 mod token_attacks;
 mod tokens;
+mod tracing;
 mod trusted_proxies;
 mod tunnels;
 mod upstream_groups;

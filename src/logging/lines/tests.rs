@@ -14,7 +14,7 @@ fn log_sample(subscriber: impl Subscriber + Send + Sync + 'static) {
             "x-request-id",
             "req-7",
         )]));
-        poll_once(in_request(id, async {
+        poll_once(in_request(id, None, async {
             tracing::warn!(error = "refused", "upstream unreachable");
         }));
         tracing::info!(
@@ -131,7 +131,7 @@ fn the_request_is_current_only_while_its_future_is_polled() {
         "x-request-id",
         "req-7",
     )]));
-    let seen = poll_once(in_request(id, async {
+    let seen = poll_once(in_request(id, None, async {
         with_current_request(|id| id.map(str::to_owned))
     }));
     assert_eq!(seen, Some(Some("req-7".to_owned())));
@@ -152,4 +152,40 @@ fn quoted_strings_are_their_debug_form() {
     ] {
         assert_eq!(format!("{:?}", Quoted(text)), format!("{text:?}"));
     }
+}
+
+#[test]
+fn json_lines_of_a_traced_request_carry_its_trace_id() {
+    let config = crate::config::TracingConfig {
+        otlp_endpoint: Some("http://127.0.0.1:9".into()),
+        sample_ratio: 1.0,
+        service_name: "wxgate".into(),
+    };
+    let tracing = crate::telemetry::Tracing::start(&config).unwrap().unwrap();
+    let headers = crate::http::headers::tests::headers(&[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )]);
+    let context = tracing.request(&http::Method::GET, "/api", &headers);
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let json = subscriber(EnvFilter::new("info"), LogFormat::Json, move || {
+        writer.clone()
+    });
+    tracing::subscriber::with_default(json, || {
+        let id = RequestId::for_request(&headers);
+        poll_once(in_request(id, Some(context), async {
+            tracing::warn!("inside");
+        }));
+        tracing::warn!("outside");
+    });
+    let lines = captured.lines();
+    // `Captured` cuts the timestamp out of each line.
+    let parse = |line: &str| -> serde_json::Value {
+        serde_json::from_str(&line.replacen("{,", "{", 1)).unwrap()
+    };
+    let inside = parse(&lines[0]);
+    assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let outside = parse(&lines[1]);
+    assert!(outside.get("trace_id").is_none(), "{outside}");
 }

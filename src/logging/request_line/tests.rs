@@ -15,6 +15,11 @@ fn samples() -> Vec<RequestLine<'static>> {
         status,
         latency: Duration::from_micros(micros),
         openid,
+        trace_id: None,
+    };
+    let traced = RequestLine {
+        trace_id: crate::telemetry::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").ok(),
+        ..line("/api/traced", 200, 250, Some("o-2"))
     };
     vec![
         line("/api/hello", 200, 168, Some("o-1")),
@@ -22,6 +27,7 @@ fn samples() -> Vec<RequestLine<'static>> {
         line("/api/a\\b\tc", 404, 0, Some("o \"x\"")),
         line("/api/ünïcode\u{7f}", 401, 12_345_678, Some("o\\1")),
         line("/", 101, 999_999_999, Some("")),
+        traced,
     ]
 }
 

@@ -1,12 +1,12 @@
 //! The settings a running gateway takes only at start, in one struct: the listeners and their
 //! TLS, the worker threads, the limits every connection is served with, the admin listener,
-//! logging and the session store. A reload compares the old and new struct field by field and
+//! logging, the session store and `[tracing]`. A reload compares the old and new struct field by field and
 //! names every key that changed: it takes effect only after a restart.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, StoreKind, TracingConfig};
 use crate::logging::LogFormat;
 use crate::tls::CertificateFiles;
 
@@ -36,6 +36,7 @@ pub(crate) struct RestartOnly {
     session_ttl: Duration,
     session_max_entries: u64,
     session_store: StoreKind,
+    tracing: TracingConfig,
 }
 
 impl RestartOnly {
@@ -66,12 +67,13 @@ impl RestartOnly {
             session_ttl: config.session.ttl,
             session_max_entries: config.session.max_entries,
             session_store: config.session.store.clone(),
+            tracing: config.tracing.clone(),
         }
     }
 
     /// Each setting's key and whether it differs in `next`. Both structs are taken apart whole,
     /// so a field added above without a key here does not compile.
-    fn compared(&self, next: &Self) -> [(&'static str, bool); 23] {
+    fn compared(&self, next: &Self) -> [(&'static str, bool); 24] {
         let RestartOnly {
             listen,
             max_connections,
@@ -96,6 +98,7 @@ impl RestartOnly {
             session_ttl,
             session_max_entries,
             session_store,
+            tracing,
         } = self;
         [
             ("server.listen", *listen != next.listen),
@@ -157,6 +160,7 @@ impl RestartOnly {
                 *session_max_entries != next.session_max_entries,
             ),
             ("session.store", *session_store != next.session_store),
+            ("tracing", *tracing != next.tracing),
         ]
     }
 
@@ -244,6 +248,7 @@ mod tests {
             "session.ttl_secs" => env(&[("WXGATE_SESSION__TTL_SECS", "60")]),
             "session.max_entries" => env(&[("WXGATE_SESSION__MAX_ENTRIES", "7")]),
             "session.store" => env(&[("WXGATE_SESSION__STORE", "memory")]),
+            "tracing" => env(&[("WXGATE_TRACING__SAMPLE_RATIO", "0.5")]),
             other => panic!("no other value for the restart-only key {other}: add one here"),
         }
     }

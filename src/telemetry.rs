@@ -1,0 +1,268 @@
+//! OpenTelemetry tracing (`[tracing] otlp_endpoint`): a span per request, children for the work
+//! done on its behalf (authentication, WeChat calls, Redis calls, the upstream exchange), sampled
+//! by the SDK and posted to a collector as OTLP/HTTP protobuf (`export.rs`).
+//!
+//! W3C trace context: a client's `traceparent` (and `tracestate`) makes the request span its
+//! child, a sampled parent keeping the trace sampled; the upstream always gets a `traceparent`
+//! whose parent is the gateway's span, sampled or not. With tracing off (no `otlp_endpoint`)
+//! nothing here runs: the request path checks one `Option`, and the code deep below it (Redis,
+//! WeChat) finds no tracer in the request's context.
+//!
+//! No attribute carries a secret: not the token, the login code, the session_key, an
+//! access_token, a URL with its query, or any header.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+
+use crate::config::TracingConfig;
+
+/// A trace's id, as log lines show it.
+pub(crate) use opentelemetry::trace::TraceId;
+
+mod export;
+
+/// The tracer of a running gateway, made at start from `[tracing]` (a restart applies changes).
+pub(crate) struct Tracing {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    propagator: TraceContextPropagator,
+}
+
+impl std::fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracing")
+    }
+}
+
+/// The tracer, kept in a traced request's context so that work deep below the request (Redis,
+/// WeChat calls) can add child spans without being handed it.
+#[derive(Clone)]
+struct ActiveTracer(SdkTracer);
+
+impl Tracing {
+    /// The tracer `config` asks for; `None` when `otlp_endpoint` is unset.
+    pub(crate) fn start(config: &TracingConfig) -> Result<Option<Arc<Tracing>>, String> {
+        let Some(endpoint) = &config.otlp_endpoint else {
+            return Ok(None);
+        };
+        let resource = Resource::builder()
+            .with_service_name(config.service_name.clone())
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let exporter = export::Exporter::new(endpoint, &resource)?;
+        let sampler =
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_resource(resource)
+            .with_span_processor(exporter.into_processor())
+            .build();
+        let tracer = provider.tracer("wxgate");
+        Ok(Some(Arc::new(Tracing {
+            provider,
+            tracer,
+            propagator: TraceContextPropagator::new(),
+        })))
+    }
+
+    /// The context of a request: its server span, the child of the client's `traceparent` when
+    /// that is valid, and this tracer for the spans below it.
+    pub(crate) fn request(&self, method: &Method, route: &str, headers: &HeaderMap) -> Context {
+        let parent = self
+            .propagator
+            .extract_with_context(&Context::new(), &HeaderExtractor(headers));
+        let span = self
+            .tracer
+            .span_builder(format!("{method} {route}"))
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", method.as_str().to_string()),
+                KeyValue::new("http.route", route.to_string()),
+            ])
+            .start_with_context(&self.tracer, &parent);
+        parent
+            .with_span(span)
+            .with_value(ActiveTracer(self.tracer.clone()))
+    }
+
+    /// Sets the upstream request's `traceparent` (and `tracestate`) from `context`, replacing the
+    /// client's.
+    pub(crate) fn inject(&self, context: &Context, headers: &mut HeaderMap) {
+        headers.remove(TRACESTATE);
+        self.propagator
+            .inject_context(context, &mut HeaderInjector(headers));
+    }
+
+    /// Sends what is buffered and stops the exporter (at shutdown).
+    pub(crate) fn shutdown(&self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "tracing: the last spans could not be exported");
+        }
+    }
+}
+
+/// `tracestate`, removed before the gateway's own context is injected.
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Ends a request's span with the status it was answered with.
+pub(crate) fn end_request(context: &Context, path: &str, status: StatusCode) {
+    let span = context.span();
+    span.set_attributes([
+        KeyValue::new("url.path", path.to_string()),
+        KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+    ]);
+    if status.is_server_error() {
+        span.set_status(Status::error(status.as_str().to_string()));
+    }
+    span.end();
+}
+
+/// The trace a context's span belongs to, when it has one.
+pub(crate) fn trace_id(context: &Context) -> Option<TraceId> {
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| span_context.trace_id())
+}
+
+/// The trace id of the request being served on this thread, if it is traced (for log lines).
+pub(crate) fn current_trace_id() -> Option<TraceId> {
+    Context::map_current(|context| match context.get::<ActiveTracer>() {
+        Some(_) => trace_id(context),
+        None => None,
+    })
+}
+
+/// A span for work done on behalf of the traced request being served on this thread (a child of
+/// `Context::current()`); does nothing when the request is not traced or not sampled. Ended
+/// when dropped.
+pub(crate) struct ChildSpan(Option<Context>);
+
+impl ChildSpan {
+    /// No span (tracing off).
+    pub(crate) fn none() -> ChildSpan {
+        ChildSpan(None)
+    }
+
+    /// Starts `name` (of `kind`) under the current request's span.
+    pub(crate) fn start(name: &'static str, kind: SpanKind) -> ChildSpan {
+        ChildSpan(Context::map_current(|parent| {
+            let tracer = parent.get::<ActiveTracer>()?;
+            if !parent.span().span_context().is_sampled() {
+                return None;
+            }
+            let span = tracer
+                .0
+                .span_builder(name)
+                .with_kind(kind)
+                .start_with_context(&tracer.0, parent);
+            Some(parent.with_span(span))
+        }))
+    }
+
+    /// The span's context, when it records (to inject it, or to start spans under it).
+    pub(crate) fn context(&self) -> Option<&Context> {
+        self.0.as_ref()
+    }
+
+    /// Adds an attribute (never a secret).
+    pub(crate) fn set(&self, attribute: KeyValue) {
+        if let Some(context) = &self.0 {
+            context.span().set_attribute(attribute);
+        }
+    }
+
+    /// Marks the work failed, saying why in words without secrets.
+    pub(crate) fn fail(&self, why: impl Into<String>) {
+        if let Some(context) = &self.0 {
+            context.span().set_status(Status::error(why.into()));
+        }
+    }
+}
+
+impl Drop for ChildSpan {
+    fn drop(&mut self) {
+        if let Some(context) = &self.0 {
+            context.span().end();
+        }
+    }
+}
+
+/// `future`, in an internal span `name` under the current request's span (its own spans, Redis
+/// calls for instance, under it) when `on` (tracing is on). The traced future is boxed, the
+/// other not: either way one future of the size of the plain one, for callers awaiting it inside
+/// the proxied request's future, boxed per request and kept small (see `dispatch::handle`).
+pub(crate) fn traced<'a, F>(on: bool, name: &'static str, future: F) -> Traced<'a, F>
+where
+    F: Future + Send + 'a,
+{
+    match on {
+        false => Traced::Plain { future },
+        true => Traced::InSpan {
+            future: Box::pin(async move {
+                let span = ChildSpan::start(name, SpanKind::Internal);
+                match span.context() {
+                    Some(context) => future.with_context(context.clone()).await,
+                    None => future.await,
+                }
+            }),
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What [`traced`] answers: the future itself, or the future in a span, boxed.
+    #[project = TracedProjection]
+    pub(crate) enum Traced<'a, F: Future> {
+        Plain { #[pin] future: F },
+        InSpan { future: Pin<Box<dyn Future<Output = F::Output> + Send + 'a>> },
+    }
+}
+
+impl<F: Future> Future for Traced<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<F::Output> {
+        match self.project() {
+            TracedProjection::Plain { future } => future.poll(context),
+            TracedProjection::InSpan { future } => future.as_mut().poll(context),
+        }
+    }
+}
+
+/// Reads `traceparent`/`tracestate` from request headers.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// Writes `traceparent`/`tracestate` into upstream request headers.
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
