@@ -91,8 +91,8 @@ where
                 Some(&route.config),
             );
             // Traced requests get an `authenticate` span (see `telemetry::traced`).
-            verified =
-                telemetry::traced(state.tracing.is_some(), "authenticate", authorizing).await?;
+            let sampled = state.tracing.is_some() && telemetry::sampled();
+            verified = telemetry::traced(sampled, "authenticate", authorizing).await?;
             // Looked up after the wait for authorization, not kept across it (room in this future).
             let limit = state.config.server.max_body_bytes;
             let group = route.upstream.as_ref().ok_or(GatewayError::NotFound)?;
@@ -173,6 +173,12 @@ where
                     tracing: state.tracing.as_deref(),
                 }),
             };
+
+            // An unsampled traced request on the plain exchange: the upstream's parent is the
+            // gateway's request span (the boxed exchange sets its own).
+            if let (None, Some(tracing)) = (&exchange, &state.tracing) {
+                tracing.inject_current(&mut parts.headers);
+            }
 
             // Without a body (most requests), an empty one: it takes no allocation.
             let body = if http_body::Body::is_end_stream(&body) {
@@ -263,11 +269,11 @@ where
     }
 }
 
-/// Whether a request to `group` takes the plain exchange (one instance, tracing off), whose
+/// Whether a request to `group` takes the plain exchange (one instance, not sampled), whose
 /// outcomes the proxy records itself; asked again rather than kept across the upstream's answer,
 /// where it would take room in the proxied request's future.
 fn takes_the_plain_exchange(state: &AppState, group: &UpstreamGroup) -> bool {
-    group.instances().len() == 1 && state.tracing.is_none()
+    group.instances().len() == 1 && (state.tracing.is_none() || !telemetry::sampled())
 }
 
 /// Records the plain exchange's outcome (`None`: answered) against the route's one instance,

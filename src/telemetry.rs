@@ -19,10 +19,15 @@ use std::task::{Context as TaskContext, Poll};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, SdkTracer, SdkTracerProvider,
+    ShouldSample,
+};
 use opentelemetry_sdk::Resource;
 
 use crate::config::TracingConfig;
@@ -37,6 +42,11 @@ pub(crate) struct Tracing {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
+    /// `[tracing] sample_ratio` under the client's decision, asked first: a request it leaves
+    /// unsampled gets a bare span context (ids only, for its `traceparent` and log lines), not a
+    /// span.
+    sampler: Sampler,
+    ids: RandomIdGenerator,
 }
 
 impl std::fmt::Debug for Tracing {
@@ -63,8 +73,10 @@ impl Tracing {
         let exporter = export::Exporter::new(endpoint, &resource)?;
         let sampler =
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+        // `request` decides first with `sampler`; what it hands the SDK is to be sampled (a
+        // root the ratio picked) or follows its parent.
         let provider = SdkTracerProvider::builder()
-            .with_sampler(sampler)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
             .with_resource(resource)
             .with_span_processor(exporter.into_processor())
             .build();
@@ -73,15 +85,42 @@ impl Tracing {
             provider,
             tracer,
             propagator: TraceContextPropagator::new(),
+            sampler,
+            ids: RandomIdGenerator::default(),
         })))
     }
 
     /// The context of a request: its server span, the child of the client's `traceparent` when
-    /// that is valid, and this tracer for the spans below it.
+    /// that is valid, and this tracer for the spans below it. A request the sampler leaves out
+    /// (most, at a low `sample_ratio`) gets only a span context: its trace id and a span id of the
+    /// gateway's, for the upstream's `traceparent` and the log lines, and no span, attribute or
+    /// allocation beyond it.
     pub(crate) fn request(&self, method: &Method, route: &str, headers: &HeaderMap) -> Context {
-        let parent = self
-            .propagator
-            .extract_with_context(&Context::new(), &HeaderExtractor(headers));
+        let parent = match headers.contains_key(TRACEPARENT) {
+            true => self
+                .propagator
+                .extract_with_context(&Context::new(), &HeaderExtractor(headers)),
+            false => Context::new(),
+        };
+        let parent_span = parent.span();
+        let parent_context = parent_span.span_context();
+        let trace_id = match parent_context.is_valid() {
+            true => parent_context.trace_id(),
+            false => self.ids.new_trace_id(),
+        };
+        let decision =
+            self.sampler
+                .should_sample(Some(&parent), trace_id, "", &SpanKind::Server, &[], &[]);
+        if decision.decision != SamplingDecision::RecordAndSample {
+            let bare = SpanContext::new(
+                trace_id,
+                self.ids.new_span_id(),
+                TraceFlags::default(),
+                false,
+                parent_context.trace_state().clone(),
+            );
+            return Context::new().with_remote_span_context(bare);
+        }
         let span = self
             .tracer
             .span_builder(format!("{method} {route}"))
@@ -104,6 +143,11 @@ impl Tracing {
             .inject_context(context, &mut HeaderInjector(headers));
     }
 
+    /// Sets the upstream request's `traceparent` from the request served on this thread.
+    pub(crate) fn inject_current(&self, headers: &mut HeaderMap) {
+        Context::map_current(|context| self.inject(context, headers));
+    }
+
     /// Sends what is buffered and stops the exporter (at shutdown).
     pub(crate) fn shutdown(&self) {
         if let Err(error) = self.provider.shutdown() {
@@ -115,9 +159,20 @@ impl Tracing {
 /// `tracestate`, removed before the gateway's own context is injected.
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// Ends a request's span with the status it was answered with.
+/// `traceparent`: a request without one has no parent to read.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Whether the request served on this thread is traced and sampled (its work gets spans).
+pub(crate) fn sampled() -> bool {
+    Context::map_current(|context| context.span().span_context().is_sampled())
+}
+
+/// Ends a request's span with the status it was answered with (nothing for an unsampled one).
 pub(crate) fn end_request(context: &Context, path: &str, status: StatusCode) {
     let span = context.span();
+    if !span.is_recording() {
+        return;
+    }
     span.set_attributes([
         KeyValue::new("url.path", path.to_string()),
         KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
@@ -137,10 +192,7 @@ pub(crate) fn trace_id(context: &Context) -> Option<TraceId> {
 
 /// The trace id of the request being served on this thread, if it is traced (for log lines).
 pub(crate) fn current_trace_id() -> Option<TraceId> {
-    Context::map_current(|context| match context.get::<ActiveTracer>() {
-        Some(_) => trace_id(context),
-        None => None,
-    })
+    Context::map_current(trace_id)
 }
 
 /// A span for work done on behalf of the traced request being served on this thread (a child of

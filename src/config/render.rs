@@ -161,6 +161,16 @@ pub(crate) fn redacted_toml(config: &Config) -> String {
         int(config.websocket.idle_timeout.as_secs()),
     );
     root.insert("websocket".into(), Value::Table(websocket));
+    let mut tracing = Table::new();
+    if let Some(endpoint) = &config.tracing.otlp_endpoint {
+        tracing.insert("otlp_endpoint".into(), text(endpoint));
+    }
+    tracing.insert(
+        "sample_ratio".into(),
+        Value::Float(config.tracing.sample_ratio),
+    );
+    tracing.insert("service_name".into(), text(&config.tracing.service_name));
+    root.insert("tracing".into(), Value::Table(tracing));
     root.insert(
         "forward_auth".into(),
         table([

@@ -176,7 +176,7 @@ fn traced_upstream(tracing: Option<&Tracing>, headers: &mut http::HeaderMap) -> 
     let span = ChildSpan::start("upstream", opentelemetry::trace::SpanKind::Client);
     match span.context() {
         Some(context) => tracing.inject(context, headers),
-        None => opentelemetry::Context::map_current(|context| tracing.inject(context, headers)),
+        None => tracing.inject_current(headers),
     }
     span
 }
