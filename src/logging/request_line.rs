@@ -122,7 +122,8 @@ impl RequestLine<'_> {
         line.push_str(" openid=");
         push_quoted(line, openid)?;
         if let Some(trace_id) = self.trace_id {
-            write!(line, " trace_id={trace_id}")?;
+            line.push_str(" trace_id=");
+            push_trace_id(line, trace_id);
         }
         line.push('\n');
         Ok(())
@@ -153,7 +154,9 @@ impl RequestLine<'_> {
         line.push_str(r#","openid":"#);
         push_json_string(line, openid)?;
         if let Some(trace_id) = self.trace_id {
-            write!(line, r#","trace_id":"{trace_id}""#)?;
+            line.push_str(r#","trace_id":""#);
+            push_trace_id(line, trace_id);
+            line.push('"');
         }
         line.push_str(r#","target":""#);
         line.push_str(REQUEST_LINE_TARGET);
@@ -244,3 +247,9 @@ fn push_json_string(line: &mut String, text: &str) -> fmt::Result {
 
 #[cfg(test)]
 mod tests;
+
+/// A trace id in hex (as `Display` writes it, without the formatting machinery).
+fn push_trace_id(line: &mut String, trace_id: crate::telemetry::TraceId) {
+    let hex = crate::telemetry::trace_id_hex(trace_id);
+    line.extend(hex.iter().map(|&digit| char::from(digit)));
+}
