@@ -20,7 +20,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer as _, TracerProvider as _,
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, Tracer as _,
+    TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -95,7 +96,12 @@ impl Tracing {
     /// (most, at a low `sample_ratio`) gets only a span context: its trace id and a span id of the
     /// gateway's, for the upstream's `traceparent` and the log lines, and no span, attribute or
     /// allocation beyond it.
-    pub(crate) fn request(&self, method: &Method, route: &str, headers: &HeaderMap) -> Context {
+    pub(crate) fn request(
+        &self,
+        method: &Method,
+        route: &str,
+        headers: &HeaderMap,
+    ) -> RequestTrace {
         let parent = match headers.contains_key(TRACEPARENT) {
             true => self
                 .propagator
@@ -112,14 +118,21 @@ impl Tracing {
             self.sampler
                 .should_sample(Some(&parent), trace_id, "", &SpanKind::Server, &[], &[]);
         if decision.decision != SamplingDecision::RecordAndSample {
+            let span_id = self.ids.new_span_id();
+            let state = parent_context.trace_state();
+            // Without a `tracestate` to carry on (nearly always), the ids alone: no context, no
+            // allocation, nothing attached at each poll.
+            if state.header().is_empty() {
+                return RequestTrace::Bare(BareTrace { trace_id, span_id });
+            }
             let bare = SpanContext::new(
                 trace_id,
-                self.ids.new_span_id(),
+                span_id,
                 TraceFlags::default(),
                 false,
-                parent_context.trace_state().clone(),
+                state.clone(),
             );
-            return Context::new().with_remote_span_context(bare);
+            return RequestTrace::Context(Context::new().with_remote_span_context(bare));
         }
         let span = self
             .tracer
@@ -130,9 +143,11 @@ impl Tracing {
                 KeyValue::new("http.route", route.to_string()),
             ])
             .start_with_context(&self.tracer, &parent);
-        parent
-            .with_span(span)
-            .with_value(ActiveTracer(self.tracer.clone()))
+        RequestTrace::Context(
+            parent
+                .with_span(span)
+                .with_value(ActiveTracer(self.tracer.clone())),
+        )
     }
 
     /// Sets the upstream request's `traceparent` (and `tracestate`) from `context`, replacing the
@@ -147,14 +162,9 @@ impl Tracing {
             headers.remove(TRACEPARENT);
             return;
         }
-        let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        hex(&span_context.trace_id().to_bytes(), &mut value[3..35]);
-        hex(&span_context.span_id().to_bytes(), &mut value[36..52]);
         let sampled = span_context.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8();
-        hex(&[sampled], &mut value[53..55]);
-        if let Ok(value) = HeaderValue::from_bytes(&value) {
-            headers.insert(TRACEPARENT, value);
-        }
+        let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
+        set_traceparent(headers, trace_id, span_id, sampled);
         let state = span_context.trace_state().header();
         if !state.is_empty() {
             if let Ok(value) = HeaderValue::from_str(&state) {
@@ -165,7 +175,13 @@ impl Tracing {
 
     /// Sets the upstream request's `traceparent` from the request served on this thread.
     pub(crate) fn inject_current(&self, headers: &mut HeaderMap) {
-        Context::map_current(|context| self.inject(context, headers));
+        match BARE.get() {
+            Some(bare) => {
+                headers.remove(TRACESTATE);
+                set_traceparent(headers, bare.trace_id, bare.span_id, 0);
+            }
+            None => Context::map_current(|context| self.inject(context, headers)),
+        }
     }
 
     /// Sends what is buffered and stops the exporter (at shutdown).
@@ -188,7 +204,10 @@ pub(crate) fn sampled() -> bool {
 }
 
 /// Ends a request's span with the status it was answered with (nothing for an unsampled one).
-pub(crate) fn end_request(context: &Context, path: &str, status: StatusCode) {
+pub(crate) fn end_request(trace: &RequestTrace, path: &str, status: StatusCode) {
+    let RequestTrace::Context(context) = trace else {
+        return;
+    };
     let span = context.span();
     if !span.is_recording() {
         return;
@@ -228,7 +247,81 @@ fn hex(bytes: &[u8], out: &mut [u8]) {
 
 /// The trace id of the request being served on this thread, if it is traced (for log lines).
 pub(crate) fn current_trace_id() -> Option<TraceId> {
-    Context::map_current(trace_id)
+    match BARE.get() {
+        Some(bare) => Some(bare.trace_id),
+        None => Context::map_current(trace_id),
+    }
+}
+
+/// A request's trace, as [`Tracing::request`] made it.
+#[derive(Clone)]
+pub(crate) enum RequestTrace {
+    /// A sampled request's span (or an unsampled one with a `tracestate` to carry on), in the
+    /// OpenTelemetry context made current while the request is polled: the spans below it find
+    /// it there.
+    Context(Context),
+    /// An unsampled request's ids: the trace's and the gateway's span.
+    Bare(BareTrace),
+}
+
+/// The ids of an unsampled request's trace.
+#[derive(Clone, Copy)]
+pub(crate) struct BareTrace {
+    trace_id: TraceId,
+    span_id: SpanId,
+}
+
+impl RequestTrace {
+    /// The trace id, for the request line.
+    pub(crate) fn trace_id(&self) -> Option<TraceId> {
+        match self {
+            RequestTrace::Context(context) => trace_id(context),
+            RequestTrace::Bare(bare) => Some(bare.trace_id),
+        }
+    }
+
+    /// Makes the trace current on this thread until the guard is dropped (around each poll of
+    /// the request's future).
+    pub(crate) fn enter(&self) -> Entered {
+        match self {
+            RequestTrace::Context(context) => Entered::Context {
+                _attached: context.clone().attach(),
+            },
+            RequestTrace::Bare(bare) => Entered::Bare(BARE.replace(Some(*bare))),
+        }
+    }
+}
+
+/// A trace made current by [`RequestTrace::enter`]; what was current before comes back on drop.
+pub(crate) enum Entered {
+    Context {
+        _attached: opentelemetry::ContextGuard,
+    },
+    Bare(Option<BareTrace>),
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Entered::Bare(before) = self {
+            BARE.set(before.take());
+        }
+    }
+}
+
+thread_local! {
+    /// The unsampled request whose future this thread is polling, if any.
+    static BARE: std::cell::Cell<Option<BareTrace>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets `traceparent` (W3C Trace Context version 00) for `trace_id` and `span_id`.
+fn set_traceparent(headers: &mut HeaderMap, trace_id: TraceId, span_id: SpanId, flags: u8) {
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(&trace_id.to_bytes(), &mut value[3..35]);
+    hex(&span_id.to_bytes(), &mut value[36..52]);
+    hex(&[flags], &mut value[53..55]);
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
+        headers.insert(TRACEPARENT, value);
+    }
 }
 
 /// A span for work done on behalf of the traced request being served on this thread (a child of

@@ -25,6 +25,7 @@ use tracing_subscriber::EnvFilter;
 
 use super::LogFormat;
 use crate::http::request_id::RequestId;
+use crate::telemetry::RequestTrace;
 
 /// The gateway's subscriber: `filter`ed lines in `format`, to `writer`.
 pub(super) fn subscriber<W>(
@@ -53,16 +54,16 @@ thread_local! {
 }
 
 /// Runs `future` as request `id`'s: lines logged while it is polled name the request. A traced
-/// request's OpenTelemetry `context` is current while it is polled too: the spans made below it
-/// are its children, and JSON lines carry its trace id.
+/// request's `trace` is current while it is polled too: the spans made below it are its
+/// children, and JSON lines carry its trace id.
 pub(crate) fn in_request<F: Future>(
     id: RequestId,
-    context: Option<opentelemetry::Context>,
+    trace: Option<RequestTrace>,
     future: F,
 ) -> InRequest<F> {
     InRequest {
         id: Some(id),
-        context,
+        trace,
         future,
     }
 }
@@ -71,7 +72,7 @@ pin_project_lite::pin_project! {
     /// A future whose polls are request `id`'s (see [`in_request`]).
     pub(crate) struct InRequest<F> {
         id: Option<RequestId>,
-        context: Option<opentelemetry::Context>,
+        trace: Option<RequestTrace>,
         #[pin]
         future: F,
     }
@@ -82,10 +83,7 @@ impl<F: Future> Future for InRequest<F> {
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _attached = this
-            .context
-            .as_ref()
-            .map(|context| context.clone().attach());
+        let _entered = this.trace.as_ref().map(RequestTrace::enter);
         let entered = Entered(CURRENT_REQUEST.replace(this.id.take()));
         let polled = this.future.poll(context);
         *this.id = CURRENT_REQUEST.replace(entered.leave());

@@ -21,7 +21,7 @@ use crate::http::request_id::{RequestId, X_REQUEST_ID};
 use crate::proxy;
 use crate::routes::Route;
 use crate::state::AppState;
-use crate::telemetry::{self, TraceId};
+use crate::telemetry::{self, RequestTrace, TraceId};
 
 /// What a normalized path is for.
 enum Target<'a> {
@@ -142,7 +142,7 @@ pub(super) fn handle<'a>(
             method: &method,
             path: &logged_path,
             started,
-            trace_id: traced.as_ref().and_then(telemetry::trace_id),
+            trace_id: traced.as_ref().and_then(RequestTrace::trace_id),
         };
         answered.finish(state, &mut response, openid);
         response

@@ -189,3 +189,29 @@ fn json_lines_of_a_traced_request_carry_its_trace_id() {
     let outside = parse(&lines[1]);
     assert!(outside.get("trace_id").is_none(), "{outside}");
 }
+
+#[test]
+fn json_lines_of_an_unsampled_request_carry_its_trace_id_too() {
+    let config = crate::config::TracingConfig {
+        otlp_endpoint: Some("http://127.0.0.1:9".into()),
+        sample_ratio: 0.0,
+        service_name: "wxgate".into(),
+    };
+    let tracing = crate::telemetry::Tracing::start(&config).unwrap().unwrap();
+    let headers = crate::http::headers::tests::headers(&[]);
+    let trace = tracing.request(&http::Method::GET, "/api", &headers);
+    let expected = trace.trace_id().expect("a trace id").to_string();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let json = subscriber(EnvFilter::new("info"), LogFormat::Json, move || writer.clone());
+    tracing::subscriber::with_default(json, || {
+        let id = RequestId::for_request(&headers);
+        poll_once(in_request(id, Some(trace), async {
+            tracing::warn!("inside");
+        }));
+    });
+    let line = captured.lines()[0].replacen("{,", "{", 1);
+    let inside: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(inside["trace_id"], expected.as_str());
+    assert_eq!(expected.len(), 32);
+}
