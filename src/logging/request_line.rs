@@ -251,5 +251,6 @@ mod tests;
 /// A trace id in hex (as `Display` writes it, without the formatting machinery).
 fn push_trace_id(line: &mut String, trace_id: crate::telemetry::TraceId) {
     let hex = crate::telemetry::trace_id_hex(trace_id);
-    line.extend(hex.iter().map(|&digit| char::from(digit)));
+    // Hex digits are ASCII: always valid UTF-8, copied at once rather than a char at a time.
+    line.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
