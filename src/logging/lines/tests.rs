@@ -203,7 +203,9 @@ fn json_lines_of_an_unsampled_request_carry_its_trace_id_too() {
     let expected = trace.trace_id().expect("a trace id").to_string();
     let captured = Captured::default();
     let writer = captured.clone();
-    let json = subscriber(EnvFilter::new("info"), LogFormat::Json, move || writer.clone());
+    let json = subscriber(EnvFilter::new("info"), LogFormat::Json, move || {
+        writer.clone()
+    });
     tracing::subscriber::with_default(json, || {
         let id = RequestId::for_request(&headers);
         poll_once(in_request(id, Some(trace), async {
