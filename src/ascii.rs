@@ -1,5 +1,15 @@
 //! Whole-text byte checks written so the compiler checks many bytes per instruction: the hot path
-//! looks at every byte of a token, a path and an id on each request.
+//! looks at every byte of a token, a path and an id on each request. And hex digits, written
+//! without the formatting machinery (request ids, trace ids, `traceparent`).
+
+/// Writes `bytes` into `out` (twice as long) as lowercase hex digits.
+pub(crate) fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+}
 
 /// Whether `accept` holds for every byte of `text`. Bytes are looked at in blocks of 16 without
 /// stopping inside a block, which the compiler turns into vector instructions.

@@ -35,7 +35,7 @@
 //! | layer | module | holds |
 //! | --- | --- | --- |
 //! | HTTP building blocks | `http/` | [`error`] ([`error::GatewayError`]: status, code, the JSON error response) and `body` (the response body type, the bodies the gateway builds); [`path`] normalization; [`headers`] (hop-by-hop removal, gateway-owned headers, `headers/request_head.rs`: heads refused up front, the client's host); [`request_id`]; [`trust`] (`server.trusted_proxies`); `websocket` (WebSocket-only upgrades and the relay) |
-//! | | `identity`, `ascii`, `per_thread` | who a token says the caller is; whole-text byte checks the compiler vectorizes; what the per-thread tables share (owner ids, one fast hasher, entries stamped with their owner) |
+//! | | `identity`, `ascii`, `per_thread`, `maybe_boxed` | who a token says the caller is; whole-text byte checks the compiler vectorizes, hex digits; what the per-thread tables share (owner ids, one fast hasher, entries stamped with their owner); a future inline or boxed (the request path's rare branches) |
 //! | plain data | [`config`] | TOML + `WXGATE_SECTION__KEY` overlay -> validated [`config::Config`]; `config/route.rs`: `[[routes]]` and rate limits; `config/jwt.rs`: the keys as configured; `config/server.rs`: certificate files |
 //! | | [`tls`], [`logging`], `metrics`, `telemetry` | rustls (certificates by SNI with hot reload, upstream client TLS); tracing setup with no `log` bridge (`logging/lines.rs`, `logging/request_line.rs`); the Prometheus registry; OpenTelemetry spans and W3C trace context (`telemetry/export.rs`: OTLP/HTTP to the collector) |
 //! | domain pieces | [`token`] | key loading from `[jwt]` (`token/load.rs`; kids, rotation, JWKs), issuing and verifying JWTs with a pinned algorithm, the recent-verification cache |
@@ -65,6 +65,7 @@ mod endpoints;
 mod http;
 mod identity;
 pub mod logging;
+mod maybe_boxed;
 mod metrics;
 mod ops;
 mod per_thread;

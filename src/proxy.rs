@@ -18,6 +18,7 @@ use crate::http::error::{Body, BoxError, GatewayError};
 use crate::http::headers;
 use crate::http::request_id::RequestId;
 use crate::http::websocket;
+use crate::maybe_boxed::MaybeBoxed;
 use crate::routes::Route;
 use crate::state::AppState;
 use crate::telemetry;
@@ -30,7 +31,7 @@ use crate::client::ClientConnection;
 mod client_body;
 mod exchange;
 use client_body::{ClientBody, ClientBodyError};
-use exchange::{Exchange, Sending};
+use exchange::Exchange;
 
 /// Authenticates the request per the route and forwards it; answers with the upstream's response
 /// and the identity that was forwarded, if any. (An `async` block, not an `async fn`, so that the
@@ -197,12 +198,12 @@ where
             &client.upstream_timer,
             due.filter(|_| takes_the_plain_exchange(state, group)),
             match exchange {
-                None => Sending::Plain {
+                None => MaybeBoxed::Inline {
                     future: state
                         .upstreams
                         .send(&group.instances()[0].upstream, upstream_request),
                 },
-                Some(exchange) => Sending::Boxed {
+                Some(exchange) => MaybeBoxed::Boxed {
                     future: Box::pin(exchange.run_until(due, upstream_request)),
                 },
             },

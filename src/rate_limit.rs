@@ -9,16 +9,15 @@
 //! local bucket counts while Redis cannot.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::Ready;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, FleetFallback, LimitScope, RouteConfig};
 use crate::http::error::GatewayError;
+use crate::maybe_boxed::MaybeBoxed;
 use crate::metrics::Metrics;
 use crate::session::SessionStore;
 
@@ -91,23 +90,28 @@ impl<K: Hash + Eq + Send + Sync + 'static> RateLimiter<K> {
         metrics: &'a Metrics,
     ) -> Taking<'a> {
         let LimitScope::Fleet(fallback) = self.limit.scope else {
-            return Taking::Ready(Some(refuse_when_empty(self.check(key), label, metrics)));
+            let answer = refuse_when_empty(self.check(key), label, metrics);
+            return MaybeBoxed::Inline {
+                future: std::future::ready(answer),
+            };
         };
         let fleet_key = fleet_key();
-        Taking::Fleet(Box::pin(async move {
-            let checked = match store.take_fleet_request(&fleet_key, self.limit).await {
-                Ok(checked) => checked,
-                Err(error) if fallback == FleetFallback::Local => {
-                    tracing::debug!(%error, limit = label, "fleet rate limit counted locally");
-                    self.check(key)
-                }
-                Err(error) => {
-                    tracing::warn!(%error, limit = label, "fleet rate limit cannot count: refused");
-                    return Err(GatewayError::SessionStoreUnavailable);
-                }
-            };
-            refuse_when_empty(checked, label, metrics)
-        }))
+        MaybeBoxed::Boxed {
+            future: Box::pin(async move {
+                let checked = match store.take_fleet_request(&fleet_key, self.limit).await {
+                    Ok(checked) => checked,
+                    Err(error) if fallback == FleetFallback::Local => {
+                        tracing::debug!(%error, limit = label, "fleet rate limit counted locally");
+                        self.check(key)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, limit = label, "fleet rate limit cannot count: refused");
+                        return Err(GatewayError::SessionStoreUnavailable);
+                    }
+                };
+                refuse_when_empty(checked, label, metrics)
+            }),
+        }
     }
 
     /// Takes one token from `key`'s bucket; when it is empty, says how long until one is back.
@@ -140,24 +144,8 @@ fn take(bucket: &mut Bucket, limit: RateLimit, now: Instant) -> Result<(), Durat
     }
 }
 
-/// A rate limit's answer: at once for a local limit, after Redis for a fleet-wide one.
-pub(crate) enum Taking<'a> {
-    /// The local bucket's answer (taken once polled).
-    Ready(Option<Result<(), GatewayError>>),
-    /// Redis's answer, to come.
-    Fleet(Pin<Box<dyn Future<Output = Result<(), GatewayError>> + Send + 'a>>),
-}
-
-impl Future for Taking<'_> {
-    type Output = Result<(), GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Taking::Ready(answer) => Poll::Ready(answer.take().unwrap_or(Ok(()))),
-            Taking::Fleet(future) => future.as_mut().poll(context),
-        }
-    }
-}
+/// A rate limit's answer: at once for a local limit, after Redis (boxed) for a fleet-wide one.
+pub(crate) type Taking<'a> = MaybeBoxed<'a, Ready<Result<(), GatewayError>>>;
 
 /// Every limit the config sets, with their buckets.
 #[derive(Debug, Default)]

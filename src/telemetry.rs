@@ -12,9 +12,7 @@
 //! access_token, a URL with its query, or any header.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use opentelemetry::context::FutureExt as _;
@@ -32,6 +30,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use crate::config::TracingConfig;
+use crate::maybe_boxed::MaybeBoxed;
 
 /// A trace's id, as log lines show it.
 pub(crate) use opentelemetry::trace::TraceId;
@@ -232,17 +231,8 @@ pub(crate) fn trace_id(context: &Context) -> Option<TraceId> {
 /// `id` in lowercase hex, as `traceparent` and the log lines write it.
 pub(crate) fn trace_id_hex(id: TraceId) -> [u8; 32] {
     let mut text = [0; 32];
-    hex(&id.to_bytes(), &mut text);
+    crate::ascii::write_hex(&id.to_bytes(), &mut text);
     text
-}
-
-/// Writes `bytes` into `out` (twice as long) as lowercase hex digits.
-fn hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
-    }
 }
 
 /// The trace id of the request being served on this thread, if it is traced (for log lines).
@@ -316,9 +306,9 @@ thread_local! {
 /// Sets `traceparent` (W3C Trace Context version 00) for `trace_id` and `span_id`.
 fn set_traceparent(headers: &mut HeaderMap, trace_id: TraceId, span_id: SpanId, flags: u8) {
     let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    hex(&trace_id.to_bytes(), &mut value[3..35]);
-    hex(&span_id.to_bytes(), &mut value[36..52]);
-    hex(&[flags], &mut value[53..55]);
+    crate::ascii::write_hex(&trace_id.to_bytes(), &mut value[3..35]);
+    crate::ascii::write_hex(&span_id.to_bytes(), &mut value[36..52]);
+    crate::ascii::write_hex(&[flags], &mut value[53..55]);
     if let Ok(value) = HeaderValue::from_bytes(&value) {
         headers.insert(TRACEPARENT, value);
     }
@@ -383,13 +373,13 @@ impl Drop for ChildSpan {
 /// calls for instance, under it) when `on` (tracing is on). The traced future is boxed, the
 /// other not: either way one future of the size of the plain one, for callers awaiting it inside
 /// the proxied request's future, boxed per request and kept small (see `dispatch::handle`).
-pub(crate) fn traced<'a, F>(on: bool, name: &'static str, future: F) -> Traced<'a, F>
+pub(crate) fn traced<'a, F>(on: bool, name: &'static str, future: F) -> MaybeBoxed<'a, F>
 where
     F: Future + Send + 'a,
 {
     match on {
-        false => Traced::Plain { future },
-        true => Traced::InSpan {
+        false => MaybeBoxed::Inline { future },
+        true => MaybeBoxed::Boxed {
             future: Box::pin(async move {
                 let span = ChildSpan::start(name, SpanKind::Internal);
                 match span.context() {
@@ -398,26 +388,6 @@ where
                 }
             }),
         },
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// What [`traced`] answers: the future itself, or the future in a span, boxed.
-    #[project = TracedProjection]
-    pub(crate) enum Traced<'a, F: Future> {
-        Plain { #[pin] future: F },
-        InSpan { future: Pin<Box<dyn Future<Output = F::Output> + Send + 'a>> },
-    }
-}
-
-impl<F: Future> Future for Traced<'_, F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<F::Output> {
-        match self.project() {
-            TracedProjection::Plain { future } => future.poll(context),
-            TracedProjection::InSpan { future } => future.as_mut().poll(context),
-        }
     }
 }
 

@@ -96,12 +96,8 @@ fn fresh_ids() -> Bytes {
             chunk.copy_from_slice(&keys.hash_one(count).to_be_bytes());
         }
     }
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = Vec::with_capacity(random.len() * 2);
-    for byte in random {
-        hex.push(DIGITS[usize::from(byte >> 4)]);
-        hex.push(DIGITS[usize::from(byte & 0x0f)]);
-    }
+    let mut hex = vec![0; random.len() * 2];
+    crate::ascii::write_hex(&random, &mut hex);
     Bytes::from(hex)
 }
 

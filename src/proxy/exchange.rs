@@ -5,10 +5,7 @@
 //! pointer where the plain exchange sits, so a route with one instance and tracing off pays for
 //! none of this.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::header::HOST;
 use http::{Request, Response};
@@ -20,29 +17,8 @@ use crate::upstream::deadline::{self, DeadlineTimer, TimedOut};
 use crate::upstream::group::{Outcome, UpstreamGroup};
 use crate::upstream::{UpstreamClients, UpstreamError};
 
-pin_project_lite::pin_project! {
-    /// The upstream exchange ahead: the plain one, inline (a route with one instance, tracing
-    /// off), or the boxed one: either way one future in the proxied request's.
-    #[project = SendingProjection]
-    pub(super) enum Sending<'a, F> {
-        Plain { #[pin] future: F },
-        Boxed { future: Pin<Box<dyn Future<Output = Sent> + Send + 'a>> },
-    }
-}
-
 /// What an exchange came to.
 pub(super) type Sent = Result<Response<Body>, UpstreamError>;
-
-impl<F: Future<Output = Sent>> Future for Sending<'_, F> {
-    type Output = Sent;
-
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Sent> {
-        match self.project() {
-            SendingProjection::Plain { future } => future.poll(context),
-            SendingProjection::Boxed { future } => future.as_mut().poll(context),
-        }
-    }
-}
 
 /// One request's exchange with a group's instances: references and flags only (no drop glue),
 /// so that where the plain exchange is taken instead it takes no room in the proxied request's

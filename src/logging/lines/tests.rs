@@ -154,53 +154,21 @@ fn quoted_strings_are_their_debug_form() {
     }
 }
 
-#[test]
-fn json_lines_of_a_traced_request_carry_its_trace_id() {
+/// The JSON lines logged inside and then outside a request traced at `sample_ratio` with
+/// `headers`, parsed (`Captured` cuts the timestamp out), and the request's trace id.
+fn traced_json_lines(
+    sample_ratio: f64,
+    headers: &[(&str, &str)],
+) -> (serde_json::Value, serde_json::Value, String) {
     let config = crate::config::TracingConfig {
         otlp_endpoint: Some("http://127.0.0.1:9".into()),
-        sample_ratio: 1.0,
+        sample_ratio,
         service_name: "wxgate".into(),
     };
     let tracing = crate::telemetry::Tracing::start(&config).unwrap().unwrap();
-    let headers = crate::http::headers::tests::headers(&[(
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    )]);
-    let context = tracing.request(&http::Method::GET, "/api", &headers);
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let json = subscriber(EnvFilter::new("info"), LogFormat::Json, move || {
-        writer.clone()
-    });
-    tracing::subscriber::with_default(json, || {
-        let id = RequestId::for_request(&headers);
-        poll_once(in_request(id, Some(context), async {
-            tracing::warn!("inside");
-        }));
-        tracing::warn!("outside");
-    });
-    let lines = captured.lines();
-    // `Captured` cuts the timestamp out of each line.
-    let parse = |line: &str| -> serde_json::Value {
-        serde_json::from_str(&line.replacen("{,", "{", 1)).unwrap()
-    };
-    let inside = parse(&lines[0]);
-    assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
-    let outside = parse(&lines[1]);
-    assert!(outside.get("trace_id").is_none(), "{outside}");
-}
-
-#[test]
-fn json_lines_of_an_unsampled_request_carry_its_trace_id_too() {
-    let config = crate::config::TracingConfig {
-        otlp_endpoint: Some("http://127.0.0.1:9".into()),
-        sample_ratio: 0.0,
-        service_name: "wxgate".into(),
-    };
-    let tracing = crate::telemetry::Tracing::start(&config).unwrap().unwrap();
-    let headers = crate::http::headers::tests::headers(&[]);
+    let headers = crate::http::headers::tests::headers(headers);
     let trace = tracing.request(&http::Method::GET, "/api", &headers);
-    let expected = trace.trace_id().expect("a trace id").to_string();
+    let trace_id = trace.trace_id().expect("a trace id").to_string();
     let captured = Captured::default();
     let writer = captured.clone();
     let json = subscriber(EnvFilter::new("info"), LogFormat::Json, move || {
@@ -211,9 +179,27 @@ fn json_lines_of_an_unsampled_request_carry_its_trace_id_too() {
         poll_once(in_request(id, Some(trace), async {
             tracing::warn!("inside");
         }));
+        tracing::warn!("outside");
     });
-    let line = captured.lines()[0].replacen("{,", "{", 1);
-    let inside: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(inside["trace_id"], expected.as_str());
-    assert_eq!(expected.len(), 32);
+    let lines = captured.lines();
+    let parse = |line: &str| -> serde_json::Value {
+        serde_json::from_str(&line.replacen("{,", "{", 1)).unwrap()
+    };
+    (parse(&lines[0]), parse(&lines[1]), trace_id)
+}
+
+#[test]
+fn json_lines_of_a_traced_request_carry_its_trace_id() {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (inside, outside, _) = traced_json_lines(1.0, &[("traceparent", traceparent)]);
+    assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(outside.get("trace_id").is_none(), "{outside}");
+}
+
+#[test]
+fn json_lines_of_an_unsampled_request_carry_its_trace_id_too() {
+    let (inside, outside, trace_id) = traced_json_lines(0.0, &[]);
+    assert_eq!(trace_id.len(), 32);
+    assert_eq!(inside["trace_id"], trace_id.as_str());
+    assert!(outside.get("trace_id").is_none(), "{outside}");
 }
