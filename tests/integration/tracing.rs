@@ -238,6 +238,38 @@ async fn sampling_follows_the_ratio_and_a_sampled_parent_and_the_upstream_always
     assert_eq!(parts.len(), 4, "{sent:?}");
     assert_eq!(parts[3], "00");
     let unsampled_trace = parts[1].to_string();
+    assert!(unsampled.upstream_header("tracestate").is_empty());
+    // A `tracestate` without a valid `traceparent` belongs to no trace the gateway continues:
+    // it goes, and the gateway starts a trace of its own.
+    for parent in [None, Some("00-not-a-parent-01")] {
+        let mut headers = vec![("tracestate", "stale=1")];
+        headers.extend(parent.map(|parent| ("traceparent", parent)));
+        let restarted = gateway.get("/public/x", &headers).await;
+        assert!(
+            restarted.upstream_header("tracestate").is_empty(),
+            "{parent:?}"
+        );
+        let sent = restarted.upstream_header("traceparent");
+        assert!(
+            sent[0].starts_with("00-") && sent[0].ends_with("-00"),
+            "{sent:?}"
+        );
+        assert_ne!(sent[0].split('-').nth(1), Some(unsampled_trace.as_str()));
+    }
+    // An unsampled parent's trace continues, unsampled, its `tracestate` with it.
+    let (header, trace, client_span) = traceparent();
+    let header = format!("{}-00", header.strip_suffix("-01").unwrap());
+    let continued = gateway
+        .get(
+            "/public/x",
+            &[("traceparent", &header), ("tracestate", "client=2")],
+        )
+        .await;
+    let sent = continued.upstream_header("traceparent");
+    let parts: Vec<&str> = sent[0].split('-').collect();
+    assert_eq!((parts[1], parts[3]), (trace.as_str(), "00"), "{sent:?}");
+    assert_ne!(parts[2], client_span.as_str());
+    assert_eq!(continued.upstream_header("tracestate"), ["client=2"]);
     // A sampled parent keeps the trace sampled, whatever the ratio.
     let (header, trace, _) = traceparent();
     let sampled = gateway.get("/public/y", &[("traceparent", &header)]).await;
