@@ -4,7 +4,11 @@
 //! matching prefix wins. `;parameters` on a path segment are ignored when matching, so `/api;x/y`
 //! is judged by the `/api` rule, the same way a Java upstream would route it.
 
+mod prefix_tree;
+
 use std::sync::Arc;
+
+use prefix_tree::PrefixTree;
 
 use crate::config::{ConfigError, RouteConfig};
 use crate::metrics::Metrics;
@@ -31,7 +35,9 @@ impl Route {
             .filter(|segment| !segment.is_empty())
     }
 
-    /// Whether this route covers the normalized `path`.
+    /// Whether this route covers the normalized `path` (what [`RouteTable::find`] must agree
+    /// with, route by route).
+    #[cfg(test)]
     fn matches(&self, path: &str) -> bool {
         let mut path_segments = segments(path.as_bytes());
         segments(self.config.prefix.as_bytes()).all(|wanted| {
@@ -88,6 +94,8 @@ fn segments(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The routes' prefixes, segment by segment, for [`RouteTable::find`].
+    prefixes: PrefixTree,
 }
 
 impl RouteTable {
@@ -108,7 +116,11 @@ impl RouteTable {
             })
             .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix_segments().count()));
-        Ok(RouteTable { routes })
+        let mut prefixes = PrefixTree::default();
+        for (index, route) in routes.iter().enumerate() {
+            prefixes.insert(segments(route.config.prefix.as_bytes()), index);
+        }
+        Ok(RouteTable { routes, prefixes })
     }
 
     /// The routes of a config (see [`RouteTable::with_metrics`]), their instances' metrics in a
@@ -127,9 +139,17 @@ impl RouteTable {
         }
     }
 
-    /// The route for a normalized path, if any.
+    /// The route for a normalized path, if any: the longest prefix covering it by whole
+    /// segments, `;parameters` ignored.
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|route| route.matches(path))
+        let path_segments = segments(path.as_bytes()).map(|segment| {
+            segment
+                .split(|&byte| byte == b';')
+                .next()
+                .unwrap_or(segment)
+        });
+        let index = self.prefixes.longest(path_segments)?;
+        self.routes.get(index)
     }
 }
 
@@ -248,8 +268,57 @@ mod tests {
         format!("/{}", segments.join("/"))
     }
 
+    /// A prefix or a path made of a few segments from a small set, so that tables and paths
+    /// overlap often; paths may carry `;parameters`.
+    fn segments_from(
+        max: usize,
+        parameters: bool,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let segment = prop_oneof![Just("a"), Just("b"), Just("api"), Just("v1")];
+        let parameter = prop_oneof![Just(""), Just(";x=1")];
+        proptest::collection::vec((segment, parameter), 0..=max).prop_map(move |parts| {
+            let joined: String = parts
+                .iter()
+                .map(|(segment, parameter)| {
+                    format!("/{segment}{}", if parameters { *parameter } else { "" })
+                })
+                .collect();
+            if joined.is_empty() {
+                "/".to_string()
+            } else {
+                joined
+            }
+        })
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The prefix tree finds what a scan of the routes, longest prefix first, finds.
+        #[test]
+        fn the_tree_finds_what_a_scan_finds(
+            prefixes in proptest::collection::vec(segments_from(3, false), 1..8),
+            path in segments_from(5, true),
+        ) {
+            let configs: Vec<RouteConfig> = prefixes
+                .iter()
+                .enumerate()
+                .map(|(index, prefix)| {
+                    let mut config = route_config(prefix, AuthMode::None, false, "");
+                    config.audience = format!("route{index}");
+                    config
+                })
+                .collect();
+            let table = RouteTable::new(&configs).unwrap();
+            let scanned = table.routes.iter().find(|route| route.matches(&path));
+            let found = table.find(&path);
+            proptest::prop_assert_eq!(
+                found.map(|route| &route.config.audience),
+                scanned.map(|route| &route.config.audience),
+                "{:?} {}", prefixes, path
+            );
+        }
 
         /// The route that judged a request is the route its forwarded path means to an upstream
         /// that decodes and resolves the path again (no route strips its prefix here).
