@@ -365,10 +365,8 @@ fn a_threads_recent_verification_is_never_another_key_sets() {
     let old = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
     let token = old.issue(&identity(), None).unwrap().token;
     assert!(old.verify(&token).is_ok());
-    assert!(
-        old.verify(&token).is_ok(),
-        "answered from this thread's table"
-    );
+    assert!(old.verify(&token).is_ok(), "kept in this thread's table");
+    assert!(old.verified.get_recent(token.as_bytes()).is_some());
     let other_secret = b"another-secret-0123456789abcdef0123456789abcdef";
     let reloaded = keys(Algorithm::HS256, KeyMaterial::Secret(other_secret)).unwrap();
     assert_eq!(
@@ -401,6 +399,42 @@ fn tokens_sharing_a_threads_slot_each_get_their_own_answer() {
             assert_eq!(&keys.verify(token).unwrap().identity.openid, openid);
         }
     }
+}
+
+#[test]
+fn a_token_takes_a_threads_slot_only_when_it_comes_back_before_another() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let mut by_slot: std::collections::HashMap<usize, Vec<String>> = Default::default();
+    let tokens = (0..20_000)
+        .find_map(|index| {
+            let mut who = identity();
+            who.openid = format!("o-{index}");
+            let token = keys.issue(&who, None).unwrap().token;
+            let same = by_slot
+                .entry(super::cache::recent_slot(token.as_bytes()))
+                .or_default();
+            same.push(token);
+            (same.len() == 3).then(|| same.clone())
+        })
+        .expect("three tokens in one slot");
+    let kept = |token: &String| keys.verified.get_recent(token.as_bytes()).is_some();
+    let (a, b, c) = (&tokens[0], &tokens[1], &tokens[2]);
+    keys.verify(a).unwrap();
+    assert!(!kept(a), "a token seen once is not copied");
+    keys.verify(a).unwrap();
+    assert!(kept(a), "a token back before any other takes the slot");
+    // Two users taking turns: neither ever comes back first, and the slot stays a's.
+    for _ in 0..3 {
+        for token in [b, c] {
+            assert!(keys.verify(token).is_ok());
+        }
+    }
+    assert!(kept(a) && !kept(b) && !kept(c));
+    keys.verify(b).unwrap();
+    keys.verify(b).unwrap();
+    assert!(kept(b) && !kept(a));
+    let openid = |token: &String| keys.verify(token).unwrap().identity.openid.clone();
+    assert_ne!(openid(a), openid(b), "each answered with its own identity");
 }
 
 /// The platform rides in the token (the identity above is Douyin's); tokens from before platforms
