@@ -57,3 +57,30 @@ async fn the_readme_quickstart_works_as_written() {
     assert!(public.contains(r#""uri":"/public/hello""#), "{public}");
     assert!(!public.contains("admin"), "{public}");
 }
+
+/// Catches a benchmark command in the README that no longer starts: a script renamed or moved,
+/// or one whose shared helpers (bench/harness.py) it can no longer import.
+#[test]
+fn the_readme_benchmark_scripts_start() {
+    let scripts: std::collections::BTreeSet<&str> = README
+        .lines()
+        .filter_map(|line| line.strip_prefix("bench/"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    for expected in ["run", "shapes", "scale"] {
+        assert!(scripts.contains(expected), "bench/{expected} in the README");
+    }
+    let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    for script in scripts {
+        let output = Command::new(bench.join(script))
+            .arg("--help")
+            .output()
+            .unwrap_or_else(|error| panic!("bench/{script}: {error}"));
+        let usage = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && usage.contains("usage:"),
+            "bench/{script} --help: {usage} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
