@@ -366,3 +366,72 @@ async fn h2c_with_prior_knowledge_only_when_enabled() {
     assert_eq!(h2c_get(disabled.addr, "/public/x").await, Ok(505));
     assert_eq!(disabled.echo.requests(), 0);
 }
+
+/// One mobile client's TLS connection: a GET read to its end (which delivers the session tickets
+/// a TLS 1.3 server sends after the handshake); whether the handshake resumed a session.
+async fn connect_and_get(
+    addr: std::net::SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> rustls::HandshakeKind {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind().expect("handshake done");
+    tls.write_all(b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // A peer closing without close_notify is still a full answer here.
+    let _ = tls.read_to_end(&mut answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    kind
+}
+
+/// Catches a server that keeps sessions in a small cache of its own: more clients than it holds
+/// each connect once, then all come back, and every one of them resumes.
+#[tokio::test]
+async fn every_returning_client_resumes_its_tls_session() {
+    let ca = DevCa::new("test CA").unwrap();
+    let dir = temp_dir("resume");
+    let (cert, key) = write_cert(&ca, &dir, "server", &["localhost"], KeyType::Ecdsa);
+    let gateway = Harness::start_with(tls_setup(tls_section(&cert, &key, ""))).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+            ca.cert_pem.as_bytes(),
+        )
+    {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    // Each client its own config, so its own session store, as on separate phones.
+    let clients: Vec<tokio_rustls::TlsConnector> = (0..400)
+        .map(|_| {
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        })
+        .collect();
+    for client in &clients {
+        assert_eq!(
+            connect_and_get(gateway.addr, client).await,
+            rustls::HandshakeKind::Full
+        );
+    }
+    let mut resumed = 0;
+    for client in &clients {
+        if connect_and_get(gateway.addr, client).await == rustls::HandshakeKind::Resumed {
+            resumed += 1;
+        }
+    }
+    assert_eq!(resumed, clients.len(), "clients that resumed");
+}
