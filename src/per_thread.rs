@@ -49,12 +49,14 @@ impl<T> Stamped<T> {
     }
 }
 
-/// A per-thread table keyed by what the gateway chose (owner ids, route labels from the config).
+/// A table keyed by what the gateway chose (owner ids, route labels and route prefix segments
+/// from the config): the per-thread tables, and the route table's prefix tree.
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// The per-thread tables' hasher: FNV-1a over bytes, one multiplication over integers. Much
 /// cheaper than SipHash on the short keys looked up on every request, and safe only because no
-/// client chooses these keys: never use it for a key a client can pick.
+/// client chooses these keys: never use it for a key a client can pick (looking up what a client
+/// sent among the gateway's keys is fine: it can only miss).
 #[derive(Default)]
 pub(crate) struct FastHasher(u64);
 
@@ -85,12 +87,15 @@ impl Hasher for FastHasher {
 /// One of `slots` places for a byte string whose last bytes are already unpredictable (a
 /// signature's): those bytes folded and spread, not hashed whole.
 pub(crate) fn slot(bytes: &[u8], slots: usize) -> usize {
-    let tail = &bytes[bytes.len().saturating_sub(8)..];
-    let folded = tail
-        .iter()
-        .fold(0_u64, |hash, &byte| (hash << 8) | u64::from(byte));
-    let spread = folded.wrapping_mul(FIBONACCI) >> 32;
+    let spread = last_eight(bytes).wrapping_mul(FIBONACCI) >> 32;
     usize::try_from(spread).unwrap_or(0) % slots
+}
+
+/// A byte string's last eight bytes (fewer when it is shorter) as one integer.
+pub(crate) fn last_eight(bytes: &[u8]) -> u64 {
+    let tail = &bytes[bytes.len().saturating_sub(8)..];
+    tail.iter()
+        .fold(0_u64, |word, &byte| (word << 8) | u64::from(byte))
 }
 
 #[cfg(test)]

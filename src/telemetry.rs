@@ -74,8 +74,8 @@ impl Tracing {
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
         let exporter = export::Exporter::new(endpoint, &resource)?;
-        // `request` decides first with `root_sampler` and the client's flags; what it hands the SDK is to be sampled (a
-        // root the ratio picked) or follows its parent.
+        // `request` decides first with `root_sampler` and the client's flags; what it hands the
+        // SDK is to be sampled (a root the ratio picked) or follows its parent.
         let provider = SdkTracerProvider::builder()
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
             .with_resource(resource)

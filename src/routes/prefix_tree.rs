@@ -2,15 +2,16 @@
 //! path's segments down the tree, a few map lookups however many routes there are (a scan of
 //! 10,000 routes cost every request ~10,000 comparisons; bench/RESULTS.md, "Scale").
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::per_thread::FastMap;
 
 /// One segment of a prefix: the route whose prefix ends here, and the segments that follow.
 #[derive(Debug, Default)]
 pub(super) struct PrefixTree {
     /// Index (into the route table) of the route whose prefix ends at this node.
     route: Option<usize>,
-    children: HashMap<Box<[u8]>, PrefixTree, BuildHasherDefault<SegmentHasher>>,
+    /// By segment, hashed cheaply (not keyed): the keys are the config's, so a client choosing
+    /// the segments it sends can make a lookup miss but cannot crowd the keys into one bucket.
+    children: FastMap<Box<[u8]>, PrefixTree>,
 }
 
 impl PrefixTree {
@@ -39,28 +40,5 @@ impl PrefixTree {
             }
         }
         found
-    }
-}
-
-/// FNV-1a, for segments: short keys hashed in a few instructions. Not keyed, which is safe here:
-/// the tree's keys come from the config, so a client choosing the segments it sends can make a
-/// lookup miss but cannot crowd the keys into one bucket.
-struct SegmentHasher(u64);
-
-impl Default for SegmentHasher {
-    fn default() -> SegmentHasher {
-        SegmentHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for SegmentHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }

@@ -72,14 +72,6 @@ thread_local! {
     static RECENT: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A token's last eight bytes (its signature's), telling the tokens asking for a slot apart: a
-/// token mistaken for another only takes a slot sooner.
-fn candidate_mark(token: &[u8]) -> u64 {
-    let tail = &token[token.len().saturating_sub(8)..];
-    tail.iter()
-        .fold(1_u64, |mark, &byte| (mark << 8) | u64::from(byte))
-}
-
 /// A token's slot in a thread's table: by its last bytes (signature, unpredictable without the
 /// key). A collision only makes two tokens take turns.
 pub(super) fn recent_slot(token: &[u8]) -> usize {
@@ -184,12 +176,15 @@ impl VerifiedCache {
     /// Puts a copy of `entry` in this thread's table when `token` asked for its slot last time
     /// too; otherwise only notes that it asked.
     fn offer_recent(&self, token: &str, entry: &Entry) {
-        let mark = candidate_mark(token.as_bytes());
+        // The token's last bytes (its signature's) tell the tokens asking apart: a token mistaken
+        // for another only takes a slot sooner.
+        let mark = per_thread::last_eight(token.as_bytes());
+        let index = recent_slot(token.as_bytes());
         let taken = RECENT.with_borrow_mut(|table| {
             if table.is_empty() {
                 table.resize_with(RECENT_SLOTS, Slot::default);
             }
-            let slot = &mut table[recent_slot(token.as_bytes())];
+            let slot = &mut table[index];
             let again = slot.candidate == mark;
             slot.candidate = if again { 0 } else { mark };
             again
@@ -204,10 +199,8 @@ impl VerifiedCache {
             verified: Arc::new(entry.verified.unshared()),
             forget_at: entry.forget_at,
         };
-        let old = RECENT.with_borrow_mut(|table| {
-            let slot = &mut table[recent_slot(token.as_bytes())];
-            slot.kept.replace(Stamped::new(self.id, recent))
-        });
+        let old = RECENT
+            .with_borrow_mut(|table| table[index].kept.replace(Stamped::new(self.id, recent)));
         drop(old);
     }
 

@@ -58,6 +58,15 @@ pub struct TlsExchange {
     pub body: Bytes,
 }
 
+/// A root store trusting the certificates of a PEM text (a test CA).
+pub fn roots_of(ca_pem: &str) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    roots
+}
+
 /// Connects with SNI `server_name`, trusting `ca_pem`, offering `alpn`, and sends one GET.
 pub async fn https_get(
     addr: SocketAddr,
@@ -67,10 +76,7 @@ pub async fn https_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<TlsExchange, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(certificate.unwrap()).unwrap();
-    }
+    let roots = roots_of(ca_pem);
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::raw_http::echoed_header;
-use crate::common::tls::{https_get, leaf_of, temp_dir, tls_section, write_cert};
+use crate::common::tls::{https_get, leaf_of, roots_of, temp_dir, tls_section, write_cert};
 use crate::common::tokens::{claims, hs256};
 use crate::common::{Harness, Setup};
 use wxgate::tls::dev::{DevCa, KeyType};
@@ -400,14 +400,7 @@ async fn every_returning_client_resumes_its_tls_session() {
     let dir = temp_dir("resume");
     let (cert, key) = write_cert(&ca, &dir, "server", &["localhost"], KeyType::Ecdsa);
     let gateway = Harness::start_with(tls_setup(tls_section(&cert, &key, ""))).await;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in
-        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
-            ca.cert_pem.as_bytes(),
-        )
-    {
-        roots.add(certificate.unwrap()).unwrap();
-    }
+    let roots = roots_of(&ca.cert_pem);
     // Each client its own config, so its own session store, as on separate phones.
     let clients: Vec<tokio_rustls::TlsConnector> = (0..400)
         .map(|_| {
