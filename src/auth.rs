@@ -254,9 +254,10 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
 /// The hot path's shortcut to the bearer token, as bytes, without [`bearer_token`]'s checks of
 /// the whole value: the token of the one `Authorization` header when it reads `Bearer <token>`
 /// (any case, one space, blanks around the token), else `None`. Only used to look the token up
-/// among recent verifications; whatever is found there passed `bearer_token` when it was first
-/// verified, and around it are only bytes `bearer_token` accepts and trims, so both ways agree
-/// (a property test below holds them to it). Anything else takes the full path.
+/// among remembered verifications; whatever is found there is a verified token (base64url and
+/// dots, as every token that verifies), which `bearer_token` accepts, and around it are only
+/// bytes `bearer_token` accepts and trims, so both ways agree (a property test below holds them
+/// to it). Anything else takes the full path.
 fn plain_bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next()?.as_bytes();

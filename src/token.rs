@@ -261,7 +261,7 @@ impl TokenKeys {
     /// A token verified before is answered from a bounded cache until its `exp` (see
     /// `token/cache.rs`).
     pub fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, GatewayError> {
-        if let Some(verified) = self.verified.get(token) {
+        if let Some(verified) = self.verified.get(token.as_bytes()) {
             return Ok(verified);
         }
         let verified = Arc::new(self.check(token, None)?);
@@ -269,11 +269,14 @@ impl TokenKeys {
         Ok(verified)
     }
 
-    /// The verification of `token` this thread made or used recently, if it is still good: the
-    /// hot path's shortcut, which reads the token as bytes and leaves every check of its text
-    /// (done when it was verified) to [`TokenKeys::verify`] when it is not found.
+    /// The remembered verification of `token`, if it is still good (this thread's table, else
+    /// the shared cache): the hot path's shortcut, which reads the token as bytes and leaves every
+    /// check of its text (done when it was verified) to [`TokenKeys::verify`] when it is not
+    /// found. Looking the shared cache up here too spares a token that the thread's table does
+    /// not keep (many users in rotation) a second reading of its header (bench/RESULTS.md,
+    /// "Scale").
     pub fn recently_verified(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
-        self.verified.get_recent(token)
+        self.verified.get(token)
     }
 
     /// Verifies a token presented for a refresh: like `verify`, but a token expired less than

@@ -53,7 +53,7 @@ const RECENT_SLOTS: usize = 64;
 /// One verification in a thread's table, stamped with the [`VerifiedCache`] it belongs to: a
 /// reload's new keys never see an old entry.
 struct Recent {
-    token: Box<str>,
+    token: Box<[u8]>,
     /// This thread's own copy.
     verified: Arc<VerifiedToken>,
     forget_at: Instant,
@@ -80,8 +80,8 @@ pub(super) fn recent_slot(token: &[u8]) -> usize {
 
 struct EntryExpiry;
 
-impl moka::Expiry<String, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+impl moka::Expiry<Box<[u8]>, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _: &Box<[u8]>, entry: &Entry, _: Instant) -> Option<Duration> {
         Some(entry.forget_after)
     }
 }
@@ -100,7 +100,8 @@ impl BuildHasher for SignatureHashing {
     }
 }
 
-/// Feeds only the tail of each byte string written (a `str` is written as one) to SipHash.
+/// Feeds only the tail of each byte string written to SipHash (a `[u8]` is written as its length,
+/// then its bytes).
 struct SignatureHasher(std::hash::DefaultHasher);
 
 impl Hasher for SignatureHasher {
@@ -113,10 +114,11 @@ impl Hasher for SignatureHasher {
     }
 }
 
-/// Verified tokens by their text.
+/// Verified tokens by their bytes (looked up by the bytes of the request's header, before any
+/// check of its text: only verified tokens are in it).
 pub(super) struct VerifiedCache {
     id: OwnerId,
-    entries: moka::sync::Cache<String, Entry, SignatureHashing>,
+    entries: moka::sync::Cache<Box<[u8]>, Entry, SignatureHashing>,
 }
 
 impl VerifiedCache {
@@ -131,9 +133,10 @@ impl VerifiedCache {
     }
 
     /// The remembered verification of `token`, if any: from this thread's table, else from the
-    /// shared cache (and then kept in the table too).
-    pub(super) fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
-        let recent = self.get_recent(token.as_bytes());
+    /// shared cache (and then offered to the table). Looked up by the token's bytes: a token found
+    /// here passed every check of its text when it was verified.
+    pub(super) fn get(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
+        let recent = self.get_recent(token);
         if recent.is_some() {
             return recent;
         }
@@ -149,7 +152,7 @@ impl VerifiedCache {
         RECENT.with_borrow(|table| {
             let recent = table.get(recent_slot(token))?.kept.as_ref()?.get(self.id)?;
             let fresh = now < recent.forget_at;
-            (fresh && recent.token.as_bytes() == token).then(|| recent.verified.clone())
+            (fresh && *recent.token == *token).then(|| recent.verified.clone())
         })
     }
 
@@ -169,17 +172,17 @@ impl VerifiedCache {
             forget_after,
             forget_at: Instant::now() + forget_after,
         };
-        self.offer_recent(token, &entry);
-        self.entries.insert(token.to_string(), entry);
+        self.offer_recent(token.as_bytes(), &entry);
+        self.entries.insert(token.as_bytes().into(), entry);
     }
 
     /// Puts a copy of `entry` in this thread's table when `token` asked for its slot last time
     /// too; otherwise only notes that it asked.
-    fn offer_recent(&self, token: &str, entry: &Entry) {
+    fn offer_recent(&self, token: &[u8], entry: &Entry) {
         // The token's last bytes (its signature's) tell the tokens asking apart: a token mistaken
         // for another only takes a slot sooner.
-        let mark = per_thread::last_eight(token.as_bytes());
-        let index = recent_slot(token.as_bytes());
+        let mark = per_thread::last_eight(token);
+        let index = recent_slot(token);
         let taken = RECENT.with_borrow_mut(|table| {
             if table.is_empty() {
                 table.resize_with(RECENT_SLOTS, Slot::default);

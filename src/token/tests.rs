@@ -437,6 +437,31 @@ fn a_token_takes_a_threads_slot_only_when_it_comes_back_before_another() {
     assert_ne!(openid(a), openid(b), "each answered with its own identity");
 }
 
+/// The hot path's shortcut answers from the shared cache too: a token the thread's table does not
+/// keep (seen once, as with many users in rotation) is found by its bytes without being read
+/// again; only the exact bytes of a verified token are.
+#[test]
+fn the_shortcut_finds_a_token_the_threads_table_does_not_keep() {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let token = keys.issue(&identity(), None).unwrap().token;
+    assert!(
+        keys.recently_verified(token.as_bytes()).is_none(),
+        "never verified"
+    );
+    let verified = keys.verify(&token).unwrap();
+    assert!(keys.verified.get_recent(token.as_bytes()).is_none());
+    let found = keys
+        .recently_verified(token.as_bytes())
+        .expect("in the shared cache");
+    assert!(
+        Arc::ptr_eq(&found, &verified),
+        "the shared cache's own entry"
+    );
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    assert!(keys.recently_verified(tampered.as_bytes()).is_none());
+    assert!(keys.recently_verified(&token.as_bytes()[1..]).is_none());
+}
+
 /// The platform rides in the token (the identity above is Douyin's); tokens from before platforms
 /// are WeChat's; a platform the gateway does not know is refused, never guessed.
 #[test]
