@@ -85,6 +85,21 @@ def memory_kib(pid, field):
     return total
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time a process tree has used so far, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in tree_pids(pid):
+        try:
+            # The fields after the command's closing parenthesis; utime and stime are the 12th
+            # and 13th of them (14th and 15th of the line).
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
 def nginx_conf(tmp, name, port, body):
     """A foreground nginx config with everything under tmp."""
     conf = tmp / f"{name}.conf"
@@ -143,6 +158,7 @@ def run_wrk(url, args, token=None, script=None, duration=None, headers=()):
         argv += ["-s", str(script)]
     out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     latency = {}
     for percent, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         latency[percent] = float(value) * UNITS[unit]
@@ -150,7 +166,7 @@ def run_wrk(url, args, token=None, script=None, duration=None, headers=()):
     errors = re.search(r"Socket errors: (.*)", out)
     if bad or errors:
         sys.exit(f"bench: {url} answered errors, the numbers would be meaningless:\n{out}")
-    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"]}
+    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"], "requests": requests}
 
 
 # How long the idle connections stay idle before RSS is read, for every proxy alike: wxgate parks a
