@@ -12,7 +12,7 @@
 //! whole tokens. Tokens sharing those bytes cannot crowd one hash bucket: only verified tokens are
 //! stored, and without the key nobody can make many valid tokens with the same signature bytes.
 //!
-//! In front of the shared cache, each thread keeps the tokens it sees again and again in a
+//! In front of the shared cache, each thread keeps the tokens it sees again and again in a small
 //! table of its own ([`RECENT_SLOTS`], one per hash of the last bytes), each entry its own copy
 //! of the verified token: a repeat request then costs one comparison, and the threads never
 //! touch the same memory (a shared entry's reference count bounced between the cores). The same
@@ -47,12 +47,8 @@ struct Entry {
     forget_at: Instant,
 }
 
-/// Entries in each thread's table of recent verifications: enough that with 1,000 users in
-/// rotation most tokens have a slot to themselves (e^(-1000/4096), 78 %) and never reach the
-/// shared cache (callgrind: +168 instructions per request over one user, +941 with 64 slots;
-/// bench/RESULTS.md, "Scale"). A slot is 56 bytes on x86-64, 224 KiB per thread for the table;
-/// a kept token's copy about 1 KiB more.
-const RECENT_SLOTS: usize = 4096;
+/// Entries in each thread's table of recent verifications.
+const RECENT_SLOTS: usize = 64;
 
 /// One verification in a thread's table, stamped with the [`VerifiedCache`] it belongs to: a
 /// reload's new keys never see an old entry.
