@@ -100,6 +100,27 @@ def cpu_seconds(pid):
     return total / ticks
 
 
+def with_cpu_per_request(pid, run):
+    """`run()`'s result (with its "requests" count), plus "cpu_us": the CPU time the process tree
+    `pid` spent meanwhile per request, in microseconds. It does not depend on how the cores were
+    shared with the client, as requests/s does."""
+    before = cpu_seconds(pid)
+    result = run()
+    result["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(1, result["requests"])
+    return result
+
+
+def abba_round(baseline, target):
+    """One round of a comparison, each argument a callable measuring once: baseline, target,
+    target, baseline, so a steady drift of the machine's speed cancels. Returns the baseline's two
+    results, the target's two, and the round's ratios target/baseline in requests/s and in CPU
+    time per request."""
+    first, second, third, fourth = baseline(), target(), target(), baseline()
+    rps = (second["rps"] + third["rps"]) / (first["rps"] + fourth["rps"])
+    cpu = (second["cpu_us"] + third["cpu_us"]) / (first["cpu_us"] + fourth["cpu_us"])
+    return [first, fourth], [second, third], rps, cpu
+
+
 def nginx_conf(tmp, name, port, body):
     """A foreground nginx config with everything under tmp."""
     conf = tmp / f"{name}.conf"
