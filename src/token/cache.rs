@@ -7,10 +7,7 @@
 //! cache belongs to one set of keys, so a reload that removes a key starts from an empty cache;
 //! and revocation (logout) is checked on every request after this, cached or not (`auth.rs`).
 //!
-//! Lookups hash only the token's last bytes (part of its signature): a token is a few hundred
-//! bytes, and hashing all of them was a tenth of a proxied request's cost. Equality still compares
-//! whole tokens. Tokens sharing those bytes cannot crowd one hash bucket: only verified tokens are
-//! stored, and without the key nobody can make many valid tokens with the same signature bytes.
+//! The shared cache is a table of its own (`cache/shared.rs`, which says why not moka).
 //!
 //! In front of the shared cache, each thread keeps the tokens it sees again and again in a small
 //! table of its own ([`RECENT_SLOTS`], one per hash of the last bytes), each entry its own copy
@@ -21,20 +18,21 @@
 //! many users in rotation, copying each one into a table it would leave at once cost more than
 //! the shared cache's answer (+13 % per request with 1,000 users; bench/RESULTS.md, "Scale").
 
+mod shared;
+
 use std::cell::RefCell;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::VerifiedToken;
 use crate::per_thread::{self, OwnerId, Stamped};
 
-/// Most tokens remembered; the least used go first. Twice the sessions the memory store keeps by
-/// default: with 100,000 users in rotation a cache of 100,000 was full and admitted newcomers
-/// in place of tokens as often used, 0.78x of one user's rate; 200,000 keep them all, 0.91x
-/// (10,000 entries: 0.64x; bench/RESULTS.md, "Scale"). Entries exist only for tokens seen in
-/// the last five minutes.
-const MAX_ENTRIES: u64 = 200_000;
+/// Most tokens remembered. Twice the sessions the memory store keeps by default: with 100,000
+/// users in rotation a cache of 100,000 was full and let go of tokens still in use, 0.78x of one
+/// user's rate; 200,000 keep them all, 0.91x (10,000 entries: 0.64x; bench/RESULTS.md,
+/// "Scale"). An entry answers for five minutes at most; one past its time is dropped when its
+/// shard is next written to (at most a minute later) or fills.
+const MAX_ENTRIES: usize = 200_000;
 /// Longest an entry is kept, whatever the token's `exp`.
 const MAX_AGE: Duration = Duration::from_secs(300);
 
@@ -42,8 +40,6 @@ const MAX_AGE: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 struct Entry {
     verified: Arc<VerifiedToken>,
-    forget_after: Duration,
-    /// The same deadline as an instant, for the threads' tables.
     forget_at: Instant,
 }
 
@@ -78,57 +74,18 @@ pub(super) fn recent_slot(token: &[u8]) -> usize {
     per_thread::slot(token, RECENT_SLOTS)
 }
 
-struct EntryExpiry;
-
-impl moka::Expiry<Box<[u8]>, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _: &Box<[u8]>, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.forget_after)
-    }
-}
-
-/// How many of a token's last bytes are hashed: more than enough of any signature's randomness.
-const HASHED_BYTES: usize = 32;
-
-/// Hashes a token by its last [`HASHED_BYTES`] bytes, with the process's random keys.
-#[derive(Clone, Default)]
-struct SignatureHashing(RandomState);
-
-impl BuildHasher for SignatureHashing {
-    type Hasher = SignatureHasher;
-    fn build_hasher(&self) -> SignatureHasher {
-        SignatureHasher(self.0.build_hasher())
-    }
-}
-
-/// Feeds only the tail of each byte string written to SipHash (a `[u8]` is written as its length,
-/// then its bytes).
-struct SignatureHasher(std::hash::DefaultHasher);
-
-impl Hasher for SignatureHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0
-            .write(&bytes[bytes.len().saturating_sub(HASHED_BYTES)..]);
-    }
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
-}
-
 /// Verified tokens by their bytes (looked up by the bytes of the request's header, before any
 /// check of its text: only verified tokens are in it).
 pub(super) struct VerifiedCache {
     id: OwnerId,
-    entries: moka::sync::Cache<Box<[u8]>, Entry, SignatureHashing>,
+    entries: shared::SharedTable,
 }
 
 impl VerifiedCache {
     pub(super) fn new() -> Self {
         VerifiedCache {
             id: OwnerId::new(),
-            entries: moka::sync::Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .expire_after(EntryExpiry)
-                .build_with_hasher(SignatureHashing::default()),
+            entries: shared::SharedTable::new(MAX_ENTRIES),
         }
     }
 
@@ -136,19 +93,26 @@ impl VerifiedCache {
     /// shared cache (and then offered to the table). Looked up by the token's bytes: a token found
     /// here passed every check of its text when it was verified.
     pub(super) fn get(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
-        let recent = self.get_recent(token);
+        let now = Instant::now();
+        let recent = self.recent_at(token, now);
         if recent.is_some() {
             return recent;
         }
-        let entry = self.entries.get(token)?;
+        let entry = self.entries.get(token, now)?;
         self.offer_recent(token, &entry);
         Some(entry.verified)
     }
 
-    /// The remembered verification of `token` in this thread's table, if any. Looked up by the
-    /// token's bytes: a token found here passed every check of its text when it was verified.
+    /// The remembered verification of `token` in this thread's table, if any.
+    #[cfg(test)]
     pub(super) fn get_recent(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
-        let now = Instant::now();
+        self.recent_at(token, Instant::now())
+    }
+
+    /// The verification of `token` in this thread's table, if it is still good at `now`. Looked
+    /// up by the token's bytes: a token found here passed every check of its text when it was
+    /// verified.
+    fn recent_at(&self, token: &[u8], now: Instant) -> Option<Arc<VerifiedToken>> {
         RECENT.with_borrow(|table| {
             let recent = table.get(recent_slot(token))?.kept.as_ref()?.get(self.id)?;
             let fresh = now < recent.forget_at;
@@ -159,21 +123,20 @@ impl VerifiedCache {
     /// Remembers a successful verification until the token's `exp` (at most [`MAX_AGE`]); a token
     /// already at or past its `exp` (accepted within the leeway) is not remembered.
     pub(super) fn remember(&self, token: &str, verified: &Arc<VerifiedToken>) {
-        let now = SystemTime::now()
+        let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
-        let left = Duration::from_secs(verified.exp.saturating_sub(now));
+        let left = Duration::from_secs(verified.exp.saturating_sub(unix_now));
         if left.is_zero() {
             return;
         }
-        let forget_after = left.min(MAX_AGE);
+        let now = Instant::now();
         let entry = Entry {
             verified: verified.clone(),
-            forget_after,
-            forget_at: Instant::now() + forget_after,
+            forget_at: now + left.min(MAX_AGE),
         };
         self.offer_recent(token.as_bytes(), &entry);
-        self.entries.insert(token.as_bytes().into(), entry);
+        self.entries.insert(token.as_bytes(), entry, now);
     }
 
     /// Puts a copy of `entry` in this thread's table when `token` asked for its slot last time
@@ -208,8 +171,7 @@ impl VerifiedCache {
     }
 
     #[cfg(test)]
-    pub(super) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
     }
 }

@@ -42,6 +42,13 @@ fn keys(algorithm: Algorithm, material: KeyMaterial<'_>) -> Result<TokenKeys, St
     TokenKeys::new(settings(), load(algorithm, material)?, Vec::new())
 }
 
+/// A verified token, for the tests of what keeps them.
+pub(super) fn verified_for_tests() -> Arc<VerifiedToken> {
+    let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
+    let issued = keys.issue(&identity(), None).unwrap();
+    keys.verify(&issued.token).unwrap()
+}
+
 #[test]
 fn hs256_round_trip_carries_identity() {
     let keys = keys(Algorithm::HS256, KeyMaterial::Secret(SECRET)).unwrap();
