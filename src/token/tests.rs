@@ -160,6 +160,10 @@ fn rotation_keeps_old_tokens_until_the_old_key_is_removed() {
     let new_kid = new.kid.clone();
     let rotated = TokenKeys::new(settings(), new, vec![old]).unwrap();
     assert_eq!(*rotated.verify(&old_token).unwrap().identity, identity());
+    assert!(
+        rotated.verify(&old_token).is_ok(),
+        "kept in this thread's table"
+    );
     let new_token = rotated.issue(&identity(), None).unwrap().token;
     assert_eq!(header_kid(&new_token), Some(new_kid));
     assert_eq!(
@@ -360,6 +364,8 @@ fn a_remembered_token_is_refused_once_it_expires() {
     let keys = TokenKeys::new(short, key, Vec::new()).unwrap();
     let token = keys.issue(&identity(), None).unwrap().token;
     assert!(keys.verify(&token).is_ok());
+    assert!(keys.verify(&token).is_ok(), "kept in this thread's table");
+    assert!(keys.verified.get_recent(token.as_bytes()).is_some());
     std::thread::sleep(std::time::Duration::from_millis(2200));
     assert_eq!(
         keys.verify(&token),
@@ -401,9 +407,13 @@ fn tokens_sharing_a_threads_slot_each_get_their_own_answer() {
             }
         })
         .expect("two tokens in one slot");
+    // Each asks twice in a row, so each takes the slot from the other in turn.
     for _ in 0..3 {
         for (token, openid) in [&first, &second] {
-            assert_eq!(&keys.verify(token).unwrap().identity.openid, openid);
+            for _ in 0..2 {
+                assert_eq!(&keys.verify(token).unwrap().identity.openid, openid);
+            }
+            assert!(keys.verified.get_recent(token.as_bytes()).is_some());
         }
     }
 }
