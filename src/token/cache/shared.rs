@@ -6,9 +6,9 @@
 //! with 100,000 users in rotation, where every request is a hit in this table and a miss in the
 //! threads' own, a lookup touched ~16 cache lines no other request had just used. Here a hit
 //! reads its shard's lock, one bucket and the token's bytes, and writes nothing but the lock and
-//! the reference count it hands out: 19 cache misses per request instead of 29 in callgrind's
-//! simulation, and 100,000 users in rotation 0.91x of one user's rate instead of 0.89x
-//! (bench/RESULTS.md, "Scale", the session of 2026-12-08).
+//! the reference count it hands out: ~20 last-level cache misses per request instead of ~29 in
+//! callgrind's simulation, and in paired runs 100,000 users in rotation at 0.86x and 0.91x of one
+//! user's rate against moka's 0.79x and 0.89x (bench/RESULTS.md, "The session of 2026-12-08").
 //!
 //! What that gives up: when a shard is full (more live tokens than [`SharedTable::new`]'s bound)
 //! it lets go of expired entries first and then of arbitrary ones, not of the least used. The
